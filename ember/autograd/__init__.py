@@ -1,0 +1,14 @@
+"""Autograd: Tensor, Function, the backward engine, grad modes and gradient checks."""
+
+from ember.autograd.tensor import Size, Tensor
+from ember.autograd.function import Function
+from ember.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from ember.autograd import ops  # noqa: F401  (registers every op and Tensor method)
+from ember.autograd.api import grad
+from ember.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
+from ember.autograd.registry import OPS
+
+__all__ = [
+    "Tensor", "Size", "Function", "grad", "gradcheck", "gradgradcheck", "GradcheckError",
+    "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "OPS",
+]

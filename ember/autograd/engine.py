@@ -1,0 +1,193 @@
+"""The backward engine: generation-ordered traversal of the recorded graph.
+
+Nodes are popped from a heap keyed ``(-generation, seq)``: a node's generation
+exceeds that of every node producing its inputs, so when a node is popped all
+of its consumers have already sent their gradients (the sum over all paths of
+a diamond arrives complete).  No recursion, so a 10k-deep chain is fine.
+
+After each node's backward the engine reduces broadcast gradients back to the
+input's shape and checks shape and dtype, naming the op that got it wrong
+(Chainer's ``_check_grad_type``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Sequence
+
+import numpy
+
+from ember.autograd.function import Function
+from ember.autograd.grad_mode import _GRAD_ENABLED
+from ember.backends.numpy_backend import sum_to
+from ember.errors import GraphError, ShapeError
+
+
+def run_backward(
+    roots: Sequence[tuple[Any, Any]],
+    retain_graph: bool,
+    create_graph: bool,
+    capture: Sequence[Any] | None = None,
+) -> list | None:
+    """Back-propagate ``(tensor, grad)`` pairs through the graph.
+
+    Args:
+        roots: output tensors with the gradient flowing into each (arrays, or
+            Tensors when ``create_graph``).
+        retain_graph: keep saved values so the graph can be walked again.
+        create_graph: run backwards on Tensors so the gradients are differentiable.
+        capture: if given, the tensors whose gradients to return instead of
+            accumulating into leaves' ``.grad`` (``autograd.grad``).
+
+    Returns:
+        With ``capture``, one gradient (Tensor or None) per captured tensor.
+    """
+    from ember.autograd import tensor_ops
+    from ember.autograd.tensor import Tensor
+
+    leaf_slot: dict[int, int] = {}
+    node_slot: dict[tuple[int, int], int] = {}
+    captured: list = []
+    if capture is not None:
+        captured = [None] * len(capture)
+        for k, t in enumerate(capture):
+            if t.grad_fn is None:
+                leaf_slot[id(t)] = k
+            else:
+                node_slot[(id(t.grad_fn), t._out_idx)] = k
+
+    def deliver_to_leaf(leaf: Any, g: Any) -> None:
+        if capture is not None:
+            k = leaf_slot.get(id(leaf))
+            if k is not None:
+                captured[k] = g if captured[k] is None else _add(captured[k], g)
+            return
+        if not isinstance(g, Tensor):
+            g = Tensor._make(g)
+        leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)
+
+    pending: dict[Function, list] = {}
+    heap: list = []
+    for t, g in roots:
+        fn = t.grad_fn
+        if fn is None:
+            deliver_to_leaf(t, g)
+            continue
+        slots = pending.get(fn)
+        if slots is None:
+            slots = pending[fn] = [None] * len(getattr(fn, "_out_meta", (None,)))
+            heapq.heappush(heap, (-fn.generation, fn._seq, fn))
+        i = t._out_idx
+        slots[i] = g if slots[i] is None else _add(slots[i], g)
+
+    token = _GRAD_ENABLED.set(create_graph)
+    try:
+        while heap:
+            fn = heapq.heappop(heap)[2]
+            gys = pending.pop(fn)
+            if node_slot:
+                for i, g in enumerate(gys):
+                    k = node_slot.get((id(fn), i))
+                    if k is not None:
+                        captured[k] = g
+            if len(gys) > 1:
+                gys = _fill_missing(fn, gys, create_graph)
+            gxs = _call_backward(fn, gys, create_graph)
+            if not retain_graph:
+                fn._release()
+            for edge, gx in zip(fn._edges, gxs):
+                if edge is None or gx is None:
+                    continue
+                if isinstance(edge, Tensor):
+                    gx = _checked(fn, gx, edge.shape, edge.dtype)
+                    deliver_to_leaf(edge, gx)
+                    continue
+                parent, i = edge
+                slots = pending.get(parent)
+                if slots is None:
+                    slots = pending[parent] = [None] * len(getattr(parent, "_out_meta", (None,)))
+                    heapq.heappush(heap, (-parent.generation, parent._seq, parent))
+                shape, dtype = _out_shape_dtype(parent, i)
+                gx = _checked(fn, gx, shape, dtype)
+                slots[i] = gx if slots[i] is None else _add(slots[i], gx)
+    finally:
+        _GRAD_ENABLED.reset(token)
+    return captured if capture is not None else None
+
+
+def _add(a: Any, b: Any) -> Any:
+    """``a + b`` for gradients; keeps 0-d results arrays (NumPy would return scalars)."""
+    s = a + b
+    return numpy.asarray(s) if isinstance(s, numpy.generic) else s
+
+
+def _accumulate_leaf(old: Any, g: Any) -> Any:
+    from ember.autograd.tensor import Tensor
+
+    if g.requires_grad or old.requires_grad:
+        return old + g
+    return Tensor._make(_add(old.data, g.data))
+
+
+def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
+    if fn._saved_versions:
+        fn._check_versions()
+    if create_graph:
+        from ember.autograd import tensor_ops
+        from ember.autograd.tensor import Tensor
+
+        gys = [g if isinstance(g, Tensor) else Tensor._make(g) for g in gys]
+        array_xp = fn.xp
+        fn.xp, fn._create_graph = tensor_ops, True
+        try:
+            gxs = fn.backward(fn, *gys)
+        finally:
+            fn.xp, fn._create_graph = array_xp, False
+    else:
+        gxs = fn.backward(fn, *gys)
+    if not isinstance(gxs, tuple):
+        gxs = (gxs,)
+    n_args = len(fn._edges)
+    if len(gxs) > n_args:
+        raise GraphError(
+            f"{type(fn).__name__}.backward: expected at most {n_args} gradients "
+            f"(one per forward argument), got {len(gxs)}"
+        )
+    return gxs
+
+
+def _out_shape_dtype(fn: Function, i: int) -> tuple:
+    meta = getattr(fn, "_out_meta", None)
+    if meta is not None:
+        return meta[i]
+    return fn._out_shape, fn._out_dtype
+
+
+def _checked(fn: Function, gx: Any, shape: tuple, dtype: Any) -> Any:
+    """Reduce a broadcast gradient to ``shape`` and verify shape and dtype."""
+    if isinstance(gx, numpy.generic):  # NumPy turns 0-d results into scalars
+        gx = numpy.asarray(gx)
+    gshape = tuple(gx.shape)
+    if gshape != shape:
+        try:
+            gx = sum_to(gx, shape)
+        except ValueError:
+            raise ShapeError(
+                f"{type(fn).__name__}.backward: expected a gradient of shape {shape} "
+                f"(or one broadcast from it), got {gshape}"
+            ) from None
+    if gx.dtype != dtype:
+        raise GraphError(
+            f"{type(fn).__name__}.backward: expected a gradient of dtype {dtype}, got {gx.dtype}"
+        )
+    return gx
+
+
+def _fill_missing(fn: Function, gys: list, create_graph: bool) -> list:
+    """Zeros for outputs of a multi-output node that received no gradient."""
+    out = []
+    for g, (shape, dtype) in zip(gys, fn._out_meta):
+        if g is None:
+            g = fn.backend.xp.zeros(shape, dtype=dtype)
+        out.append(g)
+    return out

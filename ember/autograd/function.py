@@ -1,0 +1,224 @@
+"""``Function``: one differentiable op, its forward and backward in one class.
+
+An instance is both the op's context (``ctx``) and its node in the graph, as in
+PyTorch.  Links: node -> inputs are strong but point at the input's *creator*
+(or the leaf itself), never at an intermediate tensor, so intermediate arrays
+die as soon as nothing saved them; node -> outputs do not exist at all (saved
+outputs keep only their array).  Hence an unreferenced graph is freed by
+reference counting alone, with no cycle for the cyclic GC to find.
+
+Saved values: ``ctx.save_for_backward(*values)`` is matched by identity against
+the forward's input and output arrays.  In an ordinary backward
+``ctx.saved_tensors`` returns the arrays; under ``create_graph=True`` it returns
+Tensors wired into the graph (inputs as their tensors, outputs as tensors whose
+creator is this node), so the same backward code records a differentiable
+graph.  Any other saved value is a constant (masks, indices): correct as long
+as it carries no gradient, which is how every ember op uses it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy
+
+from ember.autograd.grad_mode import _GRAD_ENABLED
+from ember.backends.device import backend_of
+from ember.errors import DeviceMismatchError, GraphError
+
+_FREED = object()  # marks saved values released after backward
+_seq = itertools.count()
+
+
+class Function:
+    """Base class of differentiable ops; subclass with ``forward`` and ``backward``.
+
+    ``forward(ctx, *args, **kwargs)`` receives backend arrays in place of Tensor
+    arguments (other arguments unchanged) and returns an array or a tuple of
+    arrays.  ``backward(ctx, *grads)`` returns one gradient (or ``None``) per
+    positional argument of ``forward``; a gradient may have the broadcast shape,
+    the engine sums it back to the input's shape.
+    """
+
+    # Set on each instance by apply(); declared here for readers and type checkers.
+    xp: Any
+    backend: Any
+    needs_input_grad: tuple
+    generation: int
+
+    @staticmethod
+    def forward(ctx: "Function", *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("Function subclasses must implement forward(ctx, ...)")
+
+    @staticmethod
+    def backward(ctx: "Function", *grads: Any) -> Any:
+        raise NotImplementedError("Function subclasses must implement backward(ctx, *grads)")
+
+    # ----------------------------------------------------------------- saving
+    def save_for_backward(self, *values: Any) -> None:
+        """Keep ``values`` (forward inputs/outputs or constants) for backward."""
+        self._to_save = values
+
+    @property
+    def saved_tensors(self) -> tuple:
+        """The saved values: arrays normally, Tensors under ``create_graph``."""
+        saved = self._saved
+        if saved is _FREED:
+            raise GraphError(
+                f"{type(self).__name__}.backward: trying to backward through the graph a second time "
+                "(its saved values were freed after the first backward); "
+                "call backward(retain_graph=True) the first time"
+            )
+        if self._create_graph:
+            return tuple(self._saved_as_tensor(i, v) for i, v in enumerate(saved))
+        return saved
+
+    @property
+    def saved_arrays(self) -> tuple:
+        """The saved values as raw arrays, whatever the mode (for masks and weights)."""
+        if self._saved is _FREED:
+            return self.saved_tensors  # raises the freed-graph error
+        return self._saved
+
+    def _saved_as_tensor(self, i: int, value: Any) -> Any:
+        from ember.autograd.tensor import Tensor
+
+        kind, pos = self._saved_kinds[i]
+        if kind == "in":
+            edge = self._edges[pos]
+            if edge is None:
+                return Tensor._make(value)
+            if isinstance(edge, Tensor):
+                return edge
+            return Tensor._make(value, True, edge[0], edge[1])
+        if kind == "out":
+            return Tensor._make(value, True, self, pos)
+        return value
+
+    def _check_versions(self) -> None:
+        for box, version, name, shape in self._saved_versions:
+            if box[0] != version:
+                raise GraphError(
+                    f"{type(self).__name__}.backward: a tensor of shape {shape} saved as its {name} was "
+                    f"modified in place after being used (version {box[0]}, expected {version}); "
+                    "clone it before modifying it, or modify it under no_grad before the forward"
+                )
+
+    def _release(self) -> None:
+        if self._saved:
+            self._saved = _FREED
+
+    # ------------------------------------------------------------------ apply
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Any:
+        """Run the op on Tensors and, in grad mode, record it in the graph."""
+        from ember.autograd.tensor import Tensor
+
+        ctx = cls.__new__(cls)
+        arrays = []
+        edges = []
+        needs = []
+        versions = []
+        backend = None
+        generation = 0
+        any_grad = False
+        record = _GRAD_ENABLED.get()
+        for a in args:
+            if isinstance(a, Tensor):
+                data = a.data
+                arrays.append(data)
+                b = backend_of(data)
+                if backend is None:
+                    backend = b
+                elif b is not backend:
+                    _raise_device_mismatch(cls, args)
+                versions.append(a._version)
+                if record and a.requires_grad:
+                    any_grad = True
+                    fn = a.grad_fn
+                    if fn is None:
+                        edges.append(a)
+                    else:
+                        edges.append((fn, a._out_idx))
+                        if fn.generation >= generation:
+                            generation = fn.generation + 1
+                    needs.append(True)
+                    continue
+            else:
+                arrays.append(a)
+                versions.append(None)
+            edges.append(None)
+            needs.append(False)
+        if backend is None:
+            raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
+        ctx.xp = backend.ops
+        ctx.backend = backend
+        ctx.needs_input_grad = tuple(needs)
+        ctx._to_save = ()
+        out = cls.forward(ctx, *arrays, **kwargs)
+        multi = isinstance(out, tuple)
+        raw_outs = out if multi else (out,)
+        # NumPy turns 0-d results into scalars; tensors always hold arrays.
+        outs = tuple(numpy.asarray(o) if isinstance(o, numpy.generic) else o for o in raw_outs)
+        out = outs[0]
+        if not any_grad:
+            results = tuple(Tensor._make(o) for o in outs)
+            return results if multi else results[0]
+
+        ctx.generation = generation
+        ctx._edges = tuple(edges)
+        ctx._seq = next(_seq)
+        ctx._create_graph = False
+        _resolve_saved(ctx, arrays, raw_outs, outs, versions)
+        if multi:
+            ctx._out_meta = tuple((o.shape, o.dtype) for o in outs)
+        else:
+            ctx._out_shape, ctx._out_dtype = out.shape, out.dtype
+        results = []
+        for i, o in enumerate(outs):
+            differentiable = o.dtype.kind == "f"
+            results.append(Tensor._make(o, differentiable, ctx if differentiable else None, i))
+        for kind, j in ctx._saved_kinds:
+            if kind == "out":  # an in-place edit of a saved output must be caught too
+                ctx._saved_versions.append((results[j]._version, 0, f"output {j}", outs[j].shape))
+        return tuple(results) if multi else results[0]
+
+
+def _resolve_saved(ctx: Function, arrays: list, raw_outs: tuple, outs: tuple, versions: list) -> None:
+    """Classify each saved value as input, output or constant; remember versions."""
+    to_save = ctx._to_save
+    del ctx._to_save
+    saved = list(to_save)
+    kinds = []
+    saved_versions = []
+    for value in to_save:
+        for i, a in enumerate(arrays):
+            if a is value and versions[i] is not None:
+                kinds.append(("in", i))
+                box = versions[i]
+                saved_versions.append((box, box[0], f"input {i}", getattr(value, "shape", ())))
+                break
+        else:
+            for j, o in enumerate(raw_outs):
+                if o is value:
+                    kinds.append(("out", j))
+                    saved[len(kinds) - 1] = outs[j]
+                    break
+            else:
+                kinds.append(("const", None))
+    ctx._saved = tuple(saved)
+    ctx._saved_kinds = kinds
+    ctx._saved_versions = saved_versions
+
+
+def _raise_device_mismatch(cls: type, args: tuple) -> None:
+    from ember.autograd.tensor import Tensor
+
+    devices = ", ".join(
+        f"arg {i}: {a.device} {tuple(a.shape)}" for i, a in enumerate(args) if isinstance(a, Tensor)
+    )
+    raise DeviceMismatchError(
+        f"{cls.__name__}: expected all tensors on one device, got {devices}; "
+        "move them with .to(device) first (ember never copies between devices implicitly)"
+    )

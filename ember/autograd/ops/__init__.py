@@ -1,0 +1,6 @@
+"""Differentiable ops, one ``Function`` per op, grouped by kind.
+
+Importing this package registers every op (functional form + Tensor methods).
+"""
+
+from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, shape  # noqa: F401

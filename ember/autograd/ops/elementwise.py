@@ -1,0 +1,399 @@
+"""Elementwise ops: arithmetic (the book's add/mul nodes, generalised), math and activations.
+
+Backward rules are written once against ``ctx.xp`` and operators, so they run
+on arrays normally and on Tensors under ``create_graph`` (higher order).
+Broadcast operands get broadcast-shaped gradients; the engine sums them back.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy
+
+from ember.autograd.function import Function
+from ember.autograd.ops.operands import binary_operands, broadcast_error, require_floating
+from ember.autograd.registry import register, sample
+from ember.autograd.tensor import Tensor
+from ember.backends.device import backend_of
+from ember.errors import DeviceMismatchError
+
+
+def _pair(rng: Any, shape_a: tuple, shape_b: tuple, low: float = -2.0, high: float = 2.0) -> tuple:
+    return numpy.asarray(rng.uniform(low, high, shape_a)), numpy.asarray(rng.uniform(low, high, shape_b))
+
+
+def _binary_samples(low: float = -2.0, high: float = 2.0) -> Any:
+    def make(rng: Any) -> list:
+        return [
+            sample(*_pair(rng, (3, 4), (3, 4), low, high), note="same shape"),
+            sample(*_pair(rng, (2, 3, 4), (4,), low, high), note="broadcast trailing"),
+            sample(*_pair(rng, (3, 1), (1, 4), low, high), note="broadcast both"),
+            sample(*_pair(rng, (), (2, 3), low, high), note="0-d with matrix"),
+            sample(rng.uniform(low, high, (2, 3)), 1.5, note="python scalar right"),
+            sample(0.75, rng.uniform(low, high, (2, 3)), note="python scalar left"),
+        ]
+
+    return make
+
+
+def _binary(op: str, fn: type, a: Any, b: Any) -> Tensor:
+    a, b = binary_operands(op, a, b)
+    try:
+        return fn.apply(a, b)
+    except ValueError as e:
+        if "broadcast" in str(e):
+            raise broadcast_error(op, a, b) from None
+        raise
+
+
+class Add(Function):
+    """``y = a + b``; ``ga = gy``, ``gb = gy`` (the book's addition node)."""
+
+    @staticmethod
+    def forward(ctx: Function, a: Any, b: Any) -> Any:
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        return gy, gy
+
+
+class Sub(Function):
+    """``y = a - b``; ``ga = gy``, ``gb = -gy``."""
+
+    @staticmethod
+    def forward(ctx: Function, a: Any, b: Any) -> Any:
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        return gy, -gy
+
+
+class Mul(Function):
+    """``y = a * b``; ``ga = gy * b``, ``gb = gy * a`` (the book's multiplication node)."""
+
+    @staticmethod
+    def forward(ctx: Function, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (gy * b if need_a else None), (gy * a if need_b else None)
+
+
+class Div(Function):
+    """``y = a / b``; ``ga = gy / b``, ``gb = -gy * a / b**2``."""
+
+    @staticmethod
+    def forward(ctx: Function, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        a, b = ctx.saved_tensors
+        ga = gy / b
+        gb = -ga * a / b if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """``y = a ** b``; ``ga = gy * b * a**(b-1)``, ``gb = gy * y * log(a)`` (needs a > 0)."""
+
+    @staticmethod
+    def forward(ctx: Function, a: Any, b: Any) -> Any:
+        y = a ** b
+        ctx.save_for_backward(a, b, y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        a, b, y = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = gy * b * a ** (b - 1)
+        if ctx.needs_input_grad[1]:
+            log_a = math.log(a) if isinstance(a, (int, float)) else ctx.xp.log(a)
+            gb = gy * y * log_a
+        return ga, gb
+
+
+@register("add", methods=("add", "__add__"), reflected=("__radd__",), samples=_binary_samples())
+def add(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a + b`` with NumPy broadcasting."""
+    return _binary("add", Add, a, b)
+
+
+@register("sub", methods=("sub", "__sub__"), reflected=("__rsub__",), samples=_binary_samples())
+def sub(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a - b`` with NumPy broadcasting."""
+    return _binary("sub", Sub, a, b)
+
+
+@register("mul", methods=("mul", "__mul__"), reflected=("__rmul__",), samples=_binary_samples())
+def mul(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a * b`` with NumPy broadcasting."""
+    return _binary("mul", Mul, a, b)
+
+
+@register("div", methods=("div", "__truediv__"), reflected=("__rtruediv__",), samples=_binary_samples(0.5, 2.0))
+def div(a: Any, b: Any) -> Tensor:
+    """Elementwise ``a / b`` with NumPy broadcasting."""
+    return _binary("div", Div, a, b)
+
+
+@register("pow", methods=("pow", "__pow__"), reflected=("__rpow__",), samples=_binary_samples(0.5, 2.0))
+def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - PyTorch's name
+    """Elementwise ``a ** b``; the exponent may be a Tensor or a Python number."""
+    return _binary("pow", Pow, a, b)
+
+
+class _Unary(Function):
+    """Base for one-input elementwise ops that need nothing but ``forward``/``backward``."""
+
+
+def _unary_samples(low: float = -2.0, high: float = 2.0, avoid_zero: bool = False) -> Any:
+    def make(rng: Any) -> list:
+        cases = [rng.uniform(low, high, (3, 4)), numpy.asarray(rng.uniform(low, high)), rng.uniform(low, high, (2, 1, 3))]
+        if avoid_zero:  # keep away from the kink at 0 (dodge non-differentiable points)
+            cases = [numpy.asarray(c + 0.2 * (c >= 0) - 0.2 * (c < 0)) for c in cases]
+        return [sample(c) for c in cases]
+
+    return make
+
+
+class Neg(_Unary):
+    """``y = -x``; ``gx = -gy``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        return -x
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        return -gy
+
+
+class Exp(_Unary):
+    """``y = exp(x)``; ``gx = gy * y``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        y = ctx.xp.exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (y,) = ctx.saved_tensors
+        return gy * y
+
+
+class Log(_Unary):
+    """``y = log(x)``; ``gx = gy / x``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        ctx.save_for_backward(x)
+        return ctx.xp.log(x)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        return gy / x
+
+
+class Sqrt(_Unary):
+    """``y = sqrt(x)``; ``gx = gy / (2 y)``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        y = ctx.xp.sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (y,) = ctx.saved_tensors
+        return gy * 0.5 / y
+
+
+class Tanh(_Unary):
+    """``y = tanh(x)``; ``gx = gy * (1 - y**2)``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        y = ctx.xp.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (y,) = ctx.saved_tensors
+        return gy * (1 - y * y)
+
+
+class Sigmoid(_Unary):
+    """``y = 1 / (1 + exp(-x))``, computed as ``0.5 tanh(x/2) + 0.5`` (no overflow); ``gx = gy y (1-y)``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        y = ctx.xp.tanh(x * 0.5) * 0.5 + 0.5
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (y,) = ctx.saved_tensors
+        return gy * y * (1 - y)
+
+
+class Relu(_Unary):
+    """``y = max(x, 0)``; ``gx = gy * (x > 0)``: the subgradient at 0 is 0, as in PyTorch."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        y = ctx.backend.xp.maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (y,) = ctx.saved_arrays
+        return ctx.xp.where(y > 0, gy, 0)
+
+
+class Abs(_Unary):
+    """``y = |x|``; ``gx = gy * sign(x)`` (subgradient 0 at 0)."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any) -> Any:
+        ctx.save_for_backward(x)
+        return ctx.xp.abs(x)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        return gy * ctx.xp.sign(x)
+
+
+class Clip(_Unary):
+    """``y = min(max(x, lo), hi)``; ``gx = gy`` where ``lo <= x <= hi`` else 0 (PyTorch's clamp rule)."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, lo: Any = None, hi: Any = None) -> Any:
+        xp = ctx.backend.xp
+        inside = xp.ones(x.shape, dtype=bool)
+        if lo is not None:
+            inside &= x >= lo
+        if hi is not None:
+            inside &= x <= hi
+        ctx.save_for_backward(inside)
+        return xp.clip(x, lo, hi)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (inside,) = ctx.saved_arrays
+        return ctx.xp.where(inside, gy, 0)
+
+
+def _unary(name: str, fn: type, samples: Any, doc: str, methods: tuple = ()) -> Any:
+    def op(x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
+        require_floating(name, x)
+        return fn.apply(x)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return register(name, methods=(name,) + methods, samples=samples)(op)
+
+
+neg = _unary("neg", Neg, _unary_samples(), "Elementwise ``-x``.", ("__neg__", "negative"))
+exp = _unary("exp", Exp, _unary_samples(), "Elementwise ``e**x``.")
+log = _unary("log", Log, _unary_samples(0.2, 3.0), "Natural logarithm (x > 0).")
+sqrt = _unary("sqrt", Sqrt, _unary_samples(0.2, 3.0), "Square root (x > 0 for a finite gradient).")
+tanh = _unary("tanh", Tanh, _unary_samples(), "Hyperbolic tangent.")
+sigmoid = _unary("sigmoid", Sigmoid, _unary_samples(-4, 4), "Logistic sigmoid ``1/(1+e^-x)``.")
+relu = _unary("relu", Relu, _unary_samples(avoid_zero=True), "``max(x, 0)``.")
+abs = _unary("abs", Abs, _unary_samples(avoid_zero=True), "Absolute value.", ("__abs__",))  # noqa: A001
+
+
+def _clip_samples(rng: Any) -> list:
+    x = rng.uniform(-2, 2, (4, 5))
+    x[(numpy.abs(x - 0.5) < 0.05) | (numpy.abs(x + 0.5) < 0.05)] = 0.0  # dodge the kinks at the bounds
+    return [sample(x, -0.5, 0.5), sample(x, lo=-0.5), sample(x, hi=0.5)]
+
+
+@register("clip", methods=("clip", "clamp"), samples=_clip_samples)
+def clip(x: Tensor, lo: float | None = None, hi: float | None = None) -> Tensor:
+    """Clamp ``x`` to ``[lo, hi]`` (either bound may be None)."""
+    require_floating("clip", x)
+    if lo is None and hi is None:
+        raise ValueError("clip: expected at least one of lo and hi, got neither")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"clip: expected lo <= hi, got lo={lo}, hi={hi}")
+    return Clip.apply(x, lo=lo, hi=hi)
+
+
+clamp = clip
+
+
+class Where(Function):
+    """``y = a where cond else b``; ``ga = gy * cond``, ``gb = gy * !cond``; cond gets none."""
+
+    @staticmethod
+    def forward(ctx: Function, cond: Any, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(cond)
+        return ctx.xp.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        (cond,) = ctx.saved_arrays
+        xp = ctx.xp
+        ga = xp.where(cond, gy, 0) if ctx.needs_input_grad[1] else None
+        gb = xp.where(cond, 0, gy) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+def _where_samples(rng: Any) -> list:
+    cond = rng.uniform(size=(3, 4)) > 0.5
+    return [
+        sample(cond, rng.normal(size=(3, 4)), rng.normal(size=(3, 4))),
+        sample(cond, rng.normal(size=(4,)), rng.normal(size=(3, 1)), note="broadcast"),
+        sample(cond, rng.normal(size=(3, 4)), 0.0, note="scalar other"),
+    ]
+
+
+@register("where", samples=_where_samples)
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """Pick ``a`` where ``cond`` is true, else ``b`` (broadcasting all three)."""
+    a, b = binary_operands("where", a, b)
+    like = a if isinstance(a, Tensor) else b
+    if not isinstance(cond, Tensor):
+        cond = Tensor._make(_bool_array(cond, like))
+    if cond.dtype.kind != "b":
+        raise TypeError(f"where: expected a bool condition, got dtype {cond.dtype}")
+    try:
+        return Where.apply(cond, a, b)
+    except ValueError as e:
+        if "broadcast" in str(e):
+            raise broadcast_error("where", cond, a, b) from None
+        raise
+
+
+def _bool_array(cond: Any, like: Tensor) -> Any:
+    """A bool mask (array or Python bool) as an array on ``like``'s device."""
+    backend = backend_of(like.data)
+    try:
+        if backend_of(cond) is not backend:
+            raise DeviceMismatchError(f"where: expected the condition on {like.device}, got another device")
+        return cond
+    except TypeError:
+        return backend.xp.asarray(cond, dtype=bool)

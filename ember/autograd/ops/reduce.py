@@ -1,0 +1,188 @@
+"""Reductions: sum, mean, max, min, var, and the non-differentiable argmax/argmin.
+
+float16 inputs accumulate in float32 and cast back (long float16 sums lose
+whole units past 2048).  ``max``/``min`` share the gradient equally among ties.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy
+
+from ember.autograd.function import Function
+from ember.autograd.ops.operands import normalize_axes, require_floating
+from ember.autograd.registry import register, sample
+from ember.autograd.tensor import Tensor
+
+
+def _kept_shape(shape: tuple, axes: tuple | None) -> tuple:
+    """``shape`` with reduced axes set to 1 (the keepdims shape)."""
+    if axes is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+def _count(shape: tuple, axes: tuple | None) -> int:
+    return int(numpy.prod([shape[a] for a in axes] if axes is not None else shape))
+
+
+class Sum(Function):
+    """``y = sum(x, axes)``; ``gx = broadcast(gy)``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, axes: tuple | None, keepdims: bool) -> Any:
+        ctx.x_shape, ctx.axes = x.shape, axes
+        if x.dtype == numpy.float16:
+            return x.sum(axis=axes, keepdims=keepdims, dtype=numpy.float32).astype(numpy.float16)
+        return x.sum(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        gy = gy.reshape(_kept_shape(ctx.x_shape, ctx.axes))
+        return ctx.xp.broadcast_to(gy, ctx.x_shape)
+
+
+class Mean(Function):
+    """``y = mean(x, axes)``; ``gx = broadcast(gy) / n``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, axes: tuple | None, keepdims: bool) -> Any:
+        ctx.x_shape, ctx.axes = x.shape, axes
+        if x.dtype == numpy.float16:
+            return x.mean(axis=axes, keepdims=keepdims, dtype=numpy.float32).astype(numpy.float16)
+        return x.mean(axis=axes, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        n = _count(ctx.x_shape, ctx.axes)
+        gy = gy.reshape(_kept_shape(ctx.x_shape, ctx.axes)) * (1.0 / builtins.max(n, 1))
+        return ctx.xp.broadcast_to(gy, ctx.x_shape)
+
+
+class _Extreme(Function):
+    """Shared max/min: the gradient is split equally among the elements equal to the extreme."""
+
+    reduce_name = "max"
+
+    @classmethod
+    def forward(cls, ctx: Function, x: Any, axes: tuple | None, keepdims: bool) -> Any:
+        y = getattr(x, cls.reduce_name)(axis=axes, keepdims=True)
+        ctx.axes, ctx.x_shape = axes, x.shape
+        ctx.save_for_backward(x, y)
+        return y if keepdims else y.reshape(_reduced_shape(x.shape, axes))
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        x, y = ctx.saved_arrays
+        mask = x == y
+        weight = (mask / mask.sum(axis=ctx.axes, keepdims=True)).astype(x.dtype)
+        gy = gy.reshape(_kept_shape(ctx.x_shape, ctx.axes))
+        return ctx.xp.broadcast_to(gy, ctx.x_shape) * weight
+
+
+class Max(_Extreme):
+    """``y = max(x, axes)``; ``gx = gy * [x == y] / #ties``."""
+
+    reduce_name = "max"
+
+
+class Min(_Extreme):
+    """``y = min(x, axes)``; ``gx = gy * [x == y] / #ties``."""
+
+    reduce_name = "min"
+
+
+def _reduced_shape(shape: tuple, axes: tuple | None) -> tuple:
+    if axes is None:
+        return ()
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def _reduce_samples(rng: Any) -> list:
+    return [
+        sample(rng.normal(size=(3, 4))),
+        sample(rng.normal(size=(3, 4)), axis=0),
+        sample(rng.normal(size=(2, 3, 4)), axis=(0, 2), keepdims=True),
+        sample(rng.normal(size=(2, 3, 4)), axis=-1),
+        sample(numpy.asarray(rng.normal())),
+    ]
+
+
+def _distinct_samples(rng: Any) -> list:
+    # A permutation has no ties, so max/min are differentiable at the sample points.
+    def distinct(shape: tuple) -> numpy.ndarray:
+        return rng.permutation(int(numpy.prod(shape))).reshape(shape) * 0.1 + 0.05
+
+    return [
+        sample(distinct((3, 4))),
+        sample(distinct((3, 4)), axis=1),
+        sample(distinct((2, 3, 4)), axis=(0, 2), keepdims=True),
+        sample(distinct((2, 3, 4)), axis=-2),
+    ]
+
+
+def _reduction(name: str, fn: type, samples: Any, doc: str) -> Any:
+    def op(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+        require_floating(name, x)
+        axes = normalize_axes(name, axis, x.ndim)
+        if fn in (Max, Min) and x.data.size == 0:
+            raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
+        return fn.apply(x, axes=axes, keepdims=bool(keepdims))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = doc
+    return register(name, methods=(name,), samples=samples)(op)
+
+
+sum = _reduction("sum", Sum, _reduce_samples, "Sum over ``axis`` (int, tuple or None for all).")  # noqa: A001
+mean = _reduction("mean", Mean, _reduce_samples, "Mean over ``axis`` (int, tuple or None for all).")
+max = _reduction("max", Max, _distinct_samples, "Maximum over ``axis``; ties share the gradient.")  # noqa: A001
+min = _reduction("min", Min, _distinct_samples, "Minimum over ``axis``; ties share the gradient.")  # noqa: A001
+amax, amin = max, min
+
+
+def _var_samples(rng: Any) -> list:
+    return [
+        sample(rng.normal(size=(4, 5))),
+        sample(rng.normal(size=(4, 5)), axis=0),
+        sample(rng.normal(size=(2, 3, 4)), axis=(0, 2), keepdims=True, correction=0),
+    ]
+
+
+@register("var", methods=("var",), samples=_var_samples)
+def var(x: Tensor, axis: Any = None, keepdims: bool = False, correction: int = 1, unbiased: bool | None = None) -> Tensor:
+    """Variance over ``axis``, PyTorch's default: ``sum((x - mean)**2) / (n - correction)``.
+
+    ``correction=1`` (Bessel) is the default as in ``torch.var``; pass
+    ``correction=0`` (or ``unbiased=False``) for NumPy's / batch norm's biased form.
+    """
+    require_floating("var", x)
+    if unbiased is not None:
+        correction = 1 if unbiased else 0
+    axes = normalize_axes("var", axis, x.ndim)
+    n = _count(tuple(x.shape), axes)
+    diff = x - x.mean(axis=axes, keepdims=True)
+    scale = 1.0 / (n - correction) if n > correction else float("nan")  # torch: nan when n <= correction
+    return (diff * diff).sum(axis=axes, keepdims=keepdims) * scale
+
+
+def _arg_reduce(name: str) -> Any:
+    def op(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
+        if axis is not None:
+            axis = normalize_axes(name, axis, x.ndim)
+            axis = axis[0] if axis else None
+        if x.data.size == 0:
+            raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
+        out = getattr(x.data, name)(axis=axis, keepdims=keepdims)
+        return Tensor._make(out.astype(numpy.int64))
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"Indices of the {name[3:]}imum along ``axis`` (int64; not differentiable)."
+    setattr(Tensor, name, op)
+    return op
+
+
+argmax = _arg_reduce("argmax")
+argmin = _arg_reduce("argmin")
