@@ -1,0 +1,247 @@
+"""Array-level 2-D max and average pooling kernels (no autograd).
+
+Same conventions as ``ember.backends.conv_kernels``: NCHW arrays, ``stride`` and
+``padding`` as an int or an ``(h, w)`` pair, the array module passed as ``xp``,
+dtype preserved (float16/32/64 in, same dtype out).
+
+Max pooling unfolds the ``(-inf)``-padded input with ``im2col`` and reduces the
+window axis of ``col.reshape(N, C, KH * KW, OH, OW)``. Its ``argmax`` is the flat
+index ``i * KW + j`` inside the window (not in the image), which is all the
+backward needs and is the same on every backend. Average pooling follows PyTorch's
+default ``count_include_pad=True``: the zero padding counts in the divisor, so every
+window divides by ``KH * KW``. Both backwards add one strided slice per kernel
+offset into the padded gradient, so overlapping windows (stride < kernel) sum
+correctly, and neither materialises a ``KH * KW``-times workspace.
+
+Like PyTorch, padding may be at most half the kernel, so every window touches
+at least one real input element (no ``-inf`` outputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from ember.backends.conv_kernels import (
+    IntOrPair,
+    check_nchw,
+    im2col,
+    pair,
+    window_geometry,
+)
+from ember.errors import ShapeError
+
+
+def _pool_geometry(
+    x_shape: tuple[int, ...], kh: int, kw: int, stride: Any, padding: Any, op: str
+) -> tuple[int, ...]:
+    """``window_geometry`` plus PyTorch's rule ``padding <= kernel // 2``."""
+    kh, kw = pair((kh, kw), "kernel size", op=op)
+    ph, pw = pair(padding, "padding", op=op)
+    if ph > kh // 2 or pw > kw // 2:
+        raise ValueError(
+            f"{op}: expected padding at most half the kernel size {(kh, kw)}, "
+            f"got padding {(ph, pw)}"
+        )
+    return window_geometry(tuple(x_shape), kh, kw, stride, padding, op)
+
+
+def _check_grad(gy: Any, expected: tuple[int, ...], op: str, name: str = "gy") -> None:
+    if tuple(gy.shape) != expected:
+        raise ShapeError(
+            f"{op}: expected {name} of shape {expected}, got {tuple(gy.shape)}"
+        )
+
+
+def max_pool2d_forward(
+    x: Any,
+    kh: int,
+    kw: int,
+    stride: IntOrPair,
+    padding: IntOrPair = 0,
+    *,
+    xp: Any = numpy,
+) -> tuple[Any, Any]:
+    """Max over each ``KH x KW`` window; padding is ``-inf`` so it never wins.
+
+    Ties go to the first maximum in row-major window order (``xp.argmax``
+    semantics), so the subgradient is routed to one element only. A NaN in a
+    window propagates to ``y`` and ``argmax`` points at the first NaN.
+
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        kh: Kernel height.
+        kw: Kernel width.
+        stride: ``sh`` or ``(sh, sw)``.
+        padding: ``ph`` or ``(ph, pw)``, at most half the kernel.
+        xp: Array module of ``x``.
+
+    Returns:
+        ``(y, argmax)``: ``y`` is ``(N, C, OH, OW)`` with ``x``'s dtype; ``argmax`` is
+        ``(N, C, OH, OW)`` int64 holding ``i * KW + j`` of the max in its window.
+
+    Raises:
+        ValueError: Bad geometry, or ``x`` is not 4-D (``ShapeError``).
+    """
+    check_nchw(x, "max_pool2d")
+    sh, sw, ph, pw, oh, ow = _pool_geometry(
+        x.shape, kh, kw, stride, padding, "max_pool2d"
+    )
+    n, c = x.shape[:2]
+    col = im2col(x, kh, kw, (sh, sw), (ph, pw), xp=xp, pad_value=-numpy.inf)
+    col = col.reshape(n, c, kh * kw, oh, ow)
+    # Elementwise passes over the KH*KW contiguous slices instead of
+    # col.max/argmax(axis=2): NumPy reduces a short middle axis about 3x slower.
+    # `maximum` propagates NaN, as `max` does.
+    y = col[:, :, 0].copy()
+    for k in range(1, kh * kw):
+        xp.maximum(y, col[:, :, k], out=y)
+    # argmax = first k whose value equals the max (or is NaN when y is NaN).
+    argmax = xp.zeros((n, c, oh, ow), dtype=xp.int64)
+    found = xp.zeros((n, c, oh, ow), dtype=bool)
+    for k in range(kh * kw):
+        cell = col[:, :, k]
+        hit = (cell == y) | (cell != cell)
+        hit &= ~found
+        found |= hit
+        argmax += hit * k
+    return y, argmax
+
+
+def max_pool2d_backward(
+    gy: Any,
+    argmax: Any,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    stride: IntOrPair,
+    padding: IntOrPair = 0,
+    *,
+    xp: Any = numpy,
+) -> Any:
+    """Route each output gradient to its window's argmax: ``gx[argmax(win)] += gy``.
+
+    Args:
+        gy: ``(N, C, OH, OW)``, floating.
+        argmax: ``(N, C, OH, OW)`` integer, from ``max_pool2d_forward``.
+        x_shape: ``(N, C, H, W)`` of the forward input.
+        kh: Kernel height.
+        kw: Kernel width.
+        stride: ``sh`` or ``(sh, sw)``.
+        padding: ``ph`` or ``(ph, pw)``.
+        xp: Array module of ``gy``.
+
+    Returns:
+        ``gx``: ``(N, C, H, W)``, same dtype as ``gy``.
+
+    Raises:
+        ValueError: Bad geometry or mismatched shapes (``ShapeError``).
+    """
+    x_shape = tuple(int(s) for s in x_shape)
+    sh, sw, ph, pw, oh, ow = _pool_geometry(
+        x_shape, kh, kw, stride, padding, "max_pool2d_backward"
+    )
+    n, c, h, w = x_shape
+    _check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
+    _check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
+    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    zero = xp.zeros((), dtype=gy.dtype)
+    # Per kernel offset, the windows whose max sits at that offset write to a
+    # disjoint strided lattice of gx; overlapping windows sum across offsets.
+    # `where`, not `gy * mask`, so a non-finite gy reaches only its argmax
+    # (inf * 0 would put NaN elsewhere).
+    for i in range(kh):
+        for j in range(kw):
+            contrib = xp.where(argmax == i * kw + j, gy, zero)
+            gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += contrib
+    if ph or pw:
+        gx = xp.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + w])
+    return gx
+
+
+def avg_pool2d_forward(
+    x: Any,
+    kh: int,
+    kw: int,
+    stride: IntOrPair,
+    padding: IntOrPair = 0,
+    *,
+    xp: Any = numpy,
+) -> Any:
+    """Mean over each ``KH x KW`` window, zero padding counted (``count_include_pad``).
+
+    float16 inputs are summed in float32 and cast back.
+
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        kh: Kernel height.
+        kw: Kernel width.
+        stride: ``sh`` or ``(sh, sw)``.
+        padding: ``ph`` or ``(ph, pw)``, at most half the kernel.
+        xp: Array module of ``x``.
+
+    Returns:
+        ``y``: ``(N, C, OH, OW)``, same dtype as ``x``.
+
+    Raises:
+        ValueError: Bad geometry, or ``x`` is not 4-D (``ShapeError``).
+    """
+    check_nchw(x, "avg_pool2d")
+    sh, sw, ph, pw, oh, ow = _pool_geometry(
+        x.shape, kh, kw, stride, padding, "avg_pool2d"
+    )
+    n, c = x.shape[:2]
+    if ph or pw:
+        x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    acc_dtype = xp.float32 if x.dtype == xp.float16 else x.dtype
+    acc = xp.zeros((n, c, oh, ow), dtype=acc_dtype)
+    # Summing KH*KW strided views avoids the KH*KW-times im2col workspace.
+    for i in range(kh):
+        for j in range(kw):
+            acc += x[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
+    acc /= kh * kw
+    return acc.astype(x.dtype, copy=False)
+
+
+def avg_pool2d_backward(
+    gy: Any,
+    x_shape: tuple[int, int, int, int],
+    kh: int,
+    kw: int,
+    stride: IntOrPair,
+    padding: IntOrPair = 0,
+    *,
+    xp: Any = numpy,
+) -> Any:
+    """Spread each output gradient over its window: ``gx[win] += gy / (KH * KW)``.
+
+    Args:
+        gy: ``(N, C, OH, OW)``, floating.
+        x_shape: ``(N, C, H, W)`` of the forward input.
+        kh: Kernel height.
+        kw: Kernel width.
+        stride: ``sh`` or ``(sh, sw)``.
+        padding: ``ph`` or ``(ph, pw)``.
+        xp: Array module of ``gy``.
+
+    Returns:
+        ``gx``: ``(N, C, H, W)``, same dtype as ``gy``.
+
+    Raises:
+        ValueError: Bad geometry or mismatched shapes (``ShapeError``).
+    """
+    x_shape = tuple(int(s) for s in x_shape)
+    sh, sw, ph, pw, oh, ow = _pool_geometry(
+        x_shape, kh, kw, stride, padding, "avg_pool2d_backward"
+    )
+    n, c, h, w = x_shape
+    _check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
+    g = gy / (kh * kw)
+    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += g
+    if ph or pw:
+        gx = xp.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + w])
+    return gx
