@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy
 
 from ember.autograd.api import grad as autograd_grad
-from ember.autograd.grad_mode import no_grad
+from ember.autograd.grad_mode import enable_grad, no_grad
 from ember.autograd.tensor import Tensor
 
 
@@ -95,6 +95,11 @@ def gradcheck(
     analytic = _analytic_jacobians(fn, inputs, wrt)
     numeric = _numeric_jacobians(fn, inputs, wrt, eps)
     worst = None
+    if len(analytic) != len(numeric) or any(len(a) != len(n) for a, n in zip(analytic, numeric)):
+        raise GradcheckError(
+            f"gradcheck: the function returned {len(analytic)} outputs with grad but the numeric pass saw "
+            f"{len(numeric)}; does it depend on grad mode?"
+        )
     for k, (row_a, row_n) in enumerate(zip(analytic, numeric)):
         for col, (a, n) in enumerate(zip(row_a, row_n)):
             excess = numpy.abs(a - n) - (atol + rtol * numpy.abs(n))
@@ -136,10 +141,12 @@ def gradgradcheck(
     weights = [Tensor._make(numpy.asarray(rng.normal(size=tuple(o.shape)), dtype=o.dtype)) for o in outs]
 
     def first_derivative(*args: Any) -> tuple:
-        ys = [o for o in _outputs(fn, list(args)) if o.requires_grad]
-        grads = autograd_grad(
-            ys, [args[i] for i in wrt], weights[: len(ys)], create_graph=True, allow_unused=True
-        )
+        # The numeric pass runs fn under no_grad; the first derivative needs a graph regardless.
+        with enable_grad():
+            ys = [o for o in _outputs(fn, list(args)) if o.requires_grad]
+            grads = autograd_grad(
+                ys, [args[i] for i in wrt], weights[: len(ys)], create_graph=True, allow_unused=True
+            )
         return tuple(g for g in grads if g is not None)
 
     return gradcheck(first_derivative, inputs, eps=eps, atol=atol, rtol=rtol)
