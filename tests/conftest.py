@@ -22,6 +22,15 @@ def data_root() -> Path | None:
 
 
 @pytest.fixture
+def fashion_dir() -> Path:
+    """The data root holding fashion-mnist/; skips the test with a reason when it is absent."""
+    root = data_root()
+    if root is None:
+        pytest.skip("Fashion-MNIST not found: set EMBER_DATA to the folder holding fashion-mnist/")
+    return root
+
+
+@pytest.fixture
 def rng() -> numpy.random.Generator:
     return numpy.random.default_rng(0)
 

@@ -12,13 +12,15 @@ input's shape and checks shape and dtype, naming the op that got it wrong
 
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush
 from typing import Any, Sequence
 
 import numpy
+from numpy import ndarray
 
-from ember.autograd.function import Function
+from ember.autograd.function import _FREED, Function
 from ember.autograd.grad_mode import _GRAD_ENABLED
+from ember.autograd.tensor import Tensor
 from ember.backends.numpy_backend import sum_to
 from ember.errors import GraphError, ShapeError
 
@@ -42,9 +44,6 @@ def run_backward(
     Returns:
         With ``capture``, one gradient (Tensor or None) per captured tensor.
     """
-    from ember.autograd import tensor_ops
-    from ember.autograd.tensor import Tensor
-
     leaf_slot: dict[int, int] = {}
     node_slot: dict[tuple[int, int], int] = {}
     captured: list = []
@@ -75,15 +74,17 @@ def run_backward(
             continue
         slots = pending.get(fn)
         if slots is None:
-            slots = pending[fn] = [None] * len(getattr(fn, "_out_meta", (None,)))
-            heapq.heappush(heap, (-fn.generation, fn._seq, fn))
+            slots = pending[fn] = [None] * len(fn._out_meta)
+            heappush(heap, (-fn.generation, fn._seq, fn))
         i = t._out_idx
         slots[i] = g if slots[i] is None else _add(slots[i], g)
 
+    # The loop below runs once per node: it inlines the common case (array
+    # gradients of the right shape and dtype) and calls helpers otherwise.
     token = _GRAD_ENABLED.set(create_graph)
     try:
         while heap:
-            fn = heapq.heappop(heap)[2]
+            fn = heappop(heap)[2]
             gys = pending.pop(fn)
             if node_slot:
                 for i, g in enumerate(gys):
@@ -93,22 +94,25 @@ def run_backward(
             if len(gys) > 1:
                 gys = _fill_missing(fn, gys, create_graph)
             gxs = _call_backward(fn, gys, create_graph)
-            if not retain_graph:
-                fn._release()
+            if not retain_graph and fn._saved:
+                fn._saved = _FREED
             for edge, gx in zip(fn._edges, gxs):
                 if edge is None or gx is None:
                     continue
-                if isinstance(edge, Tensor):
-                    gx = _checked(fn, gx, edge.shape, edge.dtype)
+                if type(edge) is not tuple:  # a leaf Tensor
+                    data = edge.data
+                    gx = _checked(fn, gx, data.shape, data.dtype)
                     deliver_to_leaf(edge, gx)
                     continue
                 parent, i = edge
+                meta = parent._out_meta
+                shape, dtype = meta[i]
+                if type(gx) is not ndarray or gx.shape != shape or gx.dtype != dtype:
+                    gx = _checked(fn, gx, shape, dtype)
                 slots = pending.get(parent)
                 if slots is None:
-                    slots = pending[parent] = [None] * len(getattr(parent, "_out_meta", (None,)))
-                    heapq.heappush(heap, (-parent.generation, parent._seq, parent))
-                shape, dtype = _out_shape_dtype(parent, i)
-                gx = _checked(fn, gx, shape, dtype)
+                    slots = pending[parent] = [None] * len(meta)
+                    heappush(heap, (-parent.generation, parent._seq, parent))
                 slots[i] = gx if slots[i] is None else _add(slots[i], gx)
     finally:
         _GRAD_ENABLED.reset(token)
@@ -122,8 +126,6 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def _accumulate_leaf(old: Any, g: Any) -> Any:
-    from ember.autograd.tensor import Tensor
-
     if g.requires_grad or old.requires_grad:
         return old + g
     return Tensor._make(_add(old.data, g.data))
@@ -133,8 +135,7 @@ def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
     if fn._saved_versions:
         fn._check_versions()
     if create_graph:
-        from ember.autograd import tensor_ops
-        from ember.autograd.tensor import Tensor
+        from ember.autograd import tensor_ops  # imports every op: loaded on first use
 
         gys = [g if isinstance(g, Tensor) else Tensor._make(g) for g in gys]
         array_xp = fn.xp
@@ -145,8 +146,8 @@ def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
             fn.xp, fn._create_graph = array_xp, False
     else:
         gxs = fn.backward(fn, *gys)
-    if not isinstance(gxs, tuple):
-        gxs = (gxs,)
+    if type(gxs) is not tuple:
+        return (gxs,)
     n_args = len(fn._edges)
     if len(gxs) > n_args:
         raise GraphError(
@@ -154,13 +155,6 @@ def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
             f"(one per forward argument), got {len(gxs)}"
         )
     return gxs
-
-
-def _out_shape_dtype(fn: Function, i: int) -> tuple:
-    meta = getattr(fn, "_out_meta", None)
-    if meta is not None:
-        return meta[i]
-    return fn._out_shape, fn._out_dtype
 
 
 def _checked(fn: Function, gx: Any, shape: tuple, dtype: Any) -> Any:

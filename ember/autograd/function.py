@@ -24,7 +24,8 @@ from typing import Any
 import numpy
 
 from ember.autograd.grad_mode import _GRAD_ENABLED
-from ember.backends.device import backend_of
+from ember.autograd.tensor import Tensor
+from ember.backends.device import _BACKEND_BY_ARRAY_TYPE, backend_of
 from ember.errors import DeviceMismatchError, GraphError
 
 _FREED = object()  # marks saved values released after backward
@@ -46,6 +47,14 @@ class Function:
     backend: Any
     needs_input_grad: tuple
     generation: int
+
+    # Defaults for a node that saved nothing; apply() and the engine override them per
+    # instance only when needed, which keeps the per-op cost down.
+    _to_save: tuple = ()
+    _saved: Any = ()
+    _saved_kinds: Any = ()
+    _saved_versions: Any = ()
+    _create_graph = False
 
     @staticmethod
     def forward(ctx: "Function", *args: Any, **kwargs: Any) -> Any:
@@ -82,39 +91,39 @@ class Function:
         return self._saved
 
     def _saved_as_tensor(self, i: int, value: Any) -> Any:
-        from ember.autograd.tensor import Tensor
-
-        kind, pos = self._saved_kinds[i]
-        if kind == "in":
-            edge = self._edges[pos]
+        kind = self._saved_kinds[i]
+        if kind is None:  # a constant
+            return value
+        if kind >= 0:  # forward input number `kind`
+            edge = self._edges[kind]
             if edge is None:
                 return Tensor._make(value)
             if isinstance(edge, Tensor):
                 return edge
             return Tensor._make(value, True, edge[0], edge[1])
-        if kind == "out":
-            return Tensor._make(value, True, self, pos)
-        return value
+        return Tensor._make(value, True, self, ~kind)  # forward output number ~kind
 
     def _check_versions(self) -> None:
-        for box, version, name, shape in self._saved_versions:
+        if self._saved is _FREED:
+            return  # backward raises the freed-graph error when it reads saved_tensors
+        for box, version, k in self._saved_versions:
             if box[0] != version:
+                kind = self._saved_kinds[k]
+                name = f"input {kind}" if kind >= 0 else f"output {~kind}"
+                shape = tuple(getattr(self._saved[k], "shape", ()))
                 raise GraphError(
                     f"{type(self).__name__}.backward: a tensor of shape {shape} saved as its {name} was "
                     f"modified in place after being used (version {box[0]}, expected {version}); "
                     "clone it before modifying it, or modify it under no_grad before the forward"
                 )
 
-    def _release(self) -> None:
-        if self._saved:
-            self._saved = _FREED
-
     # ------------------------------------------------------------------ apply
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
         """Run the op on Tensors and, in grad mode, record it in the graph."""
-        from ember.autograd.tensor import Tensor
-
+        # This runs once per op call, so it is written for speed (see
+        # benchmarks/dispatch.py): no imports or generator expressions here, and
+        # output Tensors are built inline rather than through Tensor._make.
         ctx = cls.__new__(cls)
         arrays = []
         edges = []
@@ -128,7 +137,7 @@ class Function:
             if isinstance(a, Tensor):
                 data = a.data
                 arrays.append(data)
-                b = backend_of(data)
+                b = _BACKEND_BY_ARRAY_TYPE.get(type(data)) or backend_of(data)
                 if backend is None:
                     backend = b
                 elif b is not backend:
@@ -155,66 +164,94 @@ class Function:
         ctx.xp = backend.ops
         ctx.backend = backend
         ctx.needs_input_grad = tuple(needs)
-        ctx._to_save = ()
         out = cls.forward(ctx, *arrays, **kwargs)
-        multi = isinstance(out, tuple)
-        raw_outs = out if multi else (out,)
-        # NumPy turns 0-d results into scalars; tensors always hold arrays.
-        outs = tuple(numpy.asarray(o) if isinstance(o, numpy.generic) else o for o in raw_outs)
-        out = outs[0]
-        if not any_grad:
-            results = tuple(Tensor._make(o) for o in outs)
-            return results if multi else results[0]
-
+        if type(out) is tuple:
+            return _finish_multi(ctx, out, any_grad, generation, edges, arrays, versions)
+        raw_out = out
+        if isinstance(out, numpy.generic):  # NumPy turns 0-d results into scalars; tensors hold arrays
+            out = numpy.asarray(out)
+        result = _new_tensor(Tensor)
+        result.data = out
+        result.grad = None
+        result._out_idx = 0
+        result._version = [0]
+        if not any_grad or out.dtype.kind != "f":  # integer/bool results carry no gradient
+            result.requires_grad = False
+            result.grad_fn = None
+            return result
         ctx.generation = generation
         ctx._edges = tuple(edges)
         ctx._seq = next(_seq)
-        ctx._create_graph = False
-        _resolve_saved(ctx, arrays, raw_outs, outs, versions)
-        if multi:
-            ctx._out_meta = tuple((o.shape, o.dtype) for o in outs)
-        else:
-            ctx._out_shape, ctx._out_dtype = out.shape, out.dtype
-        results = []
-        for i, o in enumerate(outs):
-            differentiable = o.dtype.kind == "f"
-            results.append(Tensor._make(o, differentiable, ctx if differentiable else None, i))
-        for kind, j in ctx._saved_kinds:
-            if kind == "out":  # an in-place edit of a saved output must be caught too
-                ctx._saved_versions.append((results[j]._version, 0, f"output {j}", outs[j].shape))
-        return tuple(results) if multi else results[0]
+        ctx._out_meta = ((out.shape, out.dtype),)
+        result.requires_grad = True
+        result.grad_fn = ctx
+        if ctx._to_save:
+            _resolve_saved(ctx, arrays, versions, (raw_out,), (out,), (result._version,))
+        return result
 
 
-def _resolve_saved(ctx: Function, arrays: list, raw_outs: tuple, outs: tuple, versions: list) -> None:
-    """Classify each saved value as input, output or constant; remember versions."""
+_new_tensor = object.__new__
+
+
+def _finish_multi(
+    ctx: Function, raw_outs: tuple, any_grad: bool, generation: int, edges: list, arrays: list, versions: list
+) -> tuple:
+    """The tail of ``apply`` for a forward that returned a tuple of arrays."""
+    outs = tuple(numpy.asarray(o) if isinstance(o, numpy.generic) else o for o in raw_outs)
+    if not any_grad:
+        return tuple(Tensor._make(o) for o in outs)
+    ctx.generation = generation
+    ctx._edges = tuple(edges)
+    ctx._seq = next(_seq)
+    ctx._out_meta = tuple((o.shape, o.dtype) for o in outs)
+    results = []
+    for i, o in enumerate(outs):
+        differentiable = o.dtype.kind == "f"
+        results.append(Tensor._make(o, differentiable, ctx if differentiable else None, i))
+    if ctx._to_save:
+        _resolve_saved(ctx, arrays, versions, raw_outs, outs, tuple(r._version for r in results))
+    return tuple(results)
+
+
+def _resolve_saved(
+    ctx: Function, arrays: list, versions: list, raw_outs: tuple, outs: tuple, out_versions: tuple
+) -> None:
+    """Classify each saved value as an input, an output or a constant, and snapshot versions.
+
+    ``ctx._saved_kinds[k]`` is ``i >= 0`` for forward input ``i``, ``~j`` (< 0)
+    for output ``j`` and None for a constant; ``ctx._saved_versions`` holds
+    ``(version box, version now, k)`` for every saved input or output, so that
+    an in-place edit made before backward is caught.
+    """
     to_save = ctx._to_save
     del ctx._to_save
-    saved = list(to_save)
+    saved = None  # a copy of to_save, made only if an output must be replaced
     kinds = []
-    saved_versions = []
-    for value in to_save:
+    checks = []
+    for k, value in enumerate(to_save):
         for i, a in enumerate(arrays):
             if a is value and versions[i] is not None:
-                kinds.append(("in", i))
                 box = versions[i]
-                saved_versions.append((box, box[0], f"input {i}", getattr(value, "shape", ())))
+                kinds.append(i)
+                checks.append((box, box[0], k))
                 break
         else:
             for j, o in enumerate(raw_outs):
                 if o is value:
-                    kinds.append(("out", j))
-                    saved[len(kinds) - 1] = outs[j]
+                    kinds.append(~j)
+                    checks.append((out_versions[j], 0, k))
+                    if saved is None:
+                        saved = list(to_save)
+                    saved[k] = outs[j]  # the array the output Tensor holds (0-d, not a scalar)
                     break
             else:
-                kinds.append(("const", None))
-    ctx._saved = tuple(saved)
+                kinds.append(None)
+    ctx._saved = to_save if saved is None else tuple(saved)
     ctx._saved_kinds = kinds
-    ctx._saved_versions = saved_versions
+    ctx._saved_versions = checks
 
 
 def _raise_device_mismatch(cls: type, args: tuple) -> None:
-    from ember.autograd.tensor import Tensor
-
     devices = ", ".join(
         f"arg {i}: {a.device} {tuple(a.shape)}" for i, a in enumerate(args) if isinstance(a, Tensor)
     )

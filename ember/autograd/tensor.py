@@ -206,6 +206,8 @@ class Tensor:
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
+            elif isinstance(a, str) and a.partition(":")[0] not in ("cpu", "cuda"):
+                dtype = a  # a dtype name such as "float64"
             elif isinstance(a, str) or type(a).__name__ == "Device":
                 device = a
             else:

@@ -17,7 +17,7 @@ from ember.autograd.ops.operands import binary_operands, broadcast_error, requir
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
-from ember.errors import DeviceMismatchError
+from ember.errors import DeviceMismatchError, DTypeError
 
 
 def _pair(rng: Any, shape_a: tuple, shape_b: tuple, low: float = -2.0, high: float = 2.0) -> tuple:
@@ -39,6 +39,11 @@ def _binary_samples(low: float = -2.0, high: float = 2.0) -> Any:
 
 
 def _binary(op: str, fn: type, a: Any, b: Any) -> Tensor:
+    # Fast path for the most common call, `tensor <op> python_number`: binary_operands
+    # would return both unchanged, so skip it (per-op overhead, benchmarks/dispatch.py).
+    tb = type(b)
+    if (tb is float or tb is int) and isinstance(a, Tensor):
+        return fn.apply(a, b)
     a, b = binary_operands(op, a, b)
     try:
         return fn.apply(a, b)
@@ -307,7 +312,8 @@ def _unary(name: str, fn: type, samples: Any, doc: str, methods: tuple = ()) -> 
     def op(x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
-        require_floating(name, x)
+        if x.data.dtype.kind != "f":
+            require_floating(name, x)  # raises
         return fn.apply(x)
 
     op.__name__ = op.__qualname__ = name
@@ -379,7 +385,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     if not isinstance(cond, Tensor):
         cond = Tensor._make(_bool_array(cond, like))
     if cond.dtype.kind != "b":
-        raise TypeError(f"where: expected a bool condition, got dtype {cond.dtype}")
+        raise DTypeError(f"where: expected a bool condition, got dtype {cond.dtype}; use a comparison such as x > 0")
     try:
         return Where.apply(cond, a, b)
     except ValueError as e:
@@ -397,3 +403,44 @@ def _bool_array(cond: Any, like: Tensor) -> Any:
         return cond
     except TypeError:
         return backend.xp.asarray(cond, dtype=bool)
+
+
+def _comparison(name: str, ufunc: str, method: str) -> Any:
+    """A non-differentiable elementwise comparison returning a bool tensor (PyTorch's ``t > 0``)."""
+
+    def op(a: Any, b: Any) -> Tensor:
+        a, b = binary_operands(name, a, b)
+        ta = a if isinstance(a, Tensor) else b
+        xp = backend_of(ta.data).xp
+        try:
+            out = getattr(xp, ufunc)(a.data if isinstance(a, Tensor) else a, b.data if isinstance(b, Tensor) else b)
+        except ValueError as e:
+            if "broadcast" in str(e):
+                raise broadcast_error(name, a, b) from None
+            raise
+        return Tensor._make(xp.asarray(out))
+
+    def dunder(self: Tensor, other: Any) -> Any:
+        # Unsupported operands (None, strings ...) fall back to Python's default:
+        # `t == None` is False, `t < "a"` raises TypeError.
+        if not isinstance(other, (Tensor, bool, int, float, numpy.generic, numpy.ndarray, list, tuple)):
+            try:
+                backend_of(other)
+            except TypeError:
+                return NotImplemented
+        return op(self, other)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"Elementwise ``a {method}`` ``b`` as a bool tensor (no gradient), with broadcasting."
+    dunder.__name__ = f"__{name}__"
+    setattr(Tensor, name, op)
+    setattr(Tensor, f"__{name}__", dunder)
+    return op
+
+
+lt = _comparison("lt", "less", "<")
+le = _comparison("le", "less_equal", "<=")
+gt = _comparison("gt", "greater", ">")
+ge = _comparison("ge", "greater_equal", ">=")
+eq = _comparison("eq", "equal", "==")
+ne = _comparison("ne", "not_equal", "!=")

@@ -13,7 +13,7 @@ import numpy
 from ember.autograd.function import Function
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.errors import ShapeError
+from ember.errors import DTypeError, ShapeError
 
 
 def normalize_index(index: Any) -> Any:
@@ -26,7 +26,7 @@ def normalize_index(index: Any) -> Any:
 def _index_item(i: Any) -> Any:
     if isinstance(i, Tensor):
         if i.dtype.kind not in "iub":
-            raise TypeError(f"getitem: expected integer or bool index tensors, got dtype {i.dtype}")
+            raise DTypeError(f"getitem: expected integer or bool index tensors, got dtype {i.dtype}")
         return i.data
     if isinstance(i, list):
         arr = numpy.asarray(i)

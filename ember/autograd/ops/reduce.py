@@ -186,3 +186,19 @@ def _arg_reduce(name: str) -> Any:
 
 argmax = _arg_reduce("argmax")
 argmin = _arg_reduce("argmin")
+
+
+def _bool_reduce(name: str) -> Any:
+    def op(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+        axes = normalize_axes(name, axis, x.ndim)
+        out = getattr(x.data, name)(axis=axes, keepdims=keepdims)
+        return Tensor._make(numpy.asarray(out) if isinstance(out, numpy.generic) else out)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"Whether {name} elements along ``axis`` are non-zero (a bool tensor; not differentiable)."
+    setattr(Tensor, name, op)
+    return op
+
+
+any = _bool_reduce("any")  # noqa: A001
+all = _bool_reduce("all")  # noqa: A001

@@ -1,0 +1,405 @@
+"""2-D convolution via im2col (STYLE §5), and the book's 2-D ``im2col``/``col2im`` ops.
+
+``conv2d`` unfolds the input into columns ``(N, C, KH, KW, OH, OW)`` and runs one
+batched GEMM with ``W`` reshaped to ``(OC, C*KH*KW)`` — the book's ch. 7 trick.
+Its node keeps only ``x`` and ``W``: ``gW`` recomputes the columns (a ``KH*KW``
+times larger workspace is not worth keeping alive), and ``gx`` folds the
+weight-transposed product back with ``col2im``.  Large batches are processed in
+chunks whose column workspace fits ``COL_BUDGET_BYTES``.
+
+The three linear maps involved are each other's adjoints, so each backward is
+written in terms of the other two Functions: conv2d's ``gx`` is a transposed
+convolution of ``gy``, its ``gW`` a weight-gradient convolution of ``(x, gy)``,
+and the backward of each of those is again one of the three.  In an ordinary
+backward they run directly on arrays; under ``create_graph=True`` they are
+applied as Functions on Tensors, which makes double backward of conv2d exact.
+
+Kernels are looked up through ``kernels(backend)`` so a backend (Numba, CuPy)
+can replace the NumPy reference ``im2col``/``col2im``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.autograd.function import Function
+from ember.autograd.registry import register, sample
+from ember.autograd.tensor import Tensor
+from ember.backends import conv_kernels as _reference_kernels
+from ember.errors import DTypeError, ShapeError
+
+# Column workspace per batch chunk (one chunk always holds at least one sample).
+COL_BUDGET_BYTES = 256 << 20
+
+
+def kernels(backend: Any) -> Any:
+    """The im2col/col2im kernel module for ``backend`` (the NumPy reference unless it overrides it)."""
+    return getattr(backend, "conv_kernels", _reference_kernels)
+
+
+def _run(ctx: Function, fn: type, *args: Any, **kwargs: Any) -> Any:
+    """``fn`` on Tensors under ``create_graph`` (recorded, differentiable), else on arrays directly."""
+    if ctx._create_graph:
+        return fn.apply(*args, **kwargs)
+    return fn.compute(ctx.backend, *args, **kwargs)
+
+
+def _chunks(k: Any, x_shape: tuple, kh: int, kw: int, itemsize: int, stride: tuple, padding: tuple) -> list:
+    return k.im2col_batch_chunks(
+        x_shape, kh, kw, itemsize, COL_BUDGET_BYTES, stride=stride, padding=padding
+    )
+
+
+# --------------------------------------------------------------------- conv2d
+
+
+class Conv2dFunction(Function):
+    """``y[n, o] = sum_{c,i,j} W[o, c, i, j] x_pad[n, c, oh*sh + i, ow*sw + j] + b[o]``.
+
+    ``x: (N, C, H, W)``, ``W: (OC, C, KH, KW)``, ``b: (OC,)`` or None, one floating
+    dtype; ``y: (N, OC, OH, OW)``.  Backward: ``gx = conv_transpose(gy, W)``
+    (col2im of ``W^T gy``), ``gW = gy @ col(x)^T`` (recomputed col),
+    ``gb = gy.sum((0, 2, 3))``.
+    """
+
+    @staticmethod
+    def compute(backend: Any, x: Any, W: Any, b: Any = None, *, stride: tuple, padding: tuple) -> Any:
+        """The convolution on arrays (im2col + one batched GEMM per chunk)."""
+        xp, k = backend.xp, kernels(backend)
+        n, c = x.shape[:2]
+        oc, _, kh, kw = W.shape
+        oh, ow = k.window_geometry(x.shape, kh, kw, stride, padding, "conv2d")[4:]
+        W2 = W.reshape(oc, c * kh * kw)
+        y = xp.empty((n, oc, oh, ow), dtype=x.dtype)
+        for s in _chunks(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding):
+            col = k.im2col(x[s], kh, kw, stride, padding, xp=xp)
+            m = col.shape[0]
+            # (OC, K) @ (m, K, OH*OW): batched GEMM, written straight into y (no transpose copy).
+            xp.matmul(W2, col.reshape(m, c * kh * kw, oh * ow), out=y[s].reshape(m, oc, oh * ow))
+        if b is not None:
+            y += b.reshape(1, oc, 1, 1)
+        return y
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, W: Any, b: Any = None, *, stride: tuple, padding: tuple) -> Any:
+        ctx.save_for_backward(x, W)
+        ctx.stride, ctx.padding = stride, padding
+        return Conv2dFunction.compute(ctx.backend, x, W, b, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        x, W = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        geom = {"stride": ctx.stride, "padding": ctx.padding}
+        gx = gW = gb = None
+        if needs[0]:
+            gx = _run(ctx, ConvTranspose2dFunction, gy, W, x_shape=tuple(x.shape), **geom)
+        if needs[1]:
+            gW = _run(ctx, Conv2dGradWeightFunction, x, gy, kernel_size=tuple(W.shape[2:]), **geom)
+        if len(needs) > 2 and needs[2]:
+            gb = ctx.xp.sum(gy, axis=(0, 2, 3))
+        return gx, gW, gb
+
+
+class ConvTranspose2dFunction(Function):
+    """``gx = col2im(W^T @ gy)``: the adjoint of conv2d in ``x`` (a transposed convolution).
+
+    ``gy: (N, OC, OH, OW)``, ``W: (OC, C, KH, KW)``; output ``x_shape = (N, C, H, W)``.
+    Backward: ``g_gy = conv2d(g, W)``, ``g_W = conv2d_grad_weight(g, gy)``.
+    """
+
+    @staticmethod
+    def compute(backend: Any, gy: Any, W: Any, *, x_shape: tuple, stride: tuple, padding: tuple) -> Any:
+        """The transposed convolution on arrays (batched GEMM + col2im per chunk)."""
+        xp, k = backend.xp, kernels(backend)
+        _, c, h, w = x_shape
+        oc, _, kh, kw = W.shape
+        oh, ow = gy.shape[2:]
+        W2t = W.reshape(oc, c * kh * kw).T
+        chunks = _chunks(k, x_shape, kh, kw, gy.dtype.itemsize, stride, padding)
+        gx = None if len(chunks) == 1 else xp.empty(x_shape, dtype=gy.dtype)
+        for s in chunks:
+            m = gy[s].shape[0]
+            gcol = xp.matmul(W2t, gy[s].reshape(m, oc, oh * ow)).reshape(m, c, kh, kw, oh, ow)
+            part = k.col2im(gcol, (m, c, h, w), kh, kw, stride, padding, xp=xp)
+            if gx is None:
+                return part
+            gx[s] = part
+        return xp.zeros(x_shape, dtype=gy.dtype) if gx is None else gx
+
+    @staticmethod
+    def forward(ctx: Function, gy: Any, W: Any, *, x_shape: tuple, stride: tuple, padding: tuple) -> Any:
+        ctx.save_for_backward(gy, W)
+        ctx.stride, ctx.padding = stride, padding
+        return ConvTranspose2dFunction.compute(ctx.backend, gy, W, x_shape=x_shape, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, g: Any) -> tuple:
+        gy, W = ctx.saved_tensors
+        geom = {"stride": ctx.stride, "padding": ctx.padding}
+        g_gy = g_W = None
+        if ctx.needs_input_grad[0]:
+            g_gy = _run(ctx, Conv2dFunction, g, W, None, **geom)
+        if ctx.needs_input_grad[1]:
+            g_W = _run(ctx, Conv2dGradWeightFunction, g, gy, kernel_size=tuple(W.shape[2:]), **geom)
+        return g_gy, g_W
+
+
+class Conv2dGradWeightFunction(Function):
+    """``gW = sum_n gy[n] @ col(x)[n]^T``: the adjoint of conv2d in ``W``.
+
+    ``x: (N, C, H, W)``, ``gy: (N, OC, OH, OW)``; output ``(OC, C, KH, KW)``.
+    Backward: ``g_x = conv_transpose(gy, g)``, ``g_gy = conv2d(x, g)``.
+    """
+
+    @staticmethod
+    def compute(backend: Any, x: Any, gy: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        """The weight gradient on arrays (recomputed im2col + batched GEMM per chunk)."""
+        xp, k = backend.xp, kernels(backend)
+        c = x.shape[1]
+        oc, oh, ow = gy.shape[1:]
+        kh, kw = kernel_size
+        gW = xp.zeros((oc, c * kh * kw), dtype=x.dtype)
+        for s in _chunks(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding):
+            col = k.im2col(x[s], kh, kw, stride, padding, xp=xp)
+            m = col.shape[0]
+            cols = col.reshape(m, c * kh * kw, oh * ow)
+            gW += xp.matmul(gy[s].reshape(m, oc, oh * ow), cols.transpose(0, 2, 1)).sum(axis=0)
+        return gW.reshape(oc, c, kh, kw)
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, gy: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        ctx.save_for_backward(x, gy)
+        ctx.stride, ctx.padding = stride, padding
+        return Conv2dGradWeightFunction.compute(
+            ctx.backend, x, gy, kernel_size=kernel_size, stride=stride, padding=padding
+        )
+
+    @staticmethod
+    def backward(ctx: Function, g: Any) -> tuple:
+        x, gy = ctx.saved_tensors
+        geom = {"stride": ctx.stride, "padding": ctx.padding}
+        g_x = g_gy = None
+        if ctx.needs_input_grad[0]:
+            g_x = _run(ctx, ConvTranspose2dFunction, gy, g, x_shape=tuple(x.shape), **geom)
+        if ctx.needs_input_grad[1]:
+            g_gy = _run(ctx, Conv2dFunction, x, g, None, **geom)
+        return g_x, g_gy
+
+
+def _check_tensor(op: str, name: str, t: Any) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: expected {name} to be a Tensor, got {type(t).__name__}")
+    if t.dtype.kind != "f":
+        raise DTypeError(f"{op}: expected a floating {name}, got dtype {t.dtype}; convert with .float()")
+
+
+def _check_nchw(op: str, x: Tensor) -> None:
+    if x.ndim != 4:
+        raise ShapeError(f"{op}: expected x of shape (N, C, H, W), got shape {tuple(x.shape)}")
+
+
+def _check_window(op: str, x_shape: tuple, kernel: tuple, stride: Any, padding: Any, k: Any) -> tuple:
+    """Normalise stride/padding to pairs and check the kernel fits the padded input."""
+    sh, sw = k.pair(stride, "stride", op=op)
+    ph, pw = k.pair(padding, "padding", op=op)
+    h, w = x_shape[2:]
+    if kernel[0] > h + 2 * ph or kernel[1] > w + 2 * pw:
+        raise ShapeError(
+            f"{op}: expected a kernel no larger than the padded input, got kernel {tuple(kernel)} "
+            f"for padded input {(h + 2 * ph, w + 2 * pw)} (x of shape {tuple(x_shape)}, padding {(ph, pw)})"
+        )
+    if h < 1 or w < 1:
+        raise ShapeError(f"{op}: expected a non-empty image, got x of shape {tuple(x_shape)}")
+    return (sh, sw), (ph, pw)
+
+
+def _conv2d_samples(rng: Any) -> list:
+    n = rng.normal
+    return [
+        sample(n(size=(2, 2, 5, 4)), n(size=(3, 2, 3, 2)), n(size=(3,)), note="rect kernel, stride 1"),
+        sample(n(size=(1, 2, 5, 5)), n(size=(2, 2, 3, 3)), n(size=(2,)), stride=2, padding=1,
+               note="stride 2, padding 1"),
+        sample(n(size=(2, 1, 4, 5)), n(size=(2, 1, 2, 3)), None, stride=(2, 1), padding=(1, 0),
+               note="no bias, pair stride and padding"),
+        sample(n(size=(1, 3, 3, 3)), n(size=(2, 3, 3, 3)), n(size=(2,)), note="kernel equals input"),
+    ]
+
+
+@register("conv2d", samples=_conv2d_samples)
+def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, padding: Any = 0) -> Tensor:
+    """2-D cross-correlation of an NCHW batch with a filter bank (PyTorch's ``conv2d``).
+
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        W: ``(OC, C, KH, KW)``, same dtype as ``x``.
+        b: ``(OC,)`` or None.
+        stride: ``s`` or ``(sh, sw)``, each >= 1.
+        padding: ``p`` or ``(ph, pw)`` zeros on each side, each >= 0.
+
+    Returns:
+        ``(N, OC, OH, OW)`` with ``OH = (H + 2*ph - KH) // sh + 1`` (likewise ``OW``).
+
+    Raises:
+        ShapeError: wrong ranks, channel or bias mismatch, kernel larger than the padded input.
+        DTypeError: non-floating or mixed dtypes.
+        ValueError: stride < 1 or padding < 0 (TypeError if not ints).
+    """
+    op = "conv2d"
+    _check_tensor(op, "x", x)
+    _check_tensor(op, "W", W)
+    _check_nchw(op, x)
+    if W.ndim != 4:
+        raise ShapeError(f"{op}: expected W of shape (OC, C, KH, KW), got shape {tuple(W.shape)}")
+    if b is not None:
+        _check_tensor(op, "b", b)
+    dts = [("x", x), ("W", W)] + ([("b", b)] if b is not None else [])
+    if len({t.dtype for _, t in dts}) > 1:
+        got = ", ".join(f"{name} {t.dtype}" for name, t in dts)
+        raise DTypeError(f"{op}: expected x, W and b of one dtype, got {got}; convert one with .to(dtype)")
+    xs, ws = tuple(x.shape), tuple(W.shape)
+    if xs[1] != ws[1]:
+        raise ShapeError(
+            f"{op}: expected x with {ws[1]} channels to match W of shape {ws}, "
+            f"got x of shape {xs} ({xs[1]} channels)"
+        )
+    if b is not None and tuple(b.shape) != (ws[0],):
+        raise ShapeError(f"{op}: expected b of shape ({ws[0]},) for W of shape {ws}, got shape {tuple(b.shape)}")
+    stride, padding = _check_window(op, xs, ws[2:], stride, padding, _reference_kernels)
+    return Conv2dFunction.apply(x, W, b, stride=stride, padding=padding)
+
+
+# ------------------------------------------------------- im2col / col2im (2-D)
+
+
+class Im2colFunction(Function):
+    """The book's ``im2col``: ``col[(n, oh, ow), (c, i, j)] = x_pad[n, c, oh*sh + i, ow*sw + j]``.
+
+    ``x: (N, C, H, W)`` -> ``(N*OH*OW, C*KH*KW)``.  Backward: ``gx = col2im(gy)`` (its adjoint).
+    """
+
+    @staticmethod
+    def compute(backend: Any, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        """The 2-D column matrix on arrays."""
+        kh, kw = kernel_size
+        col = kernels(backend).im2col(x, kh, kw, stride, padding, xp=backend.xp)
+        n, c, _, _, oh, ow = col.shape
+        return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
+        return Im2colFunction.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, Col2imFunction, gy, input_shape=ctx.x_shape, kernel_size=kernel_size,
+                    stride=stride, padding=padding)
+
+
+class Col2imFunction(Function):
+    """The book's ``col2im``: the adjoint of ``im2col``, summing overlapping windows.
+
+    ``col: (N*OH*OW, C*KH*KW)`` -> ``(N, C, H, W)``.  Backward: ``gcol = im2col(gy)``.
+    """
+
+    @staticmethod
+    def compute(backend: Any, col: Any, *, input_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        """The folded image on arrays."""
+        k = kernels(backend)
+        n, c, _, _ = input_shape
+        kh, kw = kernel_size
+        oh, ow = k.window_geometry(input_shape, kh, kw, stride, padding, "col2im")[4:]
+        col6 = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+        return k.col2im(col6, input_shape, kh, kw, stride, padding, xp=backend.xp)
+
+    @staticmethod
+    def forward(ctx: Function, col: Any, *, input_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        ctx.geom = (kernel_size, stride, padding)
+        return Col2imFunction.compute(ctx.backend, col, input_shape=input_shape, kernel_size=kernel_size,
+                                      stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, gx: Any) -> Any:
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, Im2colFunction, gx, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+def _im2col_samples(rng: Any) -> list:
+    n = rng.normal
+    return [
+        sample(n(size=(2, 2, 4, 5)), 3, 2, note="rect kernel, stride 1"),
+        sample(n(size=(1, 2, 5, 4)), 3, 3, stride=2, padding=1, note="stride 2, padding 1"),
+    ]
+
+
+@register("im2col", samples=_im2col_samples)
+def im2col(x: Tensor, kh: int, kw: int, stride: Any = 1, padding: Any = 0) -> Tensor:
+    """Unfold ``KH x KW`` windows into rows: the book's (ch. 7) 2-D ``im2col``, differentiable.
+
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        kh, kw: kernel height and width.
+        stride: ``s`` or ``(sh, sw)``.
+        padding: ``p`` or ``(ph, pw)`` zeros on each side.
+
+    Returns:
+        ``(N*OH*OW, C*KH*KW)``: rows ordered ``(n, oh, ow)``, columns ``(c, i, j)``.
+
+    Raises:
+        ShapeError: ``x`` is not 4-D or the kernel is larger than the padded input.
+        ValueError: bad stride, padding or kernel size.
+    """
+    op = "im2col"
+    _check_tensor(op, "x", x)
+    _check_nchw(op, x)
+    kernel = _reference_kernels.pair((kh, kw), "kernel size", op=op)
+    stride, padding = _check_window(op, tuple(x.shape), kernel, stride, padding, _reference_kernels)
+    return Im2colFunction.apply(x, kernel_size=kernel, stride=stride, padding=padding)
+
+
+def _col2im_samples(rng: Any) -> list:
+    n = rng.normal
+    return [
+        sample(n(size=(2 * 2 * 4, 2 * 3 * 2)), (2, 2, 4, 5), 3, 2, note="rect kernel, stride 1"),
+        sample(n(size=(1 * 3 * 2, 2 * 3 * 3)), (1, 2, 5, 4), 3, 3, stride=2, padding=1,
+               note="stride 2, padding 1"),
+    ]
+
+
+@register("col2im", samples=_col2im_samples)
+def col2im(col: Tensor, input_shape: tuple, kh: int, kw: int, stride: Any = 1, padding: Any = 0) -> Tensor:
+    """Fold the book's 2-D columns back into an image, summing overlaps (the adjoint of ``im2col``).
+
+    Args:
+        col: ``(N*OH*OW, C*KH*KW)``, floating, laid out as ``im2col`` returns it.
+        input_shape: ``(N, C, H, W)`` of the image.
+        kh, kw: kernel height and width.
+        stride: ``s`` or ``(sh, sw)``.
+        padding: ``p`` or ``(ph, pw)``; contributions landing in the padding are dropped.
+
+    Returns:
+        ``(N, C, H, W)``.
+
+    Raises:
+        ShapeError: ``col`` does not fit ``input_shape`` and the window geometry.
+    """
+    op = "col2im"
+    _check_tensor(op, "col", col)
+    input_shape = tuple(int(s) for s in input_shape)
+    if len(input_shape) != 4:
+        raise ShapeError(f"{op}: expected input_shape (N, C, H, W), got {input_shape}")
+    kernel = _reference_kernels.pair((kh, kw), "kernel size", op=op)
+    stride, padding = _check_window(op, input_shape, kernel, stride, padding, _reference_kernels)
+    oh, ow = _reference_kernels.window_geometry(input_shape, *kernel, stride, padding, op)[4:]
+    n, c = input_shape[:2]
+    expected = (n * oh * ow, c * kernel[0] * kernel[1])
+    if tuple(col.shape) != expected:
+        raise ShapeError(
+            f"{op}: expected col of shape {expected} (N*OH*OW, C*KH*KW) for input_shape {input_shape}, "
+            f"got {tuple(col.shape)}"
+        )
+    return Col2imFunction.apply(col, input_shape=input_shape, kernel_size=kernel, stride=stride, padding=padding)

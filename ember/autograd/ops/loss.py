@@ -1,0 +1,341 @@
+"""Losses: fused softmax cross-entropy, negative log-likelihood and mean squared error.
+
+``cross_entropy`` is the book's Softmax-with-Loss layer as one node: the
+forward is a stable log-softmax, the backward the famous ``(y - t) / N``.
+Targets are never broadcast: class indices must have the logits' shape minus
+the class axis, probability targets exactly the logits' shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from ember.autograd.function import Function
+from ember.autograd.ops.activation import compute_dtype, upcast
+from ember.autograd.ops.operands import require_floating
+from ember.autograd.registry import register, sample
+from ember.autograd.tensor import Tensor
+from ember.backends.device import backend_of
+from ember.errors import DeviceMismatchError, DTypeError, ShapeError
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_reduction(op: str, reduction: str) -> None:
+    """Reject anything but ``"mean"``, ``"sum"`` and ``"none"``."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{op}: expected reduction to be one of {REDUCTIONS}, got {reduction!r}")
+
+
+def _reduce(loss: Any, reduction: str) -> Any:
+    """Reduce a per-element loss array (float32 accumulation is the caller's job)."""
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() * (1.0 / loss.size) if loss.size else loss.sum() * numpy.nan
+    return loss
+
+
+def _loss_grad_scale(xp: Any, gy: Any, reduction: str, count: int, axis: int | None) -> Any:
+    """The upstream gradient of each loss element: ``gy / count`` (mean), ``gy`` (sum), or per element."""
+    if reduction == "mean":
+        return gy * (1.0 / count) if count else gy * numpy.nan
+    if reduction == "none" and axis is not None:
+        return xp.expand_dims(gy, axis)
+    return gy
+
+
+def _as_target(op: str, target: Any, like: Tensor) -> Tensor:
+    """``target`` as a Tensor on ``like``'s device (NumPy arrays only next to cpu tensors)."""
+    if isinstance(target, Tensor):
+        if target.device != like.device:
+            raise DeviceMismatchError(
+                f"{op}: expected the target on {like.device} like the input, got {target.device}; "
+                "move it with .to(device) first"
+            )
+        return target
+    if isinstance(target, (list, tuple)):
+        target = numpy.asarray(target)
+    try:
+        owner = backend_of(target)
+    except TypeError:
+        raise TypeError(f"{op}: expected the target to be a Tensor or an array, got {type(target).__name__}") from None
+    if owner is not backend_of(like.data):
+        raise DeviceMismatchError(
+            f"{op}: expected the target on {like.device} like the input, got an array on another device"
+        )
+    return Tensor._make(target)
+
+
+class SoftmaxCrossEntropy(Function):
+    """Fused ``-sum(t * log_softmax(x, axis=1))`` with class indices or probability targets.
+
+    ``gx = (softmax(x) * sum(t) - t) * gy / N`` (``softmax - onehot`` for indices),
+    ``gt = -log_softmax(x) * gy / N``, with ``N`` the number of loss elements for "mean".
+    """
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, t: Any, reduction: str, soft: bool) -> Any:
+        xp = ctx.backend.xp
+        xc = upcast(x)
+        shift = xc.max(axis=1, keepdims=True)  # exp never overflows: the largest exponent is 0
+        z = xc - shift
+        e = xp.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        logp, p = z - xp.log(s), e / s
+        if soft:
+            loss = -(upcast(t) * logp).sum(axis=1)
+        else:
+            loss = -xp.take_along_axis(logp, xp.expand_dims(t, 1), axis=1).squeeze(1)
+        ctx.reduction, ctx.soft, ctx.count = reduction, soft, loss.size
+        # p (or log p) serves the ordinary backward; x and the shift let a create_graph
+        # backward rebuild softmax in the graph (softmax does not depend on a constant shift).
+        keep_logp = soft and ctx.needs_input_grad[1]
+        ctx.save_for_backward(x, t, shift, p, logp if keep_logp else None)
+        return _reduce(loss, reduction).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        xp = ctx.xp
+        x, t = ctx.saved_tensors[:2]
+        t_arr, shift, p, logp = ctx.saved_arrays[1:]
+        need_x, need_t = ctx.needs_input_grad[:2]
+        if ctx._create_graph:
+            z = upcast(x) - shift
+            e = xp.exp(z)
+            s = xp.sum(e, axis=1, keepdims=True)
+            p, logp = e / s, z - xp.log(s)
+        g = _loss_grad_scale(xp, upcast(gy), ctx.reduction, ctx.count, 1)
+        gx = gt = None
+        if ctx.soft:
+            tc = upcast(t)
+            if need_x:
+                gx = (p * xp.sum(tc, axis=1, keepdims=True) - tc) * g
+            if need_t:
+                gt = -logp * g
+                if gt.dtype != t.dtype:
+                    gt = gt.astype(t.dtype)
+        elif need_x:
+            gx = (p - _one_hot(ctx.backend.xp, t_arr, p.shape, p.dtype)) * g
+        if gx is not None and gx.dtype != x.dtype:
+            gx = gx.astype(x.dtype)
+        return gx, gt
+
+
+def _one_hot(xp: Any, t: Any, shape: tuple, dtype: Any) -> Any:
+    """One-hot of class indices ``t: (N, d...)`` along axis 1 of ``shape`` (a constant array)."""
+    classes = xp.arange(shape[1]).reshape((1, shape[1]) + (1,) * (len(shape) - 2))
+    return (xp.expand_dims(t, 1) == classes).astype(dtype)
+
+
+def _check_logits(op: str, logits: Any) -> None:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{op}: expected the input to be a Tensor, got {type(logits).__name__}")
+    require_floating(op, logits)
+    if logits.ndim < 2:
+        raise ShapeError(
+            f"{op}: expected input (N, C) or (N, C, d1, ...), got {tuple(logits.shape)}; "
+            "add a batch axis with .unsqueeze(0)"
+        )
+
+
+def _check_class_indices(op: str, logits: Tensor, target: Tensor) -> None:
+    """Class-index targets: shape ``(N, d...)``, integer dtype, values in ``[0, C)``."""
+    shape, C = tuple(logits.shape), logits.shape[1]
+    expected = shape[:1] + shape[2:]
+    if target.dtype.kind not in "iu":
+        raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}")
+    if tuple(target.shape) != expected:
+        raise ShapeError(
+            f"{op}: expected class indices of shape {expected} for input {shape}, got {tuple(target.shape)}"
+        )
+    if target.data.size:
+        lo, hi = int(target.data.min()), int(target.data.max())
+        if lo < 0 or hi >= C:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{op}: expected class indices in [0, {C}) for C={C} classes, got {bad}")
+
+
+def _classify_target(op: str, logits: Tensor, target: Tensor) -> bool:
+    """Validate ``target`` against ``logits``; True for a probability (soft / one-hot) target."""
+    shape = tuple(logits.shape)
+    index_shape = shape[:1] + shape[2:]
+    tshape = tuple(target.shape)
+    kind = target.dtype.kind
+    if kind == "f":
+        if tshape == shape:
+            if target.dtype != logits.dtype:
+                raise DTypeError(
+                    f"{op}: expected a probability target of dtype {logits.dtype} like the input, "
+                    f"got {target.dtype}; convert it with .to(dtype)"
+                )
+            return True
+        if tshape == index_shape:
+            raise DTypeError(
+                f"{op}: expected integer class indices of shape {index_shape}, got dtype {target.dtype}; "
+                "convert labels with .long(), or pass one-hot/probability targets of the input's shape "
+                f"{shape}"
+            )
+        raise ShapeError(
+            f"{op}: expected a probability target of the input's shape {shape} (or class indices of "
+            f"shape {index_shape}), got {tshape}"
+        )
+    if kind in "iu":
+        _check_class_indices(op, logits, target)
+        return False
+    raise DTypeError(f"{op}: expected integer class indices or a floating target, got dtype {target.dtype}")
+
+
+def _ce_samples(rng: Any) -> list:
+    soft = rng.uniform(0.1, 1.0, (4, 5))
+    return [
+        sample(rng.normal(size=(4, 5)), rng.integers(0, 5, 4), note="class indices"),
+        sample(rng.normal(size=(4, 5)), rng.integers(0, 5, 4), reduction="sum", note="sum"),
+        sample(rng.normal(size=(3, 4)), rng.integers(0, 4, 3), reduction="none", note="none"),
+        sample(rng.normal(size=(2, 3, 2, 2)), rng.integers(0, 3, (2, 2, 2)), note="spatial indices"),
+        sample(rng.normal(size=(4, 5)), soft / soft.sum(axis=1, keepdims=True), note="probability target"),
+        sample(rng.normal(size=(3, 4)), rng.uniform(0, 1, (3, 4)), reduction="none", note="unnormalised soft"),
+    ]
+
+
+@register("cross_entropy", samples=_ce_samples)
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy: ``-sum_c t_c log_softmax(x)_c``, fused and stable for logits of +-1e4.
+
+    Args:
+        logits: ``(N, C)`` or ``(N, C, d1, ...)``, floating (unnormalised scores).
+        target: class indices ``(N,)`` / ``(N, d1, ...)`` of an integer dtype in ``[0, C)``, or
+            one-hot / probability targets of the logits' shape and dtype (differentiable too).
+        reduction: ``"mean"`` over the ``N * d1 * ...`` loss elements, ``"sum"``, or ``"none"``.
+
+    Returns:
+        A 0-d tensor, or ``(N, d1, ...)`` for ``"none"``; the logits' dtype.
+        Backward: ``gx = (softmax(x) - t) * gy / N`` (the book's Softmax-with-Loss).
+
+    Raises:
+        ShapeError: target shape fits neither form (a wrong-length label vector included).
+        DTypeError: float labels shaped like class indices, or a target dtype unlike the logits'.
+        ValueError: a class index outside ``[0, C)``, or an unknown ``reduction``.
+    """
+    op = "cross_entropy"
+    _check_logits(op, logits)
+    check_reduction(op, reduction)
+    target = _as_target(op, target, logits)
+    soft = _classify_target(op, logits, target)
+    return SoftmaxCrossEntropy.apply(logits, target, reduction=reduction, soft=soft)
+
+
+class NLLLoss(Function):
+    """``loss = -x[n, t_n]``; ``gx = -onehot(t) * gy / N``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, t: Any, reduction: str) -> Any:
+        xp = ctx.backend.xp
+        loss = -upcast(xp.take_along_axis(x, xp.expand_dims(t, 1), axis=1).squeeze(1))
+        ctx.reduction, ctx.count, ctx.x_shape = reduction, loss.size, x.shape
+        ctx.save_for_backward(t)
+        return _reduce(loss, reduction).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (t,) = ctx.saved_arrays
+        dtype = gy.dtype
+        g = _loss_grad_scale(ctx.xp, upcast(gy), ctx.reduction, ctx.count, 1)
+        gx = -g * _one_hot(ctx.backend.xp, t, ctx.x_shape, compute_dtype(dtype))
+        return gx.astype(dtype) if gx.dtype != dtype else gx
+
+
+def _nll_samples(rng: Any) -> list:
+    return [
+        sample(rng.normal(size=(4, 5)), rng.integers(0, 5, 4)),
+        sample(rng.normal(size=(2, 3, 2)), rng.integers(0, 3, (2, 2)), reduction="none", note="spatial none"),
+    ]
+
+
+@register("nll_loss", samples=_nll_samples)
+def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of class indices: ``-log_probs[n, t_n]`` (pair with ``log_softmax``).
+
+    Args:
+        log_probs: ``(N, C)`` or ``(N, C, d1, ...)``, floating.
+        target: class indices ``(N,)`` / ``(N, d1, ...)``, integer, in ``[0, C)``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        A 0-d tensor, or ``(N, d1, ...)`` for ``"none"``. Backward: ``gx = -onehot(t) * gy / N``.
+
+    Raises:
+        ShapeError, DTypeError, ValueError: as ``cross_entropy`` for class-index targets.
+    """
+    op = "nll_loss"
+    _check_logits(op, log_probs)
+    check_reduction(op, reduction)
+    target = _as_target(op, target, log_probs)
+    if target.dtype.kind == "f" and tuple(target.shape) == tuple(log_probs.shape)[:1] + tuple(log_probs.shape)[2:]:
+        raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}; convert labels with .long()")
+    _check_class_indices(op, log_probs, target)
+    return NLLLoss.apply(log_probs, target, reduction=reduction)
+
+
+class MeanSquaredError(Function):
+    """``loss = reduce((x - t)**2)``; ``gx = 2 (x - t) gy / N``, ``gt = -gx``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, t: Any, reduction: str) -> Any:
+        diff = upcast(x) - upcast(t)
+        ctx.reduction, ctx.count = reduction, diff.size
+        ctx.save_for_backward(x, t)
+        return _reduce(diff * diff, reduction).astype(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        x, t = ctx.saved_tensors
+        dtype = x.dtype
+        g = _loss_grad_scale(ctx.xp, upcast(gy), ctx.reduction, ctx.count, None)
+        gx = (upcast(x) - upcast(t)) * (g * 2.0)
+        if gx.dtype != dtype:
+            gx = gx.astype(dtype)
+        need_x, need_t = ctx.needs_input_grad
+        return (gx if need_x else None), (-gx if need_t else None)
+
+
+def _mse_samples(rng: Any) -> list:
+    return [
+        sample(rng.normal(size=(3, 4)), rng.normal(size=(3, 4))),
+        sample(rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), reduction="sum", note="sum"),
+        sample(rng.normal(size=(2, 3)), rng.normal(size=(2, 3)), reduction="none", note="none"),
+    ]
+
+
+@register("mse_loss", samples=_mse_samples)
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """Mean squared error ``reduce((input - target)**2)``; the shapes must match exactly.
+
+    Args:
+        input: any shape, floating.
+        target: the same shape and dtype as ``input`` (never broadcast).
+        reduction: ``"mean"`` over all elements, ``"sum"``, or ``"none"``.
+
+    Returns:
+        A 0-d tensor, or ``input``'s shape for ``"none"``. Backward: ``gx = 2 (x - t) gy / N``.
+
+    Raises:
+        ShapeError: the shapes differ.
+        DTypeError: the dtypes differ or are not floating.
+    """
+    op = "mse_loss"
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}: expected the input to be a Tensor, got {type(input).__name__}")
+    require_floating(op, input)
+    check_reduction(op, reduction)
+    target = _as_target(op, target, input)
+    if tuple(target.shape) != tuple(input.shape):
+        raise ShapeError(
+            f"{op}: expected a target of the input's shape {tuple(input.shape)}, got {tuple(target.shape)} "
+            "(ember never broadcasts a loss target; reshape it explicitly)"
+        )
+    if target.dtype != input.dtype:
+        raise DTypeError(f"{op}: expected a target of dtype {input.dtype} like the input, got {target.dtype}")
+    return MeanSquaredError.apply(input, target, reduction=reduction)

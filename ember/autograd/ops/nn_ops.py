@@ -1,0 +1,353 @@
+"""Layer ops: ``linear`` (the book's Affine layer), ``dropout`` and ``batch_norm``.
+
+Each is one fused ``Function``: fewer graph nodes and fewer temporaries than
+the composite of matmul/add or of mean/var ops, with a backward written once
+against ``ctx.xp`` so that second derivatives come from the same code.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy
+
+from ember.autograd.function import Function
+from ember.autograd.ops.activation import upcast
+from ember.autograd.ops.operands import require_floating
+from ember.autograd.registry import register, sample
+from ember.autograd.tensor import Tensor
+from ember.backends.device import backend_of
+from ember.errors import DeviceMismatchError, DTypeError, ShapeError
+
+
+def _check_tensor(op: str, name: str, t: Any) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{op}: expected {name} to be a Tensor, got {type(t).__name__}")
+
+
+def _check_same_device(op: str, x: Tensor, name: str, t: Tensor) -> None:
+    if t.device != x.device:
+        raise DeviceMismatchError(
+            f"{op}: expected {name} on {x.device} like the input, got {t.device}; move it with .to(device)"
+        )
+
+
+# --------------------------------------------------------------------- linear
+class LinearFunction(Function):
+    """``y = x @ W.T + b`` for ``x: (..., in)``, ``W: (out, in)``, ``b: (out,)``.
+
+    ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
+    """
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, W: Any, b: Any) -> Any:
+        ctx.save_for_backward(x, W)
+        y = ctx.xp.matmul(x, W.T)
+        if b is not None:
+            y += b
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        x, W = ctx.saved_tensors
+        xp = ctx.xp
+        need_x, need_W, need_b = ctx.needs_input_grad
+        gx = xp.matmul(gy, W) if need_x else None
+        gW = gb = None
+        if need_W or need_b:
+            out_features, in_features = W.shape
+            gy2 = xp.reshape(gy, (-1, out_features))
+            if need_W:
+                gW = xp.matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (-1, in_features)))
+            if need_b:
+                gb = xp.sum(gy2, axis=0)
+        return gx, gW, gb
+
+
+def _linear_samples(rng: Any) -> list:
+    n = rng.normal
+    return [
+        sample(n(size=(3, 4)), n(size=(2, 4)), n(size=(2,)), note="2-d with bias"),
+        sample(n(size=(2, 3, 4)), n(size=(5, 4)), n(size=(5,)), note="batched input"),
+        sample(n(size=(3, 4)), n(size=(2, 4)), note="no bias"),
+        sample(n(size=(4,)), n(size=(3, 4)), n(size=(3,)), note="vector input"),
+    ]
+
+
+@register("linear", samples=_linear_samples)
+def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
+    """Affine map ``x @ W.T + b`` (PyTorch's weight layout).
+
+    Args:
+        x: ``(..., in_features)``, floating.
+        W: ``(out_features, in_features)``, ``x``'s dtype and device.
+        b: ``(out_features,)`` or None.
+
+    Returns:
+        ``(..., out_features)``. Backward: ``gx = gy W``, ``gW = gy^T x``, ``gb = sum(gy)``.
+
+    Raises:
+        ShapeError: ``W`` is not 2-d, ``x``'s last axis is not ``in_features``, or ``b`` has the wrong shape.
+        DTypeError: the dtypes differ or are not floating.
+    """
+    op = "linear"
+    _check_tensor(op, "the input", x)
+    _check_tensor(op, "the weight", W)
+    require_floating(op, x)
+    if W.ndim != 2:
+        raise ShapeError(f"{op}: expected a weight of shape (out_features, in_features), got {tuple(W.shape)}")
+    if x.ndim == 0 or x.shape[-1] != W.shape[1]:
+        raise ShapeError(
+            f"{op}: expected input (..., {W.shape[1]}) for a weight of shape {tuple(W.shape)}, got {tuple(x.shape)}"
+        )
+    args = [x, W, b]
+    if b is not None:
+        _check_tensor(op, "the bias", b)
+        if tuple(b.shape) != (W.shape[0],):
+            raise ShapeError(f"{op}: expected a bias of shape ({W.shape[0]},), got {tuple(b.shape)}")
+    for name, t in zip(("weight", "bias"), args[1:]):
+        if t is not None and t.dtype != x.dtype:
+            raise DTypeError(
+                f"{op}: expected the {name} in the input's dtype {x.dtype}, got {t.dtype}; convert with .to(dtype)"
+            )
+    return LinearFunction.apply(*args)
+
+
+# -------------------------------------------------------------------- dropout
+class DropoutFunction(Function):
+    """``y = x * mask`` with ``mask`` in ``{0, 1/(1-p)}`` (inverted dropout); ``gx = gy * mask``."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, mask: Any) -> Any:
+        ctx.save_for_backward(mask)
+        return x * mask
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (mask,) = ctx.saved_arrays  # a constant: the same mask as the forward's
+        return gy * mask
+
+
+def _dropout_samples(rng: Any) -> list:
+    # An explicit seed fixes the mask, so the many calls of gradcheck see one function.
+    return [
+        sample(rng.normal(size=(4, 5)), 0.3, generator=7),
+        sample(rng.normal(size=(2, 3, 4)), 0.5, generator=11, note="3-d"),
+    ]
+
+
+@register("dropout", samples=_dropout_samples)
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = None) -> Tensor:
+    """Inverted dropout: zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
+
+    The expectation is unchanged, so evaluation needs no rescaling: with
+    ``training=False`` or ``p == 0`` the input is returned as is.  The mask is
+    drawn on the host and copied to ``x``'s device, so one seed gives one mask
+    on every device.
+
+    Args:
+        x: any shape, floating.
+        p: drop probability in ``[0, 1)``.
+        training: apply dropout (else identity).
+        generator: a ``numpy.random.Generator`` or an int seed for a reproducible
+            mask; default ``ember.random.default_generator()`` (seeded by ``manual_seed``).
+
+    Returns:
+        ``x``'s shape and dtype. Backward: ``gx = gy * mask`` (the forward's mask).
+
+    Raises:
+        ValueError: ``p`` outside ``[0, 1)``.
+        DTypeError: ``x`` is not floating.
+    """
+    op = "dropout"
+    _check_tensor(op, "the input", x)
+    require_floating(op, x)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
+        raise ValueError(f"{op}: expected a drop probability p in [0, 1), got {p!r}")
+    if not training or p == 0:
+        return x
+    if generator is None:
+        from ember.random import default_generator
+
+        generator = default_generator()
+    elif isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool):
+        generator = numpy.random.default_rng(int(generator))
+    elif not isinstance(generator, numpy.random.Generator):
+        raise TypeError(f"{op}: expected generator to be a numpy.random.Generator or an int seed, got {generator!r}")
+    keep = generator.random(tuple(x.shape)) >= p
+    host_mask = keep.astype(x.dtype) * numpy.asarray(1.0 / (1.0 - p), dtype=x.dtype)
+    mask = backend_of(x.data).asarray(host_mask)
+    return DropoutFunction.apply(x, mask=mask)
+
+
+# ----------------------------------------------------------------- batch norm
+class BatchNormFunction(Function):
+    """``y = (x - mean) / sqrt(var + eps) * w + b``, statistics over every axis but 1.
+
+    With ``xhat`` the normalised input and ``m`` the count per channel:
+    ``gb = sum(gy)``, ``gw = sum(gy xhat)``, and in training
+    ``gx = inv_std (gxhat - mean(gxhat) - xhat mean(gxhat xhat))`` with ``gxhat = gy w``
+    (the batch statistics depend on x); in evaluation ``gx = gy w inv_std``.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Function, x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any,
+        training: bool, momentum: float, eps: float,
+    ) -> Any:
+        xp = ctx.backend.xp
+        C = x.shape[1]
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, C) + (1,) * (x.ndim - 2)
+        xc = upcast(x)
+        m = x.size // C
+        if training:
+            mean = xc.mean(axis=axes, keepdims=True)
+            diff = xc - mean
+            var = (diff * diff).mean(axis=axes, keepdims=True)
+            if running_mean is not None:
+                # PyTorch's rule: biased var normalises, the unbiased one is tracked.
+                running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(C)
+                running_var[...] = (1 - momentum) * running_var + momentum * (var.reshape(C) * (m / (m - 1)))
+        else:
+            diff = None
+            mean = running_mean.reshape(bshape).astype(xc.dtype)
+            var = running_var.reshape(bshape).astype(xc.dtype)
+        inv_std = 1.0 / xp.sqrt(var + eps)
+        y = (diff if diff is not None else xc - mean) * inv_std
+        if weight is not None:
+            y *= upcast(weight).reshape(bshape)
+        if bias is not None:
+            y += upcast(bias).reshape(bshape)
+        ctx.training, ctx.eps, ctx.axes, ctx.bshape, ctx.m = training, eps, axes, bshape, m
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        ctx.save_for_backward(x, weight, mean, inv_std)
+        return y.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> tuple:
+        x, weight = ctx.saved_tensors[:2]
+        mean, inv_std = ctx.saved_arrays[2:]
+        xp, axes, m = ctx.xp, ctx.axes, ctx.m
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        xc, g = upcast(x), upcast(gy)
+        if ctx._create_graph and ctx.training:
+            # The batch statistics are functions of x: rebuild them in the graph so
+            # that second derivatives see that dependence (the saved ones are constants).
+            mean = xp.sum(xc, axis=axes, keepdims=True) * (1.0 / m)
+            centred = xc - mean
+            inv_std = 1.0 / xp.sqrt(xp.sum(centred * centred, axis=axes, keepdims=True) * (1.0 / m) + ctx.eps)
+            xhat = centred * inv_std
+        else:
+            xhat = (xc - mean) * inv_std
+        gx = gw = gb = None
+        if need_b:
+            gb = xp.sum(g, axis=axes)
+        if need_w:
+            gw = xp.sum(g * xhat, axis=axes)
+        if need_x:
+            gxhat = g * upcast(weight).reshape(ctx.bshape) if weight is not None else g
+            if ctx.training:
+                mean_g = xp.sum(gxhat, axis=axes, keepdims=True) * (1.0 / m)
+                mean_gx = xp.sum(gxhat * xhat, axis=axes, keepdims=True) * (1.0 / m)
+                gx = (gxhat - mean_g - xhat * mean_gx) * inv_std
+            else:
+                gx = gxhat * inv_std
+        return _cast(gx, x.dtype), _cast(gw, getattr(weight, "dtype", None)), _cast(gb, ctx.bias_dtype)
+
+
+def _cast(g: Any, dtype: Any) -> Any:
+    return g if g is None or g.dtype == dtype else g.astype(dtype)
+
+
+def _bn_samples(rng: Any) -> list:
+    n = rng.normal
+
+    def stats(c: int) -> tuple:
+        return Tensor._make(n(size=(c,)) * 0.1), Tensor._make(rng.uniform(0.5, 2.0, (c,)))
+
+    rm, rv = stats(3)
+    rm2, rv2 = stats(3)
+    return [
+        sample(n(size=(4, 3)), None, None, n(size=(3,)), n(size=(3,)), note="(N, C) batch statistics"),
+        sample(n(size=(2, 3, 2, 2)), rm, rv, n(size=(3,)), n(size=(3,)), note="(N, C, H, W) updating running"),
+        sample(n(size=(5, 3)), None, None, note="no affine"),
+        sample(n(size=(4, 3)), rm2, rv2, n(size=(3,)), n(size=(3,)), training=False, note="eval: running stats"),
+    ]
+
+
+@register("batch_norm", samples=_bn_samples)
+def batch_norm(
+    x: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Batch normalisation over every axis but the channel axis 1.
+
+    In training the batch mean and biased variance normalise ``x``, and the
+    running statistics (if given) are updated in place with PyTorch's rule
+    ``running = (1 - momentum) * running + momentum * batch`` (unbiased variance).
+    In evaluation the running statistics normalise ``x``.  float16 inputs keep
+    their statistics in float32.
+
+    Args:
+        x: ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``, floating.
+        running_mean, running_var: ``(C,)`` floating tensors, or None (training only).
+        weight, bias: ``(C,)`` affine parameters in ``x``'s dtype (float32 allowed for float16 x), or None.
+        training: use batch statistics (and update the running ones).
+        momentum: the running-average factor.
+        eps: added to the variance.
+
+    Returns:
+        ``x``'s shape and dtype. Backward: ``gx = inv_std (gxhat - mean(gxhat) - xhat mean(gxhat xhat))``
+        in training, with ``gxhat = gy w``; ``gw = sum(gy xhat)``, ``gb = sum(gy)``.
+
+    Raises:
+        ShapeError: ``x`` has fewer than 2 axes, or a ``(C,)`` argument has another shape.
+        DTypeError: dtypes do not fit.
+        ValueError: training with one value per channel, or evaluation without running statistics.
+    """
+    op = "batch_norm"
+    _check_tensor(op, "the input", x)
+    require_floating(op, x)
+    if x.ndim < 2:
+        raise ShapeError(f"{op}: expected input (N, C) or (N, C, H, W), got {tuple(x.shape)}")
+    C = x.shape[1]
+    param_dtypes = (x.dtype, numpy.dtype(numpy.float32)) if x.dtype == numpy.float16 else (x.dtype,)
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if t is None:
+            continue
+        _check_tensor(op, name, t)
+        if tuple(t.shape) != (C,):
+            raise ShapeError(f"{op}: expected {name} of shape ({C},) for input {tuple(x.shape)}, got {tuple(t.shape)}")
+        if t.dtype.kind != "f" or (name in ("weight", "bias") and t.dtype not in param_dtypes):
+            want = " or ".join(str(d) for d in param_dtypes) if name in ("weight", "bias") else "a floating dtype"
+            raise DTypeError(f"{op}: expected {name} of dtype {want}, got {t.dtype}")
+        _check_same_device(op, x, name, t)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: expected both running_mean and running_var, or neither")
+    if training:
+        if x.numel() // max(C, 1) <= 1:
+            raise ValueError(
+                f"{op}: expected more than 1 value per channel when training, got input shape {tuple(x.shape)}"
+            )
+    elif running_mean is None:
+        raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var, got None")
+    if not isinstance(momentum, numbers.Real) or not isinstance(eps, numbers.Real) or eps < 0:
+        raise ValueError(f"{op}: expected real momentum and eps >= 0, got momentum={momentum!r}, eps={eps!r}")
+    y = BatchNormFunction.apply(
+        x, weight, bias,
+        running_mean=None if running_mean is None else running_mean.data,
+        running_var=None if running_var is None else running_var.data,
+        training=bool(training), momentum=float(momentum), eps=float(eps),
+    )
+    if training and running_mean is not None:
+        running_mean._bump_version()
+        running_var._bump_version()
+    return y

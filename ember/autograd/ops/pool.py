@@ -1,0 +1,246 @@
+"""2-D max and average pooling (NCHW), on the kernels of ``ember.backends.pool_kernels``.
+
+Max pooling keeps only the window-local ``argmax`` (an int64 constant), never the
+input.  Its subgradient routes each output gradient to one element: the first
+maximum of its window in row-major order (ties go to the earliest, padding is
+``-inf`` and never wins).  Average pooling counts the zero padding in the
+divisor (PyTorch's ``count_include_pad=True``), so every window divides by
+``KH*KW``.
+
+Both backwards are linear maps whose adjoints are Functions here too (max:
+scatter to the argmax <-> gather from the argmax; average: spread <-> average),
+so under ``create_graph=True`` the backward is recorded and double backward is
+exact.  Kernels are looked up through ``kernels(backend)`` so a backend can
+replace the NumPy reference.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.autograd.function import Function
+from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, _run
+from ember.autograd.registry import register, sample
+from ember.autograd.tensor import Tensor
+from ember.backends import conv_kernels as _conv_reference
+from ember.backends import pool_kernels as _reference_kernels
+
+
+def kernels(backend: Any) -> Any:
+    """The pooling kernel module for ``backend`` (the NumPy reference unless it overrides it)."""
+    return getattr(backend, "pool_kernels", _reference_kernels)
+
+
+# ---------------------------------------------------------------- max pooling
+
+
+class MaxPool2dFunction(Function):
+    """``y[n, c, oh, ow] = max`` of the ``KH x KW`` window at ``(oh*sh - ph, ow*sw - pw)``.
+
+    ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward:
+    ``gx[argmax(window)] += gy`` (first maximum on ties).
+    """
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        kh, kw = kernel_size
+        y, argmax = kernels(ctx.backend).max_pool2d_forward(x, kh, kw, stride, padding, xp=ctx.backend.xp)
+        ctx.save_for_backward(argmax)
+        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (argmax,) = ctx.saved_arrays
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, MaxPool2dGradFunction, gy, argmax=argmax, x_shape=ctx.x_shape,
+                    kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+class MaxPool2dGradFunction(Function):
+    """Scatter ``gy: (N, C, OH, OW)`` to each window's argmax -> ``(N, C, H, W)``.
+
+    Backward (its adjoint): gather ``g`` at the argmax positions.
+    """
+
+    @staticmethod
+    def compute(backend: Any, gy: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        """The scatter on arrays."""
+        kh, kw = kernel_size
+        return kernels(backend).max_pool2d_backward(gy, argmax, x_shape, kh, kw, stride, padding,
+                                                    xp=backend.xp)
+
+    @staticmethod
+    def forward(ctx: Function, gy: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        ctx.save_for_backward(argmax)
+        ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
+        return MaxPool2dGradFunction.compute(ctx.backend, gy, argmax=argmax, x_shape=x_shape,
+                                             kernel_size=kernel_size, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, g: Any) -> Any:
+        (argmax,) = ctx.saved_arrays
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, MaxPool2dGatherFunction, g, argmax=argmax, x_shape=ctx.x_shape,
+                    kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+class MaxPool2dGatherFunction(Function):
+    """Read ``g: (N, C, H, W)`` at each window's argmax -> ``(N, C, OH, OW)``.
+
+    Backward (its adjoint): scatter back to the argmax positions.
+    """
+
+    @staticmethod
+    def compute(backend: Any, g: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        """The gather on arrays: one strided slice per kernel offset, no ``KH*KW`` workspace."""
+        xp = backend.xp
+        (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+        oh, ow = argmax.shape[2:]
+        if ph or pw:
+            g = xp.pad(g, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        out = xp.zeros(argmax.shape, dtype=g.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                window = g[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw]
+                out = xp.where(argmax == i * kw + j, window, out)
+        return out
+
+    @staticmethod
+    def forward(ctx: Function, g: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        ctx.save_for_backward(argmax)
+        ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
+        return MaxPool2dGatherFunction.compute(ctx.backend, g, argmax=argmax, x_shape=x_shape,
+                                               kernel_size=kernel_size, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (argmax,) = ctx.saved_arrays
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, MaxPool2dGradFunction, gy, argmax=argmax, x_shape=ctx.x_shape,
+                    kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+# ------------------------------------------------------------ average pooling
+
+
+class AvgPool2dFunction(Function):
+    """``y[n, c, oh, ow] = mean`` of the zero-padded ``KH x KW`` window (padding counted).
+
+    ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward: ``gx[window] += gy / (KH*KW)``.
+    """
+
+    @staticmethod
+    def compute(backend: Any, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        """The average pooling on arrays."""
+        kh, kw = kernel_size
+        return kernels(backend).avg_pool2d_forward(x, kh, kw, stride, padding, xp=backend.xp)
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
+        return AvgPool2dFunction.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, AvgPool2dGradFunction, gy, x_shape=ctx.x_shape, kernel_size=kernel_size,
+                    stride=stride, padding=padding)
+
+
+class AvgPool2dGradFunction(Function):
+    """Spread ``gy: (N, C, OH, OW)`` evenly over each window -> ``(N, C, H, W)``.
+
+    Backward (its adjoint): average pooling of ``g``.
+    """
+
+    @staticmethod
+    def compute(backend: Any, gy: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        """The spread on arrays."""
+        kh, kw = kernel_size
+        return kernels(backend).avg_pool2d_backward(gy, x_shape, kh, kw, stride, padding, xp=backend.xp)
+
+    @staticmethod
+    def forward(ctx: Function, gy: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        ctx.geom = (kernel_size, stride, padding)
+        return AvgPool2dGradFunction.compute(ctx.backend, gy, x_shape=x_shape, kernel_size=kernel_size,
+                                             stride=stride, padding=padding)
+
+    @staticmethod
+    def backward(ctx: Function, g: Any) -> Any:
+        kernel_size, stride, padding = ctx.geom
+        return _run(ctx, AvgPool2dFunction, g, kernel_size=kernel_size, stride=stride, padding=padding)
+
+
+# ----------------------------------------------------------------- functional
+
+
+def _pool_args(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any) -> dict:
+    """Validate a pooling call and normalise its geometry to pairs."""
+    _check_tensor(op, "x", x)
+    _check_nchw(op, x)
+    kernel = _conv_reference.pair(kernel_size, "kernel_size", op=op)
+    stride, padding = _check_window(op, tuple(x.shape), kernel, kernel if stride is None else stride,
+                                    padding, _conv_reference)
+    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
+        raise ValueError(
+            f"{op}: expected padding at most half the kernel size {kernel}, got padding {padding}"
+        )
+    return {"kernel_size": kernel, "stride": stride, "padding": padding}
+
+
+def _pool_samples(rng: Any) -> list:
+    # Distinct normal values: ties (and near-ties within eps) have probability ~0.
+    n = rng.normal
+    return [
+        sample(n(size=(2, 2, 5, 5)), 2, stride=1, note="overlapping windows, stride 1"),
+        sample(n(size=(1, 2, 5, 6)), 3, stride=2, padding=1, note="stride 2, padding 1"),
+        sample(n(size=(1, 1, 5, 7)), (2, 3), stride=(1, 2), note="rect kernel, pair stride"),
+        sample(n(size=(1, 2, 4, 4)), 2, note="default stride = kernel"),
+    ]
+
+
+@register("max_pool2d", samples=_pool_samples)
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
+    """Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).
+
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: ``s`` or ``(sh, sw)``; defaults to ``kernel_size``.
+        padding: ``p`` or ``(ph, pw)``, at most half the kernel.
+
+    Returns:
+        ``(N, C, OH, OW)``, ``OH = (H + 2*ph - KH) // sh + 1``.
+
+    Raises:
+        ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
+        ValueError: stride < 1, padding < 0 or more than half the kernel.
+    """
+    return MaxPool2dFunction.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
+
+
+@register("avg_pool2d", samples=_pool_samples)
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
+    """Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).
+
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: ``s`` or ``(sh, sw)``; defaults to ``kernel_size``.
+        padding: ``p`` or ``(ph, pw)``, at most half the kernel.
+
+    Returns:
+        ``(N, C, OH, OW)``.
+
+    Raises:
+        ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
+        ValueError: stride < 1, padding < 0 or more than half the kernel.
+    """
+    return AvgPool2dFunction.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))

@@ -1,0 +1,12 @@
+"""``ember.nn.functional`` (F): stateless layer functions.
+
+Every name here is a differentiable op defined, with its backward, in
+``ember.autograd.ops``; this module only gathers them under PyTorch's names.
+"""
+
+from ember.autograd.ops.elementwise import relu, sigmoid, tanh  # noqa: F401
+from ember.autograd.ops.activation import log_softmax, softmax  # noqa: F401
+from ember.autograd.ops.loss import cross_entropy, mse_loss, nll_loss  # noqa: F401
+from ember.autograd.ops.nn_ops import batch_norm, dropout, linear  # noqa: F401
+from ember.autograd.ops.conv import col2im, conv2d, im2col  # noqa: F401
+from ember.autograd.ops.pool import avg_pool2d, max_pool2d  # noqa: F401

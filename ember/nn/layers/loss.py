@@ -1,0 +1,42 @@
+"""Loss layers: ``CrossEntropyLoss`` (softmax + cross-entropy fused) and ``MSELoss``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.autograd.ops.loss import check_reduction, cross_entropy, mse_loss
+from ember.autograd.tensor import Tensor
+from ember.nn.module import Module
+
+
+class CrossEntropyLoss(Module):
+    """``cross_entropy(logits, target, reduction)``: target class indices or probabilities.
+
+    Takes raw logits (no softmax layer before it): the book's Softmax-with-Loss.
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        check_reduction("CrossEntropyLoss", reduction)
+        self.reduction = reduction
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return cross_entropy(input, target, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class MSELoss(Module):
+    """``mse_loss(input, target, reduction)``; the shapes must match exactly."""
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        check_reduction("MSELoss", reduction)
+        self.reduction = reduction
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return mse_loss(input, target, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"

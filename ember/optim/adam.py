@@ -1,0 +1,119 @@
+"""Adam and AdamW: bias-corrected running moments of the gradient, optionally AMSGrad.
+
+The two differ only in weight decay: Adam adds ``weight_decay * w`` to the
+gradient (an L2 penalty that the moment estimates then rescale), AdamW shrinks
+the weights directly by ``lr * weight_decay`` before the Adam step (decoupled
+weight decay, Loshchilov & Hutter).  Formulas follow ``torch.optim.Adam``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.optim._helpers import check_nonnegative, check_unit_interval, lerp_
+from ember.optim.optimizer import ARRAY, COUNT, Optimizer, ParamsT
+
+
+class Adam(Optimizer):
+    r"""Adam (``torch.optim.Adam``), with AMSGrad as an option.
+
+    With ``g`` the gradient at step ``t`` (from 1)::
+
+        g = g + weight_decay * w            (or w = w * (1 - lr * weight_decay) if decoupled)
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        vmax = max(vmax, v)                 (amsgrad; then vmax replaces v below)
+        w = w - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+
+    Args:
+        params: Tensors, ``(name, Tensor)`` pairs, or parameter-group dicts.
+        lr: learning rate.
+        betas: decay rates ``(beta1, beta2)`` of the first and second moments, each in [0, 1).
+        eps: added to the denominator for numerical stability.
+        weight_decay: weight decay factor (L2 on the gradient unless decoupled).
+        amsgrad: use the running maximum of the second moment (AMSGrad).
+        maximize: ascend the objective instead of descending it.
+        decoupled_weight_decay: apply weight decay to the weights directly (AdamW).
+
+    Raises:
+        ValueError: a beta outside [0, 1) or a negative lr, eps or weight_decay.
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        defaults = {"lr": lr, "betas": tuple(betas) if isinstance(betas, list) else betas, "eps": eps,
+                        "weight_decay": weight_decay, "amsgrad": amsgrad, "maximize": maximize,
+                        "decoupled_weight_decay": decoupled_weight_decay}
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        for name in ("lr", "eps", "weight_decay"):
+            check_nonnegative(self._name, name, group[name])
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"{self._name}: expected betas to be a pair (beta1, beta2), got {betas!r}")
+        for i, beta in enumerate(betas):
+            check_unit_interval(self._name, f"betas[{i}]", beta, open_right=True)
+
+    def _state_schema(self, group: dict[str, Any]) -> dict[str, str]:
+        schema = {"step": COUNT, "exp_avg": ARRAY, "exp_avg_sq": ARRAY}
+        if group["amsgrad"]:
+            schema["max_exp_avg_sq"] = ARRAY
+        return schema
+
+    def _update(self, group: dict[str, Any], w: Any, g: Any, state: dict[str, Any], xp: Any) -> None:
+        lr, (beta1, beta2), weight_decay = group["lr"], group["betas"], group["weight_decay"]
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = xp.zeros_like(w)
+            state["exp_avg_sq"] = xp.zeros_like(w)
+            if group["amsgrad"]:
+                state["max_exp_avg_sq"] = xp.zeros_like(w)
+        state["step"] += 1
+        step = state["step"]
+        if group["maximize"]:
+            g = -g
+        if weight_decay != 0:
+            if group["decoupled_weight_decay"]:
+                w *= 1 - lr * weight_decay
+            else:
+                g = g + weight_decay * w
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        lerp_(m, g, 1 - beta1)
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        if group["amsgrad"]:
+            vmax = state["max_exp_avg_sq"]
+            xp.maximum(vmax, v, out=vmax)
+            v = vmax
+        step_size = lr / (1 - beta1**step)
+        denom = xp.sqrt(v)
+        denom /= (1 - beta2**step) ** 0.5
+        denom += group["eps"]
+        w -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    r"""AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay, default ``weight_decay=1e-2``.
+
+    Each step first shrinks the weights, ``w = w * (1 - lr * weight_decay)``, then
+    takes the Adam step on the raw gradient (see ``Adam``).
+
+    Args:
+        params: Tensors, ``(name, Tensor)`` pairs, or parameter-group dicts.
+        lr: learning rate.
+        betas: decay rates ``(beta1, beta2)``, each in [0, 1).
+        eps: added to the denominator for numerical stability.
+        weight_decay: decoupled weight decay factor.
+        amsgrad: use the running maximum of the second moment (AMSGrad).
+        maximize: ascend the objective instead of descending it.
+
+    Raises:
+        ValueError: a beta outside [0, 1) or a negative lr, eps or weight_decay.
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize, decoupled_weight_decay=True)

@@ -1,0 +1,170 @@
+"""Learning-rate schedules: ``LRScheduler`` (the base), ``StepLR`` and ``CosineAnnealingLR``.
+
+A scheduler owns an epoch counter and writes ``group["lr"]`` of every group of
+its optimizer.  Each learning rate is computed in closed form from the group's
+``initial_lr`` and the epoch (PyTorch's ``_get_closed_form_lr``), not by
+updating the previous value: the sequence has no rounding drift, and a resumed
+run (``load_state_dict``) continues exactly.  The price is that two schedulers
+on one optimizer do not compose (the last one to step wins), unlike PyTorch's
+chainable form.
+
+Use: ``optimizer.step()`` every batch, ``scheduler.step()`` once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+from ember.optim.optimizer import Optimizer
+
+
+class LRScheduler:
+    """Base class: subclasses define ``lr_at(base_lr, epoch)``.
+
+    Creating a scheduler records each group's ``lr`` as ``initial_lr`` (unless the
+    group has one) and sets the lr for epoch 0.
+
+    Args:
+        optimizer: the optimizer whose ``param_groups`` get the learning rates.
+        last_epoch: the index of the last epoch seen; ``-1`` starts a new schedule.
+            Anything else resumes one and needs ``initial_lr`` in every group.
+
+    Raises:
+        TypeError: ``optimizer`` is not an ember Optimizer.
+        KeyError: resuming (``last_epoch >= 0``) without ``initial_lr`` in a group.
+    """
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
+        name = type(self).__name__
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{name}: expected an ember.optim Optimizer, got {type(optimizer).__name__}")
+        if isinstance(last_epoch, bool) or not isinstance(last_epoch, int) or last_epoch < -1:
+            raise ValueError(f"{name}: expected last_epoch to be an int >= -1, got {last_epoch!r}")
+        self.optimizer = optimizer
+        for i, group in enumerate(optimizer.param_groups):
+            if last_epoch == -1:
+                group.setdefault("initial_lr", group["lr"])
+            elif "initial_lr" not in group:
+                raise KeyError(
+                    f"{name}: param_groups[{i}] has no 'initial_lr', needed to resume with last_epoch="
+                    f"{last_epoch}; load the optimizer's state dict first, or start with last_epoch=-1"
+                )
+        self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = last_epoch
+        self._step_count = 0
+        self._last_lr: list[float] = []
+        self.step()
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        """The learning rate of a group whose initial lr is ``base_lr``, at ``epoch``."""
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:
+        """The learning rates for ``last_epoch``, one per param group."""
+        return [self.lr_at(base_lr, self.last_epoch) for base_lr in self.base_lrs]
+
+    def get_last_lr(self) -> list[float]:
+        """The learning rates the last ``step`` set, one per param group."""
+        return list(self._last_lr)
+
+    def step(self, epoch: int | None = None) -> None:
+        """Advance one epoch (or jump to ``epoch``) and write the new lr into every group.
+
+        Raises:
+            ValueError: the optimizer's group count changed since the scheduler was made.
+        """
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.base_lrs):
+            raise ValueError(
+                f"{type(self).__name__}.step: the optimizer has {len(groups)} param groups but the scheduler "
+                f"was made for {len(self.base_lrs)}"
+            )
+        self._step_count += 1
+        self.last_epoch = self.last_epoch + 1 if epoch is None else int(epoch)
+        lrs = self.get_lr()
+        for group, lr in zip(groups, lrs):
+            group["lr"] = lr
+        self._last_lr = list(lrs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state (epoch, base lrs, hyper-parameters) as plain Python values."""
+        return {k: (list(v) if isinstance(v, list) else v) for k, v in vars(self).items() if k != "optimizer"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state saved by ``state_dict`` of the same kind of scheduler.
+
+        The optimizer's lrs are not touched: they come back with the optimizer's own
+        state dict, and the next ``step`` recomputes them from the restored epoch.
+
+        Raises:
+            ValueError: the keys or the number of base lrs do not match this scheduler.
+        """
+        name = f"{type(self).__name__}.load_state_dict"
+        expected = set(self.state_dict())
+        if not isinstance(state_dict, dict) or set(state_dict) != expected:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{name}: expected keys {sorted(expected)}, got {got}")
+        if len(state_dict["base_lrs"]) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"{name}: the state has {len(state_dict['base_lrs'])} base lrs, the optimizer has "
+                f"{len(self.optimizer.param_groups)} param groups"
+            )
+        for k, v in state_dict.items():
+            setattr(self, k, list(v) if isinstance(v, (list, tuple)) else v)
+
+
+class StepLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every ``step_size`` epochs: ``lr = initial_lr * gamma ** (epoch // step_size)``.
+
+    Args:
+        optimizer: the optimizer to schedule.
+        step_size: epochs between decays, a positive int.
+        gamma: the decay factor.
+        last_epoch: see ``LRScheduler``.
+
+    Raises:
+        ValueError: ``step_size`` is not a positive int.
+    """
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size <= 0:
+            raise ValueError(f"StepLR: expected step_size to be a positive int, got {step_size!r}")
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
+            raise TypeError(f"StepLR: expected gamma to be a real number, got {gamma!r}")
+        self.step_size = int(step_size)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""Anneal the lr from ``initial_lr`` to ``eta_min`` along half a cosine over ``T_max`` epochs.
+
+    ``lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2``; past
+    ``T_max`` the cosine goes on, so the lr rises again (SGDR without restarts, as in PyTorch).
+
+    Args:
+        optimizer: the optimizer to schedule.
+        T_max: epochs of the half period, > 0.
+        eta_min: the minimum lr.
+        last_epoch: see ``LRScheduler``.
+
+    Raises:
+        ValueError: ``T_max`` is not a positive number.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Real) or not T_max > 0:
+            raise ValueError(f"CosineAnnealingLR: expected T_max > 0, got {T_max!r}")
+        if isinstance(eta_min, bool) or not isinstance(eta_min, numbers.Real):
+            raise TypeError(f"CosineAnnealingLR: expected eta_min to be a real number, got {eta_min!r}")
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

@@ -1,0 +1,72 @@
+"""Stochastic gradient descent, with optional momentum, Nesterov momentum and L2 weight decay.
+
+The book's ``SGD`` and ``Momentum`` classes (chapter 6) generalised to PyTorch's
+formulation: the momentum buffer starts as the first gradient and accumulates
+``(1 - dampening)``-scaled gradients after that.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ember.optim._helpers import check_nonnegative
+from ember.optim.optimizer import ARRAY, Optimizer, ParamsT
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent (``torch.optim.SGD``).
+
+    With ``g = grad + weight_decay * w`` (negated first when ``maximize``)::
+
+        b = g                                  on the first step
+        b = momentum * b + (1 - dampening) * g  after that
+        d = g + momentum * b  if nesterov  else  b   (d = g when momentum == 0)
+        w = w - lr * d
+
+    Args:
+        params: Tensors, ``(name, Tensor)`` pairs, or parameter-group dicts.
+        lr: learning rate.
+        momentum: momentum factor (0 disables the buffer).
+        dampening: dampening of the gradient added to the momentum buffer.
+        nesterov: use Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+        weight_decay: L2 penalty added to the gradient.
+        maximize: ascend the objective instead of descending it.
+
+    Raises:
+        ValueError: a negative lr, momentum or weight_decay, or nesterov without
+            momentum / with dampening.
+    """
+
+    def __init__(self, params: ParamsT, lr: float = 1e-3, momentum: float = 0, dampening: float = 0,
+                 nesterov: bool = False, weight_decay: float = 0, *, maximize: bool = False):
+        defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+                        "nesterov": nesterov, "maximize": maximize}
+        super().__init__(params, defaults)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        for name in ("lr", "momentum", "weight_decay"):
+            check_nonnegative(self._name, name, group[name])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError(
+                f"{self._name}: nesterov=True requires momentum > 0 and dampening == 0, got "
+                f"momentum={group['momentum']!r}, dampening={group['dampening']!r}"
+            )
+
+    def _state_schema(self, group: dict[str, Any]) -> dict[str, str]:
+        return {"momentum_buffer": ARRAY} if group["momentum"] != 0 else {}
+
+    def _update(self, group: dict[str, Any], w: Any, g: Any, state: dict[str, Any], xp: Any) -> None:
+        momentum = group["momentum"]
+        if group["maximize"]:
+            g = -g
+        if group["weight_decay"] != 0:
+            g = g + group["weight_decay"] * w
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.copy()
+            else:
+                buf *= momentum
+                buf += (1 - group["dampening"]) * g
+            g = g + momentum * buf if group["nesterov"] else buf
+        w -= group["lr"] * g

@@ -1,0 +1,1 @@
+"""The pieces of ``python -m ember.train``: dataset choice, the loop, checkpoints and plots."""

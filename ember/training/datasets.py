@@ -1,0 +1,89 @@
+"""Choose and load the training data for the CLI, falling back to what exists offline.
+
+Automatic choice order: MNIST, then Fashion-MNIST, then scikit-learn's bundled
+digits (always available).  The reason for the choice is reported in one line
+so a user knows why a run used, say, Fashion-MNIST.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy
+
+from ember.data import MNIST, DatasetError, Digits, FashionMNIST, TensorDataset
+
+DATASETS = ("mnist", "fashion-mnist", "digits")
+
+
+@dataclass
+class LoadedData:
+    """Train/test arrays plus the name of the dataset and why it was chosen."""
+
+    name: str
+    reason: str
+    train: TensorDataset
+    test: TensorDataset
+    input_dim: tuple
+    num_classes: int
+
+
+def _load(name: str, data_dir: str | None, download: bool) -> tuple:
+    if name == "digits":
+        return Digits(train=True).arrays(), Digits(train=False).arrays()
+    cls = MNIST if name == "mnist" else FashionMNIST
+    train = cls(root=data_dir, train=True, download=download)
+    test = cls(root=data_dir, train=False, download=download)
+    return train.arrays(), test.arrays()
+
+
+def load_data(name: str = "auto", data_dir: str | None = None, max_train: int | None = None,
+              max_test: int | None = None, seed: int = 0, download: bool = False) -> LoadedData:
+    """Load ``name`` (or the first available with ``auto``) as float32 NCHW arrays.
+
+    Args:
+        name: 'auto', 'mnist', 'fashion-mnist' or 'digits'.
+        data_dir: an explicit root searched first (else $EMBER_DATA, the cache, ...).
+        max_train, max_test: subsample sizes (a seeded random subset), None for all.
+        seed: seed of the subsampling.
+        download: allow downloading missing files (auto mode never downloads).
+
+    Raises:
+        ValueError: unknown dataset name.
+        DatasetError: the named dataset cannot be found.
+    """
+    name = name.lower().replace("_", "-")
+    if name != "auto" and name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: auto, {', '.join(DATASETS)}")
+    if name == "auto":
+        skipped = []
+        for candidate in DATASETS:
+            try:
+                (tr, te) = _load(candidate, data_dir, download=False)
+            except DatasetError as e:
+                first_line = str(e).splitlines()[0]
+                skipped.append(f"{candidate} unavailable ({first_line})")
+                continue
+            reason = "auto: " + ("; ".join(skipped) + "; " if skipped else "") + f"{candidate} found"
+            name = candidate
+            break
+    else:
+        tr, te = _load(name, data_dir, download)
+        reason = "requested with --dataset"
+    rng = numpy.random.default_rng(seed)
+    tr = _subsample(tr, max_train, rng)
+    te = _subsample(te, max_test, rng)
+    x_tr, y_tr = tr
+    num_classes = int(max(y_tr.max(), te[1].max())) + 1
+    return LoadedData(name, reason, TensorDataset(*tr), TensorDataset(*te), tuple(x_tr.shape[1:]), num_classes)
+
+
+def _subsample(arrays: tuple, n: int | None, rng: numpy.random.Generator) -> tuple:
+    x, y = arrays
+    x = x.reshape(len(x), *((1,) + x.shape[1:] if x.ndim == 3 else x.shape[1:])) if x.ndim != 4 else x
+    if n is None or n >= len(x):
+        return x.astype(numpy.float32, copy=False), y.astype(numpy.int64, copy=False)
+    if n <= 0:
+        raise ValueError(f"--max-train/--max-test: expected a positive count, got {n}")
+    idx = numpy.sort(rng.choice(len(x), size=n, replace=False))
+    return x[idx].astype(numpy.float32, copy=False), y[idx].astype(numpy.int64, copy=False)

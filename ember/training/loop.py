@@ -1,0 +1,84 @@
+"""One training epoch and one evaluation pass, used by the CLI and the end-to-end tests."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy
+
+import ember as em
+from ember.nn import functional as F
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; carries where, so the CLI can report it."""
+
+    def __init__(self, epoch: int, step: int, value: float):
+        super().__init__(f"loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+def compute_loss(model: Any, logits: Any, labels: Any) -> Any:
+    """Cross entropy, plus the model's own regularisation term when it has one (the book's decay)."""
+    loss = F.cross_entropy(logits, labels)
+    reg = getattr(model, "regularization", None)
+    if reg is not None:
+        term = reg()
+        if not isinstance(term, float) or term:
+            loss = loss + term
+    return loss
+
+
+def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any = "cpu", dtype: Any = None,
+                progress: Any = None) -> dict:
+    """Train for one pass over ``loader``; returns mean loss, accuracy and samples/s.
+
+    Raises:
+        NonFiniteLossError: the loss is NaN/inf (the optimizer step is not taken).
+    """
+    model.train()
+    total_loss = 0.0
+    correct = seen = 0
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(loader, 1):
+        x = x.to(device, dtype) if dtype is not None else x.to(device)
+        y = y.to(device)
+        logits = model(x)
+        loss = compute_loss(model, logits, y)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(epoch, step, value)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        n = len(y)
+        total_loss += value * n
+        seen += n
+        correct += int((logits.argmax(axis=1).numpy() == y.numpy()).sum())
+        if progress is not None:
+            elapsed = time.perf_counter() - start
+            progress.set_postfix(loss=f"{value:.4f}", samples_per_s=f"{seen / max(elapsed, 1e-9):.0f}")
+            progress.update(1)
+    elapsed = time.perf_counter() - start
+    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
+            "samples_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
+
+
+def evaluate(model: Any, dataset: Any, batch_size: int = 1000, device: Any = "cpu", dtype: Any = None) -> dict:
+    """Loss and accuracy over ``dataset`` in eval mode without recording a graph."""
+    model.eval()
+    x_all, y_all = dataset.arrays()
+    total_loss = 0.0
+    correct = 0
+    with em.no_grad():
+        for i in range(0, len(x_all), batch_size):
+            x = em.tensor(x_all[i:i + batch_size], device=device, dtype=dtype)
+            y = em.tensor(y_all[i:i + batch_size], device=device)
+            logits = model(x)
+            total_loss += float(F.cross_entropy(logits, y, reduction="sum").item())
+            correct += int((logits.argmax(axis=1).numpy() == numpy.asarray(y_all[i:i + batch_size])).sum())
+    n = max(len(x_all), 1)
+    model.train()
+    return {"loss": total_loss / n, "accuracy": correct / n}
