@@ -1,0 +1,1 @@
+"""Ember's benchmark harness: ``python -m benchmarks`` (see benchmarks/README.md)."""

@@ -23,7 +23,10 @@ Run from the repository root::
     python -m benchmarks.dispatch --ops 1000 --reps 30 --no-torch
     python -m benchmarks.dispatch --profile      # where ember's time goes (cProfile)
 
-Results go to ``benchmarks/results/dispatch.json`` and ``dispatch.md``.
+Results go to ``benchmarks/results/dispatch.json`` and ``dispatch.md``.  The same
+chain runs on every target as the ``overhead`` suite of ``python -m benchmarks``
+(each target in its own process); this script keeps the single-process,
+ember-vs-torch view and the ``--profile`` option.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +48,8 @@ if __package__ in (None, ""):  # run as a script: make `import ember` find the c
 import numpy
 
 import ember as em
+from benchmarks.harness.io import write_atomic
+from benchmarks.harness.machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHAIN = ("mul 0.9", "add 0.1", "tanh", "exp")
@@ -187,31 +191,6 @@ def check_agreement(torch: Any, n_ops: int) -> float:
     g_em = ember_cases(n_ops)["fwd+bwd"]().item()
     g_t = torch_cases(torch, n_ops)["fwd+bwd"]().item()
     return abs(g_em - g_t) / max(abs(g_t), 1e-30)
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo, else platform)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def render_markdown(result: dict) -> str:

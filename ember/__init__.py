@@ -29,5 +29,6 @@ from ember.random import get_rng_state, manual_seed, rand, randint, randn, randp
 from ember.serialization import load, save
 from ember import cuda
 from ember import data, models, nn, optim  # noqa: E402  (after the core names they build on)
+from ember import amp  # noqa: E402
 
 __version__ = "0.1.0"

@@ -20,3 +20,28 @@ class DeviceMismatchError(RuntimeError):
 
 class GraphError(RuntimeError):
     """Misuse of the autograd graph: freed graphs, in-place edits of saved tensors."""
+
+
+class AnomalyError(RuntimeError):
+    """Anomaly mode found an op whose forward or backward produced NaN/Inf (``autograd.detect_anomaly``).
+
+    Attributes:
+        op: the Function class name; phase: ``"forward"`` or ``"backward"``;
+        index: the output (forward) or input (backward) number; frames: the op's
+        creation stack as ``(filename, lineno, function)``, innermost user frame first.
+    """
+
+    def __init__(self, message: str, op: str = "", phase: str = "", index: int = -1, frames: tuple = ()):
+        super().__init__(message)
+        self.op, self.phase, self.index, self.frames = op, phase, index, frames
+
+
+class StateDictKeyError(KeyError, RuntimeError):
+    """``load_state_dict(strict=True)`` got missing or unexpected keys.
+
+    A KeyError (as documented since the first release) that is also a
+    RuntimeError, like every other ember error a user may catch generically.
+    """
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""

@@ -119,6 +119,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        _chmod_like_open(fd)
         with os.fdopen(fd, "wb") as f:
             numpy.savez(f, **arrays)
             f.flush()
@@ -131,6 +132,22 @@ def save(obj: Any, path: str | os.PathLike) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def _chmod_like_open(fd: int) -> None:
+    """Give the temp file the mode ``open()`` would (0666 less the umask), not mkstemp's private 0600."""
+    if not hasattr(os, "fchmod"):
+        return
+    umask = None
+    try:  # Linux: read it without touching it (os.umask would change it for every thread a moment)
+        with open("/proc/self/status") as f:
+            umask = next((int(line.split()[1], 8) for line in f if line.startswith("Umask:")), None)
+    except OSError:
+        pass
+    if umask is None:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -165,6 +182,8 @@ class _Reader:
                 host = self.arrays[node["entry"]]
             except KeyError:
                 raise self.bad(f"missing array entry {node.get('entry')!r}") from None
+            if host.dtype.kind not in "biuf":  # save never writes others (strings, structured, void)
+                raise self.bad(f"array entry {node['entry']!r} has unsupported dtype {host.dtype}")
             if kind == "ndarray":
                 return host
             return Tensor._make(self.backend.asarray(host))
@@ -178,7 +197,10 @@ class _Reader:
         if kind == "tuple":
             return tuple(self.decode(v) for v in node["items"])
         if kind == "npscalar":
-            return numpy.dtype(node["dtype"]).type(self.decode(node["value"]))
+            dtype = numpy.dtype(node["dtype"])
+            if dtype.kind not in "biuf":
+                raise self.bad(f"unsupported scalar dtype {dtype}")
+            return dtype.type(self.decode(node["value"]))
         if kind == "float":
             return float(node["value"])
         raise self.bad(f"unknown metadata kind {kind!r}")
@@ -227,5 +249,5 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
         return reader.decode(meta["tree"])
     except ValueError:
         raise
-    except (KeyError, TypeError, IndexError) as e:
+    except (KeyError, TypeError, IndexError, OverflowError, RecursionError) as e:
         raise reader.bad(f"malformed metadata: {type(e).__name__}: {e}") from None

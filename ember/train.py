@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ember as em
 from ember import optim
@@ -20,7 +20,7 @@ from ember.data import DataLoader, DatasetError
 from ember.models import MODELS, build_model
 from ember.training.artifacts import plot_filters, plot_history, save_history
 from ember.training.datasets import DATASETS, load_data
-from ember.training.loop import NonFiniteLossError, evaluate, train_epoch
+from ember.training.loop import NonFiniteLossError, evaluate_in_precision, train_epoch
 
 OPTIMIZERS = {
     "sgd": (optim.SGD, 0.1, {}),
@@ -31,6 +31,13 @@ OPTIMIZERS = {
     "adadelta": (optim.Adadelta, 1.0, {}),
     "adam": (optim.Adam, 0.001, {}),
     "adamw": (optim.AdamW, 0.001, {}),
+}
+
+
+LR_SCHEDULES = {
+    "none": None,
+    "step": lambda opt, epochs: optim.lr_scheduler.StepLR(opt, step_size=max(1, epochs // 3), gamma=0.1),
+    "cosine": lambda opt, epochs: optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs),
 }
 
 
@@ -47,10 +54,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help=f"one of {', '.join(sorted(OPTIMIZERS))} (default adam)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: per optimizer)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="optimizer L2 weight decay")
+    p.add_argument("--lr-schedule", default="none", choices=tuple(LR_SCHEDULES),
+                   help="per-epoch lr schedule: step (x0.1 every epochs/3) or cosine (to 0 over --epochs)")
     p.add_argument("--init", default=None,
                    help="weight init: a std such as 0.01 (the book's), 'he', 'xavier' or 'default' (PyTorch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--dtype", default="float32", choices=("float16", "float32", "float64"),
+                   help="float16: mixed precision (AMP) - float32 master weights, autocast, loss scaling")
+    p.add_argument("--eval-dtype", default=None, choices=("float16", "float32", "float64"),
+                   help="evaluate a copy of the weights in this precision (default: as trained)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=None, help="folder searched first for the IDX files")
     p.add_argument("--out", default=None, help="run folder (default runs/<model>-<dataset>)")
@@ -87,8 +99,14 @@ def _first_conv_weight(model: Any) -> Any:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code."""
+def main(argv: Sequence[str] | None = None, on_setup: Callable[..., None] | None = None) -> int:
+    """Run the CLI; returns the process exit code.
+
+    ``on_setup``, when given, is called once before the first epoch as
+    ``on_setup(model=, optimizer=, loader=, data=, dtype=, start_epoch=)``, so a
+    benchmark can read the initial weights and the loader's state (its batch
+    order) of exactly the run the CLI performs.
+    """
     args = parse_args(argv)
     em.manual_seed(args.seed)
     try:
@@ -103,10 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ckpt_path = out / "checkpoint.npz"
     model = build_model(args.model, data.input_dim, data.num_classes, **_model_kwargs(args))
     dtype = em.float64 if args.dtype == "float64" else em.float32
+    scaler = em.amp.GradScaler() if args.dtype == "float16" else None  # AMP: the model stays float32
     model.to(args.device).to(dtype)
     cls, default_lr, extra = OPTIMIZERS[args.optimizer]
     optimizer = cls(model.parameters(), lr=args.lr or default_lr, weight_decay=args.weight_decay, **extra)
     loader = DataLoader(data.train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    make_scheduler = LR_SCHEDULES[args.lr_schedule]
+    scheduler = make_scheduler(optimizer, args.epochs) if make_scheduler else None
     history: dict = {"args": vars(args), "dataset": data.name, "epochs": []}
     start_epoch = 1
     if args.resume:
@@ -118,6 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         optimizer.load_state_dict(state["optimizer"])
         loader.load_state_dict(state["loader"])
         em.set_rng_state(state["rng"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        if state.get("lr_schedule", "none") != args.lr_schedule:
+            print(f"error: {ckpt_path} was trained with --lr-schedule {state.get('lr_schedule', 'none')}, "
+                  f"not {args.lr_schedule}", file=sys.stderr)
+            return 2
+        if scheduler is not None:  # its step size / period come back from the checkpoint too
+            scheduler.load_state_dict(state["scheduler"])
         history["epochs"] = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
         print(f"resumed from {ckpt_path} after epoch {start_epoch - 1}")
@@ -126,6 +155,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 group["lr"] = args.lr
     if args.plot_filters and start_epoch == 1 and _first_conv_weight(model) is not None:
         plot_filters(out / "filters_before.png", _first_conv_weight(model), f"{args.model} conv1, before training")
+    if on_setup is not None:
+        on_setup(model=model, optimizer=optimizer, loader=loader, data=data, dtype=dtype, start_epoch=start_epoch)
 
     from tqdm import tqdm
 
@@ -134,13 +165,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tqdm(total=len(loader), desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=disable,
                   leave=False) as bar:
             try:
-                train = train_epoch(model, loader, optimizer, epoch, args.device, dtype, progress=bar)
+                train = train_epoch(model, loader, optimizer, epoch, args.device, dtype, progress=bar, scaler=scaler)
             except NonFiniteLossError as e:
                 kept = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved yet"
                 print(f"error: {e}; stopping ({kept})", file=sys.stderr)
                 return 3
-        test = evaluate(model, data.test, device=args.device, dtype=dtype)
-        record = {"epoch": epoch, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+        test = evaluate_in_precision(model, data.test, args.device, dtype, args.eval_dtype, amp=scaler is not None)
+        lr = optimizer.param_groups[0]["lr"]
+        if scheduler is not None:
+            scheduler.step()
+        record = {"epoch": epoch, "lr": lr, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                   "test_loss": test["loss"], "test_accuracy": test["accuracy"],
                   "samples_per_s": train["samples_per_s"], "seconds": train["seconds"]}
         history["epochs"].append(record)
@@ -148,7 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"test loss {test['loss']:.4f} acc {test['accuracy']:.4f}  "
               f"({train['samples_per_s']:.0f} samples/s, {train['seconds']:.1f} s)")
         em.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loader": loader.state_dict(),
-                 "rng": em.get_rng_state(), "epoch": epoch, "history": history["epochs"]}, ckpt_path)
+                 "rng": em.get_rng_state(), "epoch": epoch, "history": history["epochs"],
+                 "scaler": scaler.state_dict() if scaler else None,
+                 "lr_schedule": args.lr_schedule, "scheduler": scheduler.state_dict() if scheduler else None},
+                ckpt_path)
         save_history(out / "history.json", history)
         if not args.no_plot:
             plot_history(out / "curves.png", history["epochs"], f"{args.model} on {data.name}")

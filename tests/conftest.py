@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy
 import pytest
 
-import ember as em
+# Compiled Numba kernels are cached outside the checkout, so only the first run pays compilation.
+os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "ember-numba-cache"))
+
+import ember as em  # noqa: E402
 
 DATA_CANDIDATES = [os.environ.get("EMBER_DATA"), str(Path(__file__).resolve().parents[1].parent / "shared" / "data")]
 
@@ -47,3 +51,20 @@ def available_devices() -> list:
         pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not em.cuda.is_available(),
                                                                          reason="CUDA/CuPy not available")]),
     ]
+
+
+def _cpu_kernel_params() -> list:
+    """numpy always; numba as a param that skips with a reason when numba is not installed."""
+    from ember.backends.numba_backend import numba_installed
+
+    return ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not numba_installed(),
+                                                                     reason="numba is not installed"))]
+
+
+@pytest.fixture(params=_cpu_kernel_params())
+def cpu_kernels(request) -> str:
+    """Run the test once with the NumPy reference kernels and once with the Numba kernels."""
+    from ember.backends import use_cpu_kernels
+
+    with use_cpu_kernels(request.param):
+        yield request.param

@@ -7,8 +7,10 @@ from ember.autograd import ops  # noqa: F401  (registers every op and Tensor met
 from ember.autograd.api import grad
 from ember.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from ember.autograd.registry import OPS
+from ember.autograd.anomaly import detect_anomaly, is_anomaly_enabled, set_detect_anomaly
 
 __all__ = [
     "Tensor", "Size", "Function", "grad", "gradcheck", "gradgradcheck", "GradcheckError",
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "OPS",
+    "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
 ]

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy
 from numpy import ndarray
 
+from ember.autograd import function as _function
 from ember.autograd.function import _FREED, Function
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.tensor import Tensor
@@ -93,7 +94,12 @@ def run_backward(
                         captured[k] = g
             if len(gys) > 1:
                 gys = _fill_missing(fn, gys, create_graph)
-            gxs = _call_backward(fn, gys, create_graph)
+            if _function._ANOMALY:  # ember.autograd.detect_anomaly: the loop's only extra test
+                from ember.autograd.anomaly import checked_backward
+
+                gxs = checked_backward(_call_backward, fn, gys, create_graph)
+            else:
+                gxs = _call_backward(fn, gys, create_graph)
             if not retain_graph and fn._saved:
                 fn._saved = _FREED
             for edge, gx in zip(fn._edges, gxs):

@@ -19,6 +19,7 @@ as it carries no gradient, which is how every ember op uses it.
 from __future__ import annotations
 
 import itertools
+from contextvars import ContextVar
 from typing import Any
 
 import numpy
@@ -30,6 +31,15 @@ from ember.errors import DeviceMismatchError, GraphError
 
 _FREED = object()  # marks saved values released after backward
 _seq = itertools.count()
+_ANOMALY = False  # set by ember.autograd.anomaly; the only test anomaly mode adds to apply()
+# ember.amp.autocast sets this to its caster, ``caster(cls, args) -> args``, which casts an
+# op's Tensor arguments by the autocast policy; None (autocast off) costs apply() one read.
+AUTOCAST_CASTER: ContextVar = ContextVar("ember_autocast_caster", default=None)
+
+
+def autocast_active() -> bool:
+    """True inside ``ember.amp.autocast``: op wrappers then pass mixed float dtypes on to ``apply``."""
+    return AUTOCAST_CASTER.get() is not None
 
 
 class Function:
@@ -133,6 +143,9 @@ class Function:
         generation = 0
         any_grad = False
         record = _GRAD_ENABLED.get()
+        caster = AUTOCAST_CASTER.get()
+        if caster is not None:  # ember.amp.autocast: cast the inputs by the op's autocast policy
+            args = caster(cls, args)
         for a in args:
             if isinstance(a, Tensor):
                 data = a.data
@@ -165,6 +178,10 @@ class Function:
         ctx.backend = backend
         ctx.needs_input_grad = tuple(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
+        if _ANOMALY:
+            from ember.autograd.anomaly import check_forward
+
+            check_forward(cls, ctx, arrays, out)
         if type(out) is tuple:
             return _finish_multi(ctx, out, any_grad, generation, edges, arrays, versions)
         raw_out = out

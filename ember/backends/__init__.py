@@ -2,11 +2,19 @@
 
 A backend knows arrays, never tensors: its name, its array module ``xp``, how
 to copy host<->device, ``synchronize()``, and a namespace of array functions
-(``ops``) that op backwards call.  NumPy is the reference backend; CuPy is
-imported lazily only when a CUDA device is asked for.
+(``ops``) that op backwards call.  NumPy is the reference backend; the Numba
+backend runs the same NumPy arrays with compiled hot kernels and is the
+default on ``device="cpu"`` when numba is installed (``EMBER_CPU_KERNELS`` or
+``set_cpu_kernels`` choose); CuPy is imported lazily only when a CUDA device
+is asked for.  Neither numba nor cupy is imported by ``import ember``.
 """
 
 from ember.backends.device import Device, device, get_backend, backend_of, cuda_available
 from ember.backends.numpy_backend import NUMPY_BACKEND
+from ember.backends.numba_backend import NUMBA_BACKEND
+from ember.backends.selection import CPU_KERNELS, cpu_kernels, set_cpu_kernels, use_cpu_kernels
 
-__all__ = ["Device", "device", "get_backend", "backend_of", "cuda_available", "NUMPY_BACKEND"]
+__all__ = [
+    "Device", "device", "get_backend", "backend_of", "cuda_available", "NUMPY_BACKEND", "NUMBA_BACKEND",
+    "CPU_KERNELS", "cpu_kernels", "set_cpu_kernels", "use_cpu_kernels",
+]

@@ -7,6 +7,7 @@ call; CuPy registers itself on first use so ``import ember`` never imports it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 _BACKEND_BY_ARRAY_TYPE: dict[type, Any] = {}
@@ -85,13 +86,25 @@ def get_backend(dev: "str | Device | None") -> Any:
     backend = _BACKEND_BY_DEVICE_TYPE.get(dev.type)
     if backend is None and dev.type == "cuda":
         if not cuda_available():
-            raise RuntimeError(
-                f"device {dev}: CUDA is not available (CuPy is missing or sees no GPU); "
-                "install the GPU extra with `pip install ember[gpu]` on a machine with an NVIDIA GPU"
-            )
+            raise RuntimeError(cuda_unavailable_message(dev))
         importlib.import_module("ember.backends.cupy_backend")
         backend = _BACKEND_BY_DEVICE_TYPE["cuda"]
+    if dev.index is not None and hasattr(backend, "for_device"):
+        backend = backend.for_device(dev)  # factories and copies go to cuda:N
     return backend
+
+
+def cuda_unavailable_message(dev: "Device | str") -> str:
+    """Why ``dev`` cannot be used (CuPy missing, or no GPU) and how to fix it."""
+    if importlib.util.find_spec("cupy") is None:
+        why = "CuPy is not installed"
+    else:
+        why = "CuPy is installed but sees no CUDA device (no NVIDIA GPU or driver)"
+    return (
+        f"device {dev}: CUDA is not available ({why}); on a machine with an NVIDIA GPU install the GPU "
+        "extra: `pip install -e \".[gpu]\"` (or `pip install ember[gpu]`, i.e. cupy-cuda12x; "
+        "use cupy-cuda13x for CUDA 13), or use device='cpu'"
+    )
 
 
 def backend_of(array: Any) -> Any:

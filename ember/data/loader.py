@@ -65,6 +65,32 @@ def _tensor_converter() -> Callable[[np.ndarray], Any]:
     return from_numpy
 
 
+def _target_device(device: Any) -> Any:
+    """None for the CPU (batches stay NumPy-backed Tensors), else the ``ember.Device``."""
+    if device is None:
+        return None
+    from ember.backends.device import Device
+
+    try:
+        dev = Device(device)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"DataLoader: expected device None, 'cpu' or 'cuda[:N]', got {device!r} ({e})") from None
+    return None if dev.type == "cpu" else dev
+
+
+def _device_converter(device: Any, pin_memory: bool | None) -> Callable[[np.ndarray], Any]:
+    """A function copying one host batch array to ``device`` as a Tensor (pinned staging by default)."""
+    from ember.autograd.tensor import Tensor
+    from ember.backends.device import get_backend
+
+    backend = get_backend(device)
+    upload = getattr(backend, "upload", None)
+    pinned = True if pin_memory is None else pin_memory
+    if upload is None:
+        return lambda a: Tensor._make(backend.asarray(a))
+    return lambda a: Tensor._make(upload(a, pinned=pinned))
+
+
 def _jsonable(value: Any) -> Any:
     """Turns numpy scalars/arrays inside a bit-generator state into JSON types."""
     if isinstance(value, dict):
@@ -119,7 +145,7 @@ class DataLoader:
     Every batch is a tuple with one Tensor per dataset column, e.g.
     ``(images (B, 1, 28, 28) float32, labels (B,) int64)``. Batches are copies,
     so editing one in place never changes the dataset. Tensors are created on
-    the CPU; move them with ``.to(device)``.
+    the CPU, or on ``device`` when one is given (CUDA: copied per batch).
 
     Args:
         dataset: an object with ``__len__`` and either ``arrays()`` (fast path)
@@ -128,6 +154,10 @@ class DataLoader:
         shuffle: draw a new permutation of the samples every epoch.
         drop_last: drop the final batch when it is smaller than ``batch_size``.
         seed: seed of the shuffling generator; None draws it from ember's global RNG.
+        device: where batches are delivered (None/"cpu": the CPU). For a CUDA
+            device each batch is copied to the GPU as it is drawn.
+        pin_memory: stage host->GPU copies in page-locked buffers (asynchronous
+            copies); None means "yes when ``device`` is CUDA". Ignored on the CPU.
 
     Raises:
         ValueError: an argument has the wrong type or value.
@@ -140,6 +170,8 @@ class DataLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int | None = None,
+        device: Any = None,
+        pin_memory: bool | None = None,
     ) -> None:
         if (
             isinstance(batch_size, bool)
@@ -170,6 +202,10 @@ class DataLoader:
                 "DataLoader: expected a dataset with __len__ and arrays() or "
                 f"__getitem__, got {type(dataset).__name__}"
             )
+        if pin_memory is not None and not isinstance(pin_memory, (bool, np.bool_)):
+            raise ValueError(f"DataLoader: expected pin_memory None or a bool, got {pin_memory!r}")
+        self.device = _target_device(device)
+        self.pin_memory = None if pin_memory is None else bool(pin_memory)
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -267,7 +303,10 @@ class DataLoader:
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
         from_numpy = _tensor_converter()  # fail before the epoch consumes randomness
-        return (tuple(from_numpy(a) for a in batch) for batch in self.iter_arrays())
+        if self.device is None:
+            return (tuple(from_numpy(a) for a in batch) for batch in self.iter_arrays())
+        to_device = _device_converter(self.device, self.pin_memory)  # raises now if CUDA is missing
+        return (tuple(to_device(a) for a in batch) for batch in self.iter_arrays())
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state for resuming the batch sequence exactly.

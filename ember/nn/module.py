@@ -15,7 +15,7 @@ import numpy
 
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
-from ember.errors import ShapeError
+from ember.errors import ShapeError, StateDictKeyError
 from ember.nn.parameter import Parameter
 
 
@@ -223,14 +223,16 @@ class Module:
             ``(missing_keys, unexpected_keys)``.
 
         Raises:
-            KeyError: with ``strict``, naming missing and unexpected keys.
+            StateDictKeyError: (a KeyError and a RuntimeError) with ``strict``, naming missing and
+                unexpected keys.
+            TypeError: a value cannot be converted to the parameter's dtype (nothing is loaded).
             ShapeError: a value's shape differs from the parameter's (always checked).
         """
         own = self.state_dict()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(
+            raise StateDictKeyError(
                 f"load_state_dict for {type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}"
             )
         mismatched = []
@@ -242,12 +244,21 @@ class Module:
                     mismatched.append(f"{k}: expected {tuple(t.shape)}, got {shape}")
         if mismatched:
             raise ShapeError(f"load_state_dict for {type(self).__name__}: shape mismatch for " + "; ".join(mismatched))
-        with no_grad():
-            for k, t in own.items():
-                if k in state_dict:
-                    v = state_dict[k]
+        converted = {}  # convert every value first, so a bad one leaves the module untouched
+        for k, t in own.items():
+            if k in state_dict:
+                v = state_dict[k]
+                try:
                     host = v.numpy() if isinstance(v, Tensor) else numpy.asarray(v)
-                    t.copy_(Tensor._make(numpy.asarray(host, dtype=t.dtype)))
+                    converted[k] = numpy.asarray(host, dtype=t.dtype)
+                except (TypeError, ValueError) as e:
+                    raise TypeError(
+                        f"load_state_dict for {type(self).__name__}: cannot use the {type(v).__name__} given for "
+                        f"{k!r} as {t.dtype}: {e}"
+                    ) from None
+        with no_grad():
+            for k, host in converted.items():
+                own[k].copy_(Tensor._make(host))
         return missing, unexpected
 
     # ------------------------------------------------------------------ repr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.backends.device import backend_of
 from ember.optim._helpers import check_nonnegative, check_unit_interval, lerp_
 from ember.optim.optimizer import ARRAY, COUNT, Optimizer, ParamsT
 
@@ -72,6 +73,13 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = xp.zeros_like(w)
         state["step"] += 1
         step = state["step"]
+        kernels = getattr(backend_of(w), "optim_kernels", None)
+        if kernels is not None:  # the backend's one-pass update (same formulas as below)
+            kernels.adam_update(w, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), step=step,
+                                lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=weight_decay,
+                                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"],
+                                xp=xp)
+            return
         if group["maximize"]:
             g = -g
         if weight_decay != 0:

@@ -15,6 +15,10 @@ optimizer:
   place, and bump the parameter's version counter so autograd sees the change.
 * float16 parameters are updated through a float32 working copy with float32
   state (no master weights yet: small updates may still round away).
+* ``SGD`` and ``Adam``/``AdamW`` hand the arithmetic of ``_update`` to the
+  backend's ``optim_kernels`` when it has them (Numba: one pass per parameter,
+  same results as ``ember.backends.optim_kernels``); otherwise ``_update``'s own
+  array code runs.
 """
 
 from __future__ import annotations

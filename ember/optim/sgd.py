@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.backends.device import backend_of
 from ember.optim._helpers import check_nonnegative
 from ember.optim.optimizer import ARRAY, Optimizer, ParamsT
 
@@ -57,6 +58,16 @@ class SGD(Optimizer):
 
     def _update(self, group: dict[str, Any], w: Any, g: Any, state: dict[str, Any], xp: Any) -> None:
         momentum = group["momentum"]
+        kernels = getattr(backend_of(w), "optim_kernels", None)
+        if kernels is not None:  # the backend's one-pass update (same formulas as below)
+            buf = state.get("momentum_buffer") if momentum != 0 else None
+            first = momentum != 0 and buf is None
+            if first:
+                buf = state["momentum_buffer"] = xp.empty_like(w)
+            kernels.sgd_update(w, g, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                               weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                               maximize=group["maximize"], first_step=first, xp=xp)
+            return
         if group["maximize"]:
             g = -g
         if group["weight_decay"] != 0:

@@ -14,9 +14,11 @@ from typing import Any, Callable
 
 import numpy
 
+from ember.serialization import _fsync_directory
+
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then rename over ``path``."""
+    """Call ``write(file)`` on a temp file beside ``path``, fsync it, rename it over ``path``, fsync the folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,6 +32,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_directory(str(path.parent))  # make the rename itself durable
 
 
 def save_history(path: Path, history: dict) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -32,8 +33,12 @@ def compute_loss(model: Any, logits: Any, labels: Any) -> Any:
 
 
 def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any = "cpu", dtype: Any = None,
-                progress: Any = None) -> dict:
+                progress: Any = None, scaler: Any = None) -> dict:
     """Train for one pass over ``loader``; returns mean loss, accuracy and samples/s.
+
+    With an ``ember.amp.GradScaler`` the step is mixed precision (AMP): the
+    forward runs under float16 autocast, the loss is scaled, and a step whose
+    gradients overflowed is skipped while the scale adapts.
 
     Raises:
         NonFiniteLossError: the loss is NaN/inf (the optimizer step is not taken).
@@ -45,14 +50,21 @@ def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any
     for step, (x, y) in enumerate(loader, 1):
         x = x.to(device, dtype) if dtype is not None else x.to(device)
         y = y.to(device)
-        logits = model(x)
-        loss = compute_loss(model, logits, y)
+        with em.amp.autocast() if scaler is not None else contextlib.nullcontext():
+            logits = model(x)
+            loss = compute_loss(model, logits, y)
         value = float(loss.item())
         if not math.isfinite(value):
             raise NonFiniteLossError(epoch, step, value)
         optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow skips the step, by design
+                scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         n = len(y)
         total_loss += value * n
         seen += n
@@ -82,3 +94,20 @@ def evaluate(model: Any, dataset: Any, batch_size: int = 1000, device: Any = "cp
     n = max(len(x_all), 1)
     model.train()
     return {"loss": total_loss / n, "accuracy": correct / n}
+
+
+def evaluate_in_precision(model: Any, dataset: Any, device: Any = "cpu", dtype: Any = None, eval_dtype: Any = None,
+                          amp: bool = False) -> dict:
+    """``evaluate`` as trained (under float16 autocast when ``amp``), or in ``eval_dtype``.
+
+    With ``eval_dtype`` (e.g. float16 for ``--eval-dtype float16``) a copy of the
+    weights converted to it is evaluated on inputs of that dtype, so the whole
+    forward runs at that precision; the training model is left as it is.
+    """
+    if eval_dtype is None:
+        with em.amp.autocast() if amp else contextlib.nullcontext():
+            return evaluate(model, dataset, device=device, dtype=dtype)
+    eval_dtype = numpy.dtype(eval_dtype)
+    if all(p.dtype == eval_dtype for p in model.parameters()):
+        return evaluate(model, dataset, device=device, dtype=eval_dtype)
+    return evaluate(em.amp.converted_copy(model, eval_dtype), dataset, device=device, dtype=eval_dtype)

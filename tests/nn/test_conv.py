@@ -112,7 +112,7 @@ def _tensors(*arrays, requires_grad=True):
 
 
 @pytest.mark.parametrize("xs,ws,bias,stride,padding", CONFIGS, ids=IDS)
-def test_forward_matches_naive_loop(rng, xs, ws, bias, stride, padding):
+def test_forward_matches_naive_loop(cpu_kernels, rng, xs, ws, bias, stride, padding):
     x, W, b = _inputs(rng, xs, ws, bias)
     y = F.conv2d(*_tensors(x, W, b, requires_grad=False), stride=stride, padding=padding)
     ref = naive_conv2d(x, W, b, stride, padding)
@@ -120,7 +120,7 @@ def test_forward_matches_naive_loop(rng, xs, ws, bias, stride, padding):
     np.testing.assert_allclose(y.numpy(), ref, rtol=1e-12, atol=1e-12)
 
 
-def test_forward_float32_keeps_dtype(rng):
+def test_forward_float32_keeps_dtype(cpu_kernels, rng):
     x, W, b = _inputs(rng, (2, 3, 7, 5), (4, 3, 3, 2), True, np.float32)
     y = F.conv2d(*_tensors(x, W, b), stride=2, padding=1)
     assert y.dtype == em.float32
@@ -151,7 +151,7 @@ def test_batch_chunks_give_the_same_values_and_grads(rng, monkeypatch):
 
 
 @pytest.mark.parametrize("xs,ws,bias,stride,padding", SMALL, ids=SMALL_IDS)
-def test_gradcheck(rng, xs, ws, bias, stride, padding):
+def test_gradcheck(cpu_kernels, rng, xs, ws, bias, stride, padding):
     ts = [t for t in _tensors(*_inputs(rng, xs, ws, bias)) if t is not None]
     fn = (lambda x, W, b: F.conv2d(x, W, b, stride, padding)) if bias else (
         lambda x, W: F.conv2d(x, W, None, stride, padding))
@@ -159,7 +159,7 @@ def test_gradcheck(rng, xs, ws, bias, stride, padding):
 
 
 @pytest.mark.parametrize("xs,ws,bias,stride,padding", SMALL[:2], ids=SMALL_IDS[:2])
-def test_gradgradcheck(rng, xs, ws, bias, stride, padding):
+def test_gradgradcheck(cpu_kernels, rng, xs, ws, bias, stride, padding):
     ts = _tensors(*_inputs(rng, xs, ws, bias))
     assert gradgradcheck(lambda x, W, b: F.conv2d(x, W, b, stride, padding), ts)
 

@@ -70,14 +70,14 @@ def naive_pool(x, kernel, stride, padding, kind):
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("xs,kernel,stride,padding", CONFIGS, ids=IDS)
-def test_forward_matches_naive_loop(rng, kind, xs, kernel, stride, padding):
+def test_forward_matches_naive_loop(cpu_kernels, rng, kind, xs, kernel, stride, padding):
     x = rng.normal(size=xs)
     y = POOLS[kind](em.tensor(x, dtype=em.float64), kernel, stride, padding)
     np.testing.assert_allclose(y.numpy(), naive_pool(x, kernel, stride, padding, kind), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_float32_keeps_dtype(rng, kind):
+def test_float32_keeps_dtype(cpu_kernels, rng, kind):
     x = rng.normal(size=(2, 3, 7, 5)).astype(np.float32)
     y = POOLS[kind](em.tensor(x), 3, 2, 1)
     assert y.dtype == em.float32
@@ -86,14 +86,14 @@ def test_float32_keeps_dtype(rng, kind):
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("xs,kernel,stride,padding", SMALL, ids=SMALL_IDS)
-def test_gradcheck(rng, kind, xs, kernel, stride, padding):
+def test_gradcheck(cpu_kernels, rng, kind, xs, kernel, stride, padding):
     x = em.tensor(rng.normal(size=xs), dtype=em.float64, requires_grad=True)
     assert gradcheck(lambda t: POOLS[kind](t, kernel, stride, padding), [x])
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 @pytest.mark.parametrize("xs,kernel,stride,padding", SMALL[:2], ids=SMALL_IDS[:2])
-def test_double_backward(rng, kind, xs, kernel, stride, padding):
+def test_double_backward(cpu_kernels, rng, kind, xs, kernel, stride, padding):
     """Gradient of sum(pool(x)**2) depends on x through gy: checks the backward's own backward."""
     x = em.tensor(rng.normal(size=xs), dtype=em.float64, requires_grad=True)
 

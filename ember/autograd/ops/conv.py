@@ -16,13 +16,24 @@ applied as Functions on Tensors, which makes double backward of conv2d exact.
 
 Kernels are looked up through ``kernels(backend)`` so a backend (Numba, CuPy)
 can replace the NumPy reference ``im2col``/``col2im``.
+
+GEMM layout (measured, 1 BLAS thread, SimpleConvNet and DeepConvNet shapes at
+batch 100): one batched GEMM per image (``W2 @ col[n]``, written straight into
+NCHW ``y``; ``gW`` as a batched ``gy[n] @ col[n]^T`` summed over ``n``) against
+one large GEMM over a ``(K, N*OH*OW)`` column matrix plus the transposes it needs
+(``y`` back to NCHW, ``gy`` to ``(OC, N*OH*OW)``).  Neither won consistently: the
+large GEMM was up to 2x faster for small ``OH*OW`` (7x7, 14x14) and up to 3x
+slower for the 28x28 input layers, within the machine's noise elsewhere, so the
+batched form stays.  A direct (col-free) convolution was not written: on the
+SimpleConvNet step, Numba's im2col costs ~0.3 ms of a ~3 ms conv forward, so it
+could save at most ~10% and would have to match BLAS on the GEMM itself.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ember.autograd.function import Function
+from ember.autograd.function import Function, autocast_active
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import conv_kernels as _reference_kernels
@@ -254,7 +265,7 @@ def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
     if b is not None:
         _check_tensor(op, "b", b)
     dts = [("x", x), ("W", W)] + ([("b", b)] if b is not None else [])
-    if len({t.dtype for _, t in dts}) > 1:
+    if len({t.dtype for _, t in dts}) > 1 and not autocast_active():  # autocast casts all to float16
         got = ", ".join(f"{name} {t.dtype}" for name, t in dts)
         raise DTypeError(f"{op}: expected x, W and b of one dtype, got {got}; convert one with .to(dtype)")
     xs, ws = tuple(x.shape), tuple(W.shape)

@@ -16,6 +16,7 @@ from ember.autograd.function import Function
 from ember.autograd.ops.operands import binary_operands, broadcast_error, require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
+from ember.backends import nn_kernels as _nn_reference
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError
 
@@ -124,9 +125,14 @@ class Pow(Function):
         if ctx.needs_input_grad[0]:
             ga = gy * b * a ** (b - 1)
         if ctx.needs_input_grad[1]:
-            log_a = math.log(a) if isinstance(a, (int, float)) else ctx.xp.log(a)
+            log_a = _scalar_log(a) if isinstance(a, (int, float)) else ctx.xp.log(a)
             gb = gy * y * log_a
         return ga, gb
+
+
+def _scalar_log(a: float) -> float:
+    """``log(a)`` of a Python-number base as NumPy would give it: -inf at 0, NaN below (not math's error)."""
+    return math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)
 
 
 @register("add", methods=("add", "__add__"), reflected=("__radd__",), samples=_binary_samples())
@@ -156,7 +162,12 @@ def div(a: Any, b: Any) -> Tensor:
 @register("pow", methods=("pow", "__pow__"), reflected=("__rpow__",), samples=_binary_samples(0.5, 2.0))
 def pow(a: Any, b: Any) -> Tensor:  # noqa: A001 - PyTorch's name
     """Elementwise ``a ** b``; the exponent may be a Tensor or a Python number."""
-    return _binary("pow", Pow, a, b)
+    try:
+        return _binary("pow", Pow, a, b)
+    except ValueError as e:  # NumPy's "Integers to negative integer powers are not allowed."
+        if str(e).startswith("pow:"):
+            raise
+        raise ValueError(f"pow: {e} (integer base); convert the base with .float() first") from None
 
 
 class _Unary(Function):
@@ -241,7 +252,9 @@ class Tanh(_Unary):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_tensors
-        return gy * (1 - y * y)
+        if ctx._create_graph:
+            return gy * (1 - y * y)
+        return getattr(ctx.backend, "nn_kernels", _nn_reference).tanh_backward(y, gy, xp=ctx.backend.xp)
 
 
 class Sigmoid(_Unary):
@@ -256,7 +269,9 @@ class Sigmoid(_Unary):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_tensors
-        return gy * y * (1 - y)
+        if ctx._create_graph:
+            return gy * y * (1 - y)
+        return getattr(ctx.backend, "nn_kernels", _nn_reference).sigmoid_backward(y, gy, xp=ctx.backend.xp)
 
 
 class Relu(_Unary):
@@ -271,7 +286,9 @@ class Relu(_Unary):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_arrays
-        return ctx.xp.where(y > 0, gy, 0)
+        if ctx._create_graph:
+            return ctx.xp.where(y > 0, gy, 0)
+        return getattr(ctx.backend, "nn_kernels", _nn_reference).relu_backward(y, gy, xp=ctx.backend.xp)
 
 
 class Abs(_Unary):

@@ -16,25 +16,28 @@ from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError, ShapeError
 
 
-def normalize_index(index: Any) -> Any:
+def normalize_index(index: Any, op: str = "getitem") -> Any:
     """Replace Tensors and lists inside ``index`` by backend arrays NumPy/CuPy understand."""
     if isinstance(index, tuple):
-        return tuple(_index_item(i) for i in index)
-    return _index_item(index)
+        return tuple(_index_item(i, op) for i in index)
+    return _index_item(index, op)
 
 
-def _index_item(i: Any) -> Any:
+def _index_item(i: Any, op: str) -> Any:
     if isinstance(i, Tensor):
         if i.dtype.kind not in "iub":
-            raise DTypeError(f"getitem: expected integer or bool index tensors, got dtype {i.dtype}")
+            raise DTypeError(f"{op}: expected integer or bool index tensors, got dtype {i.dtype}")
         return i.data
     if isinstance(i, list):
-        arr = numpy.asarray(i)
+        try:
+            arr = numpy.asarray(i)
+        except ValueError:  # a ragged nested list
+            raise TypeError(f"{op}: expected a rectangular list of indices, got {i!r}") from None
         if arr.size and arr.dtype.kind not in "iub":
-            raise TypeError(f"getitem: expected integer or bool indices, got {i!r}")
+            raise TypeError(f"{op}: expected integer or bool indices, got {i!r}")
         return arr.astype(numpy.int64) if arr.size == 0 else arr
     if isinstance(i, (float, numpy.floating)):
-        raise TypeError(f"getitem: expected integer indices, got float {i!r}")
+        raise TypeError(f"{op}: expected integer indices, got float {i!r}")
     return i
 
 
@@ -82,7 +85,7 @@ def getitem(x: Tensor, index: Any) -> Tensor:
     index = normalize_index(index)
     try:
         return GetItem.apply(x, index=index)
-    except IndexError as e:
+    except (IndexError, ValueError) as e:  # out of range, wrong mask shape, a zero slice step
         raise ShapeError(f"getitem: index {index!r} is invalid for a tensor of shape {tuple(x.shape)}: {e}") from None
 
 
@@ -93,4 +96,16 @@ def _index_add_samples(rng: Any) -> list:
 @register("index_add", samples=_index_add_samples)
 def index_add(g: Tensor, shape: tuple, index: Any) -> Tensor:
     """Zeros of ``shape`` with ``g`` added at ``index`` (the adjoint of indexing)."""
-    return IndexAdd.apply(g, shape=tuple(shape), index=normalize_index(index))
+    if not isinstance(g, Tensor):
+        raise TypeError(f"index_add: expected a Tensor, got {type(g).__name__}")
+    shape = tuple(shape)
+    if not all(isinstance(s, (int, numpy.integer)) and s >= 0 for s in shape):
+        raise ShapeError(f"index_add: expected a shape of non-negative ints, got {shape}")
+    index = normalize_index(index, "index_add")
+    try:
+        return IndexAdd.apply(g, shape=shape, index=index)
+    except (IndexError, ValueError) as e:  # an index out of range, or g not of the indexed shape
+        raise ShapeError(
+            f"index_add: cannot add a gradient of shape {tuple(g.shape)} at index {index!r} of a zeros "
+            f"tensor of shape {shape}: {e}"
+        ) from None

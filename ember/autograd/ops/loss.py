@@ -3,7 +3,10 @@
 ``cross_entropy`` is the book's Softmax-with-Loss layer as one node: the
 forward is a stable log-softmax, the backward the famous ``(y - t) / N``.
 Targets are never broadcast: class indices must have the logits' shape minus
-the class axis, probability targets exactly the logits' shape.
+the class axis, probability targets exactly the logits' shape.  The common case,
+``(N, C)`` logits with class indices, runs on the backend's ``nn_kernels``
+(``ember.backends.nn_kernels`` is the reference); other cases and the
+``create_graph`` backward use the array code here.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ from typing import Any
 
 import numpy
 
-from ember.autograd.function import Function
+from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import compute_dtype, upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
+from ember.backends import nn_kernels as _nn_reference
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -79,6 +83,13 @@ class SoftmaxCrossEntropy(Function):
     @staticmethod
     def forward(ctx: Function, x: Any, t: Any, reduction: str, soft: bool) -> Any:
         xp = ctx.backend.xp
+        if not soft and x.ndim == 2:
+            # The common path, (N, C) logits and class indices: one fused kernel of the backend.
+            kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+            loss, p, shift = kernels.softmax_cross_entropy_forward(x, t, xp=xp)
+            ctx.reduction, ctx.soft, ctx.count = reduction, soft, loss.size
+            ctx.save_for_backward(x, t, shift, p, None)
+            return _reduce(loss, reduction).astype(x.dtype)
         xc = upcast(x)
         shift = xc.max(axis=1, keepdims=True)  # exp never overflows: the largest exponent is 0
         z = xc - shift
@@ -118,7 +129,12 @@ class SoftmaxCrossEntropy(Function):
                 if gt.dtype != t.dtype:
                     gt = gt.astype(t.dtype)
         elif need_x:
-            gx = (p - _one_hot(ctx.backend.xp, t_arr, p.shape, p.dtype)) * g
+            if t_arr.ndim == 1 and not ctx._create_graph:  # the forward's kernel path: (N, C) logits
+                kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+                gx = kernels.softmax_cross_entropy_backward(p, t_arr, g.reshape(-1) if g.ndim else g,
+                                                            xp=ctx.backend.xp)
+            else:
+                gx = (p - _one_hot(ctx.backend.xp, t_arr, p.shape, p.dtype)) * g
         if gx is not None and gx.dtype != x.dtype:
             gx = gx.astype(x.dtype)
         return gx, gt
@@ -139,6 +155,8 @@ def _check_logits(op: str, logits: Any) -> None:
             f"{op}: expected input (N, C) or (N, C, d1, ...), got {tuple(logits.shape)}; "
             "add a batch axis with .unsqueeze(0)"
         )
+    if logits.shape[1] == 0:
+        raise ShapeError(f"{op}: expected at least one class (C >= 1), got input of shape {tuple(logits.shape)}")
 
 
 def _check_class_indices(op: str, logits: Tensor, target: Tensor) -> None:
@@ -166,7 +184,7 @@ def _classify_target(op: str, logits: Tensor, target: Tensor) -> bool:
     kind = target.dtype.kind
     if kind == "f":
         if tshape == shape:
-            if target.dtype != logits.dtype:
+            if target.dtype != logits.dtype and not autocast_active():  # autocast computes both in float32
                 raise DTypeError(
                     f"{op}: expected a probability target of dtype {logits.dtype} like the input, "
                     f"got {target.dtype}; convert it with .to(dtype)"
@@ -336,6 +354,6 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
             f"{op}: expected a target of the input's shape {tuple(input.shape)}, got {tuple(target.shape)} "
             "(ember never broadcasts a loss target; reshape it explicitly)"
         )
-    if target.dtype != input.dtype:
+    if target.dtype != input.dtype and not autocast_active():  # autocast computes both in float32
         raise DTypeError(f"{op}: expected a target of dtype {input.dtype} like the input, got {target.dtype}")
     return MeanSquaredError.apply(input, target, reduction=reduction)

@@ -3,20 +3,24 @@
 Each is one fused ``Function``: fewer graph nodes and fewer temporaries than
 the composite of matmul/add or of mean/var ops, with a backward written once
 against ``ctx.xp`` so that second derivatives come from the same code.
+Batch norm (training forward, array backward) and the dropout mask run on the
+backend's ``nn_kernels`` (``ember.backends.nn_kernels`` is the reference).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
 import numpy
 
-from ember.autograd.function import Function
+from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
+from ember.backends import nn_kernels as _nn_reference
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -57,9 +61,10 @@ class LinearFunction(Function):
         gW = gb = None
         if need_W or need_b:
             out_features, in_features = W.shape
-            gy2 = xp.reshape(gy, (-1, out_features))
+            rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
+            gy2 = xp.reshape(gy, (rows, out_features))
             if need_W:
-                gW = xp.matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (-1, in_features)))
+                gW = xp.matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)))
             if need_b:
                 gb = xp.sum(gy2, axis=0)
         return gx, gW, gb
@@ -107,7 +112,7 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
         if tuple(b.shape) != (W.shape[0],):
             raise ShapeError(f"{op}: expected a bias of shape ({W.shape[0]},), got {tuple(b.shape)}")
     for name, t in zip(("weight", "bias"), args[1:]):
-        if t is not None and t.dtype != x.dtype:
+        if t is not None and t.dtype != x.dtype and not autocast_active():  # autocast casts all to float16
             raise DTypeError(
                 f"{op}: expected the {name} in the input's dtype {x.dtype}, got {t.dtype}; convert with .to(dtype)"
             )
@@ -175,9 +180,9 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
         generator = numpy.random.default_rng(int(generator))
     elif not isinstance(generator, numpy.random.Generator):
         raise TypeError(f"{op}: expected generator to be a numpy.random.Generator or an int seed, got {generator!r}")
-    keep = generator.random(tuple(x.shape)) >= p
-    host_mask = keep.astype(x.dtype) * numpy.asarray(1.0 / (1.0 - p), dtype=x.dtype)
-    mask = backend_of(x.data).asarray(host_mask)
+    backend = backend_of(x.data)
+    kernels = getattr(backend, "nn_kernels", _nn_reference)
+    mask = backend.asarray(kernels.dropout_mask(tuple(x.shape), float(p), generator, x.dtype))
     return DropoutFunction.apply(x, mask=mask)
 
 
@@ -200,26 +205,26 @@ class BatchNormFunction(Function):
         C = x.shape[1]
         axes = (0,) + tuple(range(2, x.ndim))
         bshape = (1, C) + (1,) * (x.ndim - 2)
-        xc = upcast(x)
         m = x.size // C
         if training:
-            mean = xc.mean(axis=axes, keepdims=True)
-            diff = xc - mean
-            var = (diff * diff).mean(axis=axes, keepdims=True)
+            # Statistics, normalisation and affine map in one kernel of the backend; (C,) statistics.
+            kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+            y, mean, var, inv_std = kernels.batch_norm_forward_train(x, weight, bias, eps, xp=xp)
             if running_mean is not None:
                 # PyTorch's rule: biased var normalises, the unbiased one is tracked.
-                running_mean[...] = (1 - momentum) * running_mean + momentum * mean.reshape(C)
-                running_var[...] = (1 - momentum) * running_var + momentum * (var.reshape(C) * (m / (m - 1)))
+                running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+                running_var[...] = (1 - momentum) * running_var + momentum * (var * (m / (m - 1)))
+            mean, inv_std = mean.reshape(bshape), inv_std.reshape(bshape)
         else:
-            diff = None
+            xc = upcast(x)
             mean = running_mean.reshape(bshape).astype(xc.dtype)
             var = running_var.reshape(bshape).astype(xc.dtype)
-        inv_std = 1.0 / xp.sqrt(var + eps)
-        y = (diff if diff is not None else xc - mean) * inv_std
-        if weight is not None:
-            y *= upcast(weight).reshape(bshape)
-        if bias is not None:
-            y += upcast(bias).reshape(bshape)
+            inv_std = 1.0 / xp.sqrt(var + eps)
+            y = (xc - mean) * inv_std
+            if weight is not None:
+                y *= upcast(weight).reshape(bshape)
+            if bias is not None:
+                y += upcast(bias).reshape(bshape)
         ctx.training, ctx.eps, ctx.axes, ctx.bshape, ctx.m = training, eps, axes, bshape, m
         ctx.bias_dtype = None if bias is None else bias.dtype
         ctx.save_for_backward(x, weight, mean, inv_std)
@@ -231,6 +236,12 @@ class BatchNormFunction(Function):
         mean, inv_std = ctx.saved_arrays[2:]
         xp, axes, m = ctx.xp, ctx.axes, ctx.m
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if not ctx._create_graph:
+            kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+            gx, gw, gb = kernels.batch_norm_backward(
+                x, gy, mean, inv_std, weight, ctx.training, need_x, need_w, need_b, xp=ctx.backend.xp
+            )
+            return _cast(gx, x.dtype), _cast(gw, getattr(weight, "dtype", None)), _cast(gb, ctx.bias_dtype)
         xc, g = upcast(x), upcast(gy)
         if ctx._create_graph and ctx.training:
             # The batch statistics are functions of x: rebuild them in the graph so

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy
 
+from ember.autograd.function import autocast_active
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
@@ -56,6 +57,8 @@ def binary_operands(op: str, a: Any, b: Any) -> tuple:
         if da != db:
             fa, fb = da.kind == "f", db.kind == "f"
             if fa and fb:
+                if autocast_active():  # Function.apply casts them by the autocast policy
+                    return a, b
                 raise DTypeError(
                     f"{op}: expected operands of one floating dtype, got {da} {tuple(a.shape)} and "
                     f"{db} {tuple(b.shape)}; convert one with .to(dtype)"
@@ -82,7 +85,10 @@ def normalize_axes(op: str, axis: Any, ndim: int) -> tuple | None:
     """``None`` or a sorted tuple of non-negative axes; rejects out-of-range and repeats."""
     if axis is None:
         return None
-    axes = (axis,) if isinstance(axis, (int, numpy.integer)) else tuple(axis)
+    try:
+        axes = (axis,) if isinstance(axis, (int, numpy.integer)) else tuple(axis)
+    except TypeError:
+        raise TypeError(f"{op}: expected an int or a sequence of ints as axis, got {axis!r}") from None
     out = []
     for a in axes:
         if not isinstance(a, (int, numpy.integer)) or isinstance(a, bool):
@@ -98,8 +104,11 @@ def normalize_axes(op: str, axis: Any, ndim: int) -> tuple | None:
 
 
 def normalize_axis(op: str, axis: int, ndim: int) -> int:
-    """One axis in ``[-ndim, ndim)`` as a non-negative int."""
-    return normalize_axes(op, axis, ndim)[0]
+    """One axis in ``[-ndim, ndim)`` as a non-negative int (a 0-d tensor has none to give)."""
+    axes = normalize_axes(op, axis, ndim)
+    if axes is None:
+        raise AxisError(f"{op}: axis {axis!r} needs a tensor of at least 1 dimension, got a 0-d tensor")
+    return axes[0]
 
 
 def require_floating(op: str, t: Tensor) -> None:

@@ -171,11 +171,15 @@ def var(x: Tensor, axis: Any = None, keepdims: bool = False, correction: int = 1
 def _arg_reduce(name: str) -> Any:
     def op(x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor:
         if axis is not None:
-            axis = normalize_axes(name, axis, x.ndim)
-            axis = axis[0] if axis else None
+            axes = normalize_axes(name, axis, x.ndim)
+            if axes is not None and len(axes) > 1:  # NumPy would silently use the first one
+                raise ValueError(f"{name}: expected a single axis, got {axis!r}")
+            axis = axes[0] if axes else None
         if x.data.size == 0:
             raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
         out = getattr(x.data, name)(axis=axis, keepdims=keepdims)
+        if isinstance(out, numpy.generic):  # a full reduction gives a NumPy scalar; tensors hold arrays
+            out = numpy.asarray(out)
         return Tensor._make(out.astype(numpy.int64))
 
     op.__name__ = op.__qualname__ = name

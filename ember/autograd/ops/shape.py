@@ -259,6 +259,8 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Concatenate along an existing ``axis``; other axes must match."""
     tensors = _check_sequence("cat", tensors)
     nd = tensors[0].ndim
+    if nd == 0:
+        raise ShapeError("cat: expected tensors of at least 1 dimension, got a 0-d tensor; use stack for scalars")
     axis = normalize_axis("cat", axis, nd)
     ref = tuple(tensors[0].shape)
     for i, t in enumerate(tensors):

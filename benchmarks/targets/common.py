@@ -1,0 +1,65 @@
+"""Inputs shared by every target, so all of them time the same computation.
+
+Synthetic data (seeded standard-normal images, uniform class labels) is enough
+for timing: no target's speed depends on the pixel values.  Only NumPy is
+imported here; each target converts the arrays to its own tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODELS = ("two_layer_net", "mlp", "simple_convnet", "deep_convnet")
+NUMPY_DTYPES = {"float64": np.float64, "float32": np.float32, "float16": np.float16, "amp": np.float32}
+
+
+def batch(params: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, t)``: float32 images ``(batch, *input_dim)`` and int64 labels in ``[0, classes)``."""
+    rng = np.random.default_rng(seed)
+    shape = (params["batch"], *params.get("input_dim", (1, 28, 28)))
+    x = rng.standard_normal(shape, dtype=np.float32)
+    t = rng.integers(0, params.get("classes", 10), params["batch"]).astype(np.int64)
+    return x, t
+
+
+def normal(shape: tuple, seed: int, dtype: str = "float32") -> np.ndarray:
+    """A seeded standard-normal array of ``shape`` (the inputs of op cases)."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(NUMPY_DTYPES[dtype])
+
+
+def labels(n: int, classes: int, seed: int) -> np.ndarray:
+    """Seeded int64 class indices."""
+    return np.random.default_rng(seed).integers(0, classes, n).astype(np.int64)
+
+
+def check_model(name: str) -> None:
+    """Raise ValueError for a model name no target knows."""
+    if name not in MODELS:
+        raise ValueError(f"unknown benchmark model {name!r}; expected one of {MODELS}")
+
+
+def cpu_peak_rates(matmul, copy, make, quick: bool) -> dict:
+    """Best-of-5 GEMM FLOP/s and copy bandwidth using the given array functions (CPU targets).
+
+    ``make(shape)`` returns a float32 array, ``matmul(a, b)`` multiplies,
+    ``copy(dst, src)`` copies; all run synchronously.
+    """
+    import time
+
+    n = 1024 if quick else 2048
+    a, b = make((n, n)), make((n, n))
+    matmul(a, b)
+    gemm = min(_timed(lambda: matmul(a, b), time) for _ in range(5))
+    m = (16 if quick else 64) << 20
+    src, dst = make((m,)), make((m,))
+    copy(dst, src)
+    cp = min(_timed(lambda: copy(dst, src), time) for _ in range(5))
+    return {"gemm_flops_per_s": 2.0 * n**3 / gemm, "gemm_shape": [n, n, n], "gemm_dtype": "float32",
+            "copy_bytes_per_s": 2.0 * 4 * m / cp, "copy_bytes": 4 * m}
+
+
+def _timed(fn, time) -> float:
+    """Seconds one call of ``fn`` takes."""
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0

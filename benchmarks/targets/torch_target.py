@@ -1,0 +1,225 @@
+"""PyTorch as a peer target: twins of the harness's models and ops, eager mode, CPU or CUDA.
+
+torch is imported only here, inside the worker.  The twins have the same layer
+shapes as ember's models (default initialisation: timing does not depend on
+it).  On CUDA, samples are timed with ``torch.cuda.Event``s and memory with
+``torch.cuda.max_memory_allocated``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks import dispatch
+from benchmarks.targets import common
+from benchmarks.targets.base import Bench, Skip, Target
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "amp": torch.float32}
+
+
+def twin(name: str, input_dim: tuple, classes: int, hidden: int | None = None) -> nn.Module:
+    """The torch version of one of the harness's models."""
+    common.check_model(name)
+    c, h, w = input_dim
+    if name == "two_layer_net":
+        return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden or 50), nn.ReLU(),
+                             nn.Linear(hidden or 50, classes))
+    if name == "mlp":
+        return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                             nn.Linear(512, classes))
+    if name == "simple_convnet":
+        oh, ow = h - 4, w - 4
+        return nn.Sequential(nn.Conv2d(c, 30, 5), nn.ReLU(), nn.MaxPool2d(2, 2), nn.Flatten(),
+                             nn.Linear(30 * (oh // 2) * (ow // 2), hidden or 100), nn.ReLU(),
+                             nn.Linear(hidden or 100, classes))
+    layers: list = []
+    for i, (filters, pad) in enumerate([(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)]):
+        layers += [nn.Conv2d(c, filters, 3, padding=pad), nn.ReLU()]
+        c, h, w = filters, h + 2 * pad - 2, w + 2 * pad - 2
+        if i % 2 == 1:
+            layers.append(nn.MaxPool2d(2, 2))
+            h, w = h // 2, w // 2
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(c * h * w, hidden or 50), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(hidden or 50, classes), nn.Dropout(0.5))
+
+
+class TorchTarget(Target):
+    """PyTorch eager on ``device`` in ``precision`` (``amp``: float16 autocast, GradScaler on CUDA)."""
+
+    framework = "torch"
+    host_memory = "rss"  # torch's CPU allocator is invisible to tracemalloc
+
+    def probe(self) -> dict:
+        """Version, thread counts and device; Skip without CUDA for cuda targets."""
+        threads = os.environ.get("BENCH_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise Skip("torch.cuda.is_available() is False")
+        info = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+                "torch_interop_threads": torch.get_num_interop_threads()}
+        if self.device == "cuda":
+            info["device_name"] = torch.cuda.get_device_name()
+            info["cuda"] = torch.version.cuda
+        return info
+
+    def sync(self) -> None:
+        """torch.cuda.synchronize on the GPU."""
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def timer(self) -> Any:
+        """torch.cuda.Event timing on the GPU, the wall clock on the CPU."""
+        if self.device != "cuda":
+            return super().timer()
+        from benchmarks.harness.timing import EventTimer
+
+        return EventTimer(lambda: torch.cuda.Event(enable_timing=True), lambda a, b: a.elapsed_time(b), self.sync)
+
+    def reset_device_peak(self) -> None:
+        """Reset torch's CUDA peak-memory counter."""
+        if self.device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+    def device_peak_bytes(self) -> int | None:
+        """torch's CUDA peak allocation since the reset."""
+        return int(torch.cuda.max_memory_allocated()) if self.device == "cuda" else None
+
+    def peak_rates(self, quick: bool) -> dict:
+        """torch GEMM rate and copy bandwidth."""
+        if self.device != "cuda":
+            return common.cpu_peak_rates(torch.mm, lambda d, s: d.copy_(s),
+                                         lambda s: torch.ones(s, dtype=torch.float32), quick)
+        n, m = (4096, 1 << 26) if quick else (8192, 1 << 28)
+        a = torch.ones((n, n), device="cuda")
+        src, dst = torch.ones(m, device="cuda"), torch.empty(m, device="cuda")
+        timer = self.timer()
+        gemm = min(timer.time(lambda: torch.mm(a, a), 3) for _ in range(3))
+        cp = min(timer.time(lambda: dst.copy_(src), 3) for _ in range(3))
+        return {"gemm_flops_per_s": 2.0 * n**3 / gemm, "gemm_shape": [n, n, n], "gemm_dtype": "float32",
+                "copy_bytes_per_s": 8.0 * m / cp, "copy_bytes": 4 * m}
+
+    def _tensor(self, a: Any, dtype: Any = None, requires_grad: bool = False) -> torch.Tensor:
+        """A NumPy array as a torch tensor on this target's device."""
+        return torch.tensor(a, dtype=dtype, device=self.device, requires_grad=requires_grad)
+
+    def _autocast(self) -> Any:
+        """float16 autocast on this target's device."""
+        return torch.autocast(device_type=self.device, dtype=torch.float16)
+
+    def build_chain(self, p: dict) -> Bench:
+        """The overhead chain on a torch tensor."""
+        n_ops, mode = p["n_ops"], p["mode"]
+
+        def step() -> Any:
+            x = torch.tensor([0.5], device=self.device, requires_grad=True)
+            if mode == "fwd no_grad":
+                with torch.no_grad():
+                    return dispatch.torch_chain(x, n_ops)
+            y = dispatch.torch_chain(x, n_ops)
+            if mode == "fwd+bwd":
+                y.backward()
+            return y
+
+        return Bench(step, items=n_ops)
+
+    def _model(self, p: dict, precision: str) -> nn.Module:
+        """The seeded torch twin of a case's model."""
+        torch.manual_seed(p.get("seed", 0))
+        model = twin(p["model"], tuple(p.get("input_dim", (1, 28, 28))), p.get("classes", 10), p.get("hidden"))
+        return model.to(device=self.device, dtype=DTYPES[precision])
+
+    def build_train(self, p: dict) -> Bench:
+        """zero_grad, forward, cross-entropy, backward, step (GradScaler with AMP on CUDA)."""
+        precision = self.case_precision(p)
+        model = self._model(p, precision).train()
+        x_np, t_np = common.batch(p, p.get("seed", 0))
+        x, t = self._tensor(x_np, DTYPES[precision]), self._tensor(t_np)
+        adam = p.get("optimizer", "adam") == "adam"
+        opt = (torch.optim.Adam(model.parameters(), lr=p.get("lr", 1e-3)) if adam
+               else torch.optim.SGD(model.parameters(), lr=p.get("lr", 0.01)))
+        scaler = torch.amp.GradScaler(self.device, enabled=precision == "amp" and self.device == "cuda")
+
+        def step() -> Any:
+            opt.zero_grad(set_to_none=True)
+            if precision == "amp":
+                with self._autocast():
+                    loss = F.cross_entropy(model(x), t)
+            else:
+                loss = F.cross_entropy(model(x), t)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            return loss
+
+        return Bench(step, items=p["batch"], meta={"precision": precision})
+
+    def build_infer(self, p: dict) -> Bench:
+        """Eval-mode forward under no_grad."""
+        precision = self.case_precision(p)
+        model = self._model(p, precision).eval()
+        x = self._tensor(common.batch(p, p.get("seed", 0))[0], DTYPES[precision])
+
+        def step() -> Any:
+            with torch.no_grad():
+                if precision == "amp":
+                    with self._autocast():
+                        return model(x)
+                return model(x)
+
+        return Bench(step, items=p["batch"], meta={"precision": precision})
+
+    def build_op(self, p: dict) -> Bench:
+        """One op forward (and backward) on the case's shapes."""
+        precision = self.case_precision(p)
+        if precision == "amp":
+            raise Skip("op cases run in a plain dtype")
+        dt = DTYPES[precision]
+        bwd = p["mode"] == "fwd+bwd"
+        leaf = lambda shape, seed: self._tensor(common.normal(shape, seed), dt, requires_grad=bwd)  # noqa: E731
+        op = p["op"]
+        if op == "matmul":
+            a, b = leaf(tuple(p["a"]), 1), leaf(tuple(p["b"]), 2)
+            leaves, fn = [a, b], lambda: a @ b
+        elif op == "conv2d":
+            x, W, bias = leaf(tuple(p["x"]), 1), leaf(tuple(p["w"]), 2), leaf((p["w"][0],), 3)
+            leaves = [x, W, bias]
+            fn = lambda: F.conv2d(x, W, bias, stride=p["stride"], padding=p["pad"])  # noqa: E731
+        elif op == "max_pool2d":
+            x = leaf(tuple(p["x"]), 1)
+            leaves, fn = [x], lambda: F.max_pool2d(x, p["k"], p["stride"])
+        elif op == "softmax_ce":
+            x = leaf(tuple(p["x"]), 1)
+            t = self._tensor(common.labels(p["x"][0], p["x"][1], 2))
+            leaves, fn = [x], lambda: F.cross_entropy(x, t)
+        else:
+            raise Skip(f"unknown op {op!r}")
+        gy = None
+        if bwd:
+            with torch.no_grad():
+                y0 = fn()
+            gy = None if y0.ndim == 0 else self._tensor(common.normal(tuple(y0.shape), 4), dt)
+
+        def step() -> Any:
+            y = fn()
+            if bwd:
+                for leaf_t in leaves:
+                    leaf_t.grad = None
+                y.backward(gy)
+            return y
+
+        return Bench(step, meta={"precision": precision})
+
+    def build_kernel(self, p: dict) -> Bench:
+        """``F.unfold`` / ``F.fold``: PyTorch's im2col / col2im."""
+        x = self._tensor(common.normal(tuple(p["x"]), 1))
+        k, s, pad = p["k"], p["stride"], p["pad"]
+        if p["kernel"] == "im2col":
+            return Bench(lambda: F.unfold(x, k, padding=pad, stride=s))
+        col = F.unfold(x, k, padding=pad, stride=s)
+        return Bench(lambda: F.fold(col, tuple(p["x"][2:]), k, padding=pad, stride=s))

@@ -1,0 +1,169 @@
+"""CUDA im2col/col2im for the CuPy backend (same signatures as ``conv_kernels``).
+
+``im2col`` runs one thread per ``col`` element of the ``(N, C, KH, KW, OH, OW)``
+layout: consecutive threads write consecutive addresses, and the reads of one
+warp hit one or two rows of ``x``.  ``col2im`` runs one thread per *image*
+pixel and gathers the ``col`` entries whose window covers it (at most
+``ceil(KH/SH) * ceil(KW/SW)`` of them): no atomics, so the result is
+deterministic and float16 accumulates in float.  The reference module does
+the same sums as ``KH*KW`` strided slice additions; the summation order
+differs, so float results agree to rounding, not bit for bit.
+
+Geometry helpers (``window_geometry``, ``im2col_batch_chunks``, ``pair`` ...)
+are the reference's own, re-exported so ``kernels(backend)`` finds them here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from ember.backends import conv_kernels as _ref
+from ember.backends.conv_kernels import (  # noqa: F401  (re-exported for kernels(backend))
+    IntOrPair,
+    check_nchw,
+    conv_output_size,
+    im2col_batch_chunks,
+    pair,
+    window_geometry,
+)
+from ember.backends.cupy_source import CTYPES, KernelSpec, launch
+from ember.errors import ShapeError
+
+_IM2COL_BODY = """
+extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,
+    long long C, long long H, long long W, long long KH, long long KW,
+    long long SH, long long SW, long long PH, long long PW, long long OH, long long OW,
+    double pad_value, long long total) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    long long ox = i % OW, oy = (i / OW) % OH, kx = (i / (OW * OH)) % KW;
+    long long ky = (i / (OW * OH * KW)) % KH, c = (i / (OW * OH * KW * KH)) % C;
+    long long n = i / (OW * OH * KW * KH * C);
+    long long iy = oy * SH - PH + ky, ix = ox * SW - PW + kx;
+    col[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W)
+        ? x[((n * C + c) * H + iy) * W + ix] : from_acc((ACC)pad_value);
+  }
+}
+"""
+
+
+def _emulate_im2col(total, x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, pad_value):
+    """NumPy evaluation of the im2col kernel, one vector lane per thread index ``i``."""
+    i = numpy.arange(total, dtype=numpy.int64)
+    ox, oy, kx = i % OW, (i // OW) % OH, (i // (OW * OH)) % KW
+    ky, c = (i // (OW * OH * KW)) % KH, (i // (OW * OH * KW * KH)) % C
+    n = i // (OW * OH * KW * KH * C)
+    iy, ix = oy * SH - PH + ky, ox * SW - PW + kx
+    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+    src = numpy.where(inside, ((n * C + c) * H + iy) * W + ix, 0)
+    col.reshape(-1)[:] = numpy.where(inside, x.reshape(-1)[src], col.dtype.type(pad_value))
+
+
+_COL2IM_BODY = """
+extern "C" __global__ void ${name}(const T* __restrict__ col, T* __restrict__ img,
+    long long C, long long H, long long W, long long KH, long long KW,
+    long long SH, long long SW, long long PH, long long PW, long long OH, long long OW,
+    long long total) {
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    long long x = i % W, y = (i / W) % H, c = (i / (W * H)) % C, n = i / (W * H * C);
+    ACC acc = 0;
+    for (long long ky = 0; ky < KH; ++ky) {
+      long long t = y + PH - ky;
+      if (t < 0 || t % SH != 0) continue;
+      long long oy = t / SH;
+      if (oy >= OH) continue;
+      for (long long kx = 0; kx < KW; ++kx) {
+        long long u = x + PW - kx;
+        if (u < 0 || u % SW != 0) continue;
+        long long ox = u / SW;
+        if (ox >= OW) continue;
+        acc += to_acc(col[((((n * C + c) * KH + ky) * KW + kx) * OH + oy) * OW + ox]);
+      }
+    }
+    img[i] = from_acc(acc);
+  }
+}
+"""
+
+
+def _emulate_col2im(total, col, img, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    """NumPy evaluation of the col2im gather kernel (same loops, vectorised over ``i``)."""
+    i = numpy.arange(total, dtype=numpy.int64)
+    x, y, c, n = i % W, (i // W) % H, (i // (W * H)) % C, i // (W * H * C)
+    acc_dtype = numpy.float64 if col.dtype == numpy.float64 else numpy.float32
+    acc = numpy.zeros(total, dtype=acc_dtype)
+    flat = col.reshape(-1)
+    for ky in range(KH):
+        t = y + PH - ky
+        oy = t // SH
+        ok_y = (t >= 0) & (t % SH == 0) & (oy < OH)
+        for kx in range(KW):
+            u = x + PW - kx
+            ox = u // SW
+            ok = ok_y & (u >= 0) & (u % SW == 0) & (ox < OW)
+            src = ((((n * C + c) * KH + ky) * KW + kx) * OH + oy) * OW + ox
+            acc += numpy.where(ok, flat[numpy.where(ok, src, 0)].astype(acc_dtype), 0)
+    img.reshape(-1)[:] = acc.astype(img.dtype)
+
+
+IM2COL = KernelSpec("ember_im2col", _IM2COL_BODY, _emulate_im2col)
+COL2IM = KernelSpec("ember_col2im", _COL2IM_BODY, _emulate_col2im)
+SPECS = [IM2COL, COL2IM]
+
+
+def im2col(
+    x: Any, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *, xp: Any = numpy,
+    pad_value: float = 0.0,
+) -> Any:
+    """``col[n, c, i, j, oh, ow] = x_pad[n, c, oh*sh + i, ow*sw + j]`` (see ``conv_kernels.im2col``).
+
+    Args:
+        x: ``(N, C, H, W)``, float16/32/64 (other dtypes use the reference).
+        kh, kw: kernel height and width.
+        stride, padding: ints or ``(h, w)`` pairs.
+        xp: array module of ``x``.
+        pad_value: value read outside the image.
+
+    Returns:
+        ``(N, C, KH, KW, OH, OW)``, C-contiguous, ``x``'s dtype.
+
+    Raises:
+        ShapeError, ValueError: as the reference.
+    """
+    if x.dtype not in CTYPES:
+        return _ref.im2col(x, kh, kw, stride, padding, xp=xp, pad_value=pad_value)
+    check_nchw(x, "im2col")
+    sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "im2col")
+    n, c, h, w = (int(s) for s in x.shape)
+    kh, kw = int(kh), int(kw)
+    x = xp.ascontiguousarray(x)
+    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    launch(IM2COL, x.dtype, col.size, (x, col, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, float(pad_value)))
+    return col
+
+
+def col2im(
+    col: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *,
+    xp: Any = numpy,
+) -> Any:
+    """Fold ``(N, C, KH, KW, OH, OW)`` columns into ``(N, C, H, W)``, summing overlaps (a gather).
+
+    Raises:
+        ShapeError: ``col`` does not fit ``x_shape`` and the geometry.
+    """
+    if col.dtype not in CTYPES:
+        return _ref.col2im(col, x_shape, kh, kw, stride, padding, xp=xp)
+    x_shape = tuple(int(s) for s in x_shape)
+    sh, sw, ph, pw, oh, ow = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
+    n, c, h, w = x_shape
+    kh, kw = int(kh), int(kw)
+    expected = (n, c, kh, kw, oh, ow)
+    if tuple(col.shape) != expected:
+        raise ShapeError(f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}")
+    col = xp.ascontiguousarray(col)
+    img = xp.empty(x_shape, dtype=col.dtype)
+    launch(COL2IM, col.dtype, img.size, (col, img, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+    return img

@@ -1,0 +1,200 @@
+"""CUDA kernel sources as templates, their launch arithmetic, and the launcher.
+
+Each GPU kernel is a ``KernelSpec``: a CUDA C template (instantiated per dtype
+through a dtype -> C type map) and a NumPy *emulation* with the same parameter
+names that evaluates the same index formulas vectorised over the thread index.
+``launch`` runs the compiled kernel on CuPy arrays and the emulation on NumPy
+arrays, so the wrappers in ``cupy_conv``/``cupy_pool``/``cupy_nn``/``cupy_optim``
+and their index math are tested on a machine without a GPU; only compilation
+(checked with ``nvcc -ptx``) and execution on a device remain GPU-only.
+
+Design choices:
+
+* One thread per output element in a grid-stride loop (``launch``): any total
+  size works with a capped grid, and consecutive threads write consecutive
+  addresses.  Per-channel reductions (batch norm) use one block per channel
+  and a shared-memory tree instead (``launch_blocks``): deterministic, no atomics.
+* float16 is stored as ``unsigned short`` and converted with ``cvt`` PTX
+  instructions, so no kernel needs ``cuda_fp16.h`` (NVRTC wheels lack it);
+  all arithmetic accumulates in float (float16/float32) or double (float64).
+* Every integer argument is ``long long``: CuPy passes Python ints as 64-bit
+  values, so there is no silent truncation and no ``numpy.int32`` wrapping.
+* Kernels are compiled lazily and memoized per (kernel, dtype); CuPy caches the
+  binary per device, so a kernel is built once per process, not per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+BLOCK = 256
+MAX_BLOCKS = 1 << 16  # grid-stride loops cover any total with at most this many blocks
+
+# dtype -> (suffix, storage C type, accumulator C type)
+CTYPES = {
+    numpy.dtype("float16"): ("f16", "unsigned short", "float"),
+    numpy.dtype("float32"): ("f32", "float", "float"),
+    numpy.dtype("float64"): ("f64", "double", "double"),
+}
+
+_PRELUDE_PLAIN = """
+typedef ${T} T;
+typedef ${ACC} ACC;
+__device__ __forceinline__ ACC to_acc(T v) { return (ACC)v; }
+__device__ __forceinline__ T from_acc(ACC v) { return (T)v; }
+__device__ __forceinline__ bool is_nan(ACC v) { return v != v; }
+__device__ __forceinline__ ACC acc_exp(ACC v) { return ${EXP}(v); }
+__device__ __forceinline__ ACC acc_log(ACC v) { return ${LOG}(v); }
+__device__ __forceinline__ ACC acc_sqrt(ACC v) { return ${SQRT}(v); }
+"""
+
+_PRELUDE_HALF = """
+typedef unsigned short T;
+typedef float ACC;
+__device__ __forceinline__ ACC to_acc(T v) {
+  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v)); return f;
+}
+__device__ __forceinline__ T from_acc(ACC v) {
+  unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v)); return h;
+}
+__device__ __forceinline__ bool is_nan(ACC v) { return v != v; }
+__device__ __forceinline__ ACC acc_exp(ACC v) { return expf(v); }
+__device__ __forceinline__ ACC acc_log(ACC v) { return logf(v); }
+__device__ __forceinline__ ACC acc_sqrt(ACC v) { return sqrtf(v); }
+"""
+
+_MATH = {
+    "float": {"EXP": "expf", "LOG": "logf", "SQRT": "sqrtf"},
+    "double": {"EXP": "exp", "LOG": "log", "SQRT": "sqrt"},
+}
+
+# Negative infinity without <math_constants.h> (NVRTC has no INFINITY macro).
+_PRELUDE_COMMON = """
+#define NEG_INF_F __int_as_float(0xff800000)
+#define NEG_INF_D __longlong_as_double(0xfff0000000000000LL)
+"""
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """A CUDA kernel: its name, its C body template and its NumPy emulation.
+
+    ``body`` is the kernel text after the prelude; ``${name}`` is the
+    dtype-suffixed function name and ``${NEG_INF}`` the accumulator's -inf.
+    ``emulate(total, *args)`` takes the same arguments as the kernel (NumPy
+    arrays for pointers, ints and floats for scalars) and writes the outputs.
+    """
+
+    name: str
+    body: str
+    emulate: Callable[..., None]
+
+    def function_name(self, dtype: Any) -> str:
+        """The ``extern "C"`` name of the instantiation for ``dtype``."""
+        return f"{self.name}_{ctype(dtype)[0]}"
+
+    def source(self, dtype: Any) -> str:
+        """Complete CUDA source for ``dtype`` (float16, float32 or float64)."""
+        return _PRELUDE_COMMON + self._unit(dtype)
+
+    def _unit(self, dtype: Any) -> str:
+        """The dtype prelude and the instantiated kernel body."""
+        suffix, t, acc = ctype(dtype)
+        prelude = _PRELUDE_HALF if suffix == "f16" else string.Template(_PRELUDE_PLAIN).substitute(
+            T=t, ACC=acc, **_MATH[acc]
+        )
+        neg_inf = "NEG_INF_D" if acc == "double" else "NEG_INF_F"
+        body = string.Template(self.body).substitute(name=self.function_name(dtype), NEG_INF=neg_inf)
+        return prelude + body
+
+
+def combined_source(specs: list[KernelSpec], dtype: Any) -> str:
+    """One translation unit with every kernel of ``specs`` for ``dtype`` (each in its own namespace).
+
+    Compiling this once checks all kernels of a dtype at the cost of one compiler start
+    (the CPU test); CuPy itself compiles each ``KernelSpec.source`` separately.
+    """
+    units = [f"namespace ember_k{i} {{\n{spec._unit(dtype)}\n}}\n" for i, spec in enumerate(specs)]
+    return _PRELUDE_COMMON + "".join(units)
+
+
+def ctype(dtype: Any) -> tuple[str, str, str]:
+    """``(suffix, storage type, accumulator type)`` of a floating dtype.
+
+    Raises:
+        TypeError: ``dtype`` is not float16/32/64.
+    """
+    dt = numpy.dtype(dtype)
+    try:
+        return CTYPES[dt]
+    except KeyError:
+        raise TypeError(f"cupy kernels: expected float16, float32 or float64, got dtype {dt}") from None
+
+
+def launch_config(total: int, block: int = BLOCK, max_blocks: int = MAX_BLOCKS) -> tuple[int, int]:
+    """``(blocks, threads per block)`` for a grid-stride loop over ``total`` elements.
+
+    Raises:
+        ValueError: ``total`` is negative or ``block``/``max_blocks`` not positive.
+    """
+    if total < 0 or block <= 0 or max_blocks <= 0:
+        raise ValueError(f"launch_config: expected total >= 0 and positive sizes, got {total}, {block}, {max_blocks}")
+    return max(1, min((total + block - 1) // block, max_blocks)), block
+
+
+def thread_indices(thread: int, total: int, blocks: int, block: int) -> range:
+    """The element indices the grid-stride loop gives global thread ``thread`` (for tests)."""
+    return range(thread, total, blocks * block)
+
+
+def _is_numpy_call(args: tuple) -> bool:
+    return any(isinstance(a, numpy.ndarray) for a in args)
+
+
+def launch(spec: KernelSpec, dtype: Any, total: int, args: tuple) -> None:
+    """Run ``spec`` over ``total`` output elements: on the GPU, or emulated for NumPy arrays.
+
+    ``args`` follow the kernel's C signature, starting with the pointers and
+    ending with ``total`` excluded (it is appended here).
+    """
+    if total == 0:
+        return
+    if _is_numpy_call(args):
+        spec.emulate(total, *args)
+        return
+    blocks, threads = launch_config(total)
+    _compiled(spec, numpy.dtype(dtype))((blocks,), (threads,), tuple(args) + (total,))
+
+
+def launch_blocks(spec: KernelSpec, dtype: Any, blocks: int, args: tuple) -> None:
+    """Run a block-per-item kernel (``blocks`` blocks of ``BLOCK`` threads), or its emulation."""
+    if blocks == 0:
+        return
+    if _is_numpy_call(args):
+        spec.emulate(blocks, *args)
+        return
+    _compiled(spec, numpy.dtype(dtype))((blocks,), (BLOCK,), tuple(args))
+
+
+@functools.cache
+def _compiled(spec: KernelSpec, dtype: numpy.dtype) -> Any:
+    """The CuPy ``RawKernel`` for ``spec`` and ``dtype`` (built once, compiled on first launch)."""
+    import cupy
+
+    return cupy.RawKernel(spec.source(dtype), spec.function_name(dtype))
+
+
+def all_specs() -> list[KernelSpec]:
+    """Every kernel ember defines (for the compile test and the GPU check)."""
+    from ember.backends import cupy_bn, cupy_conv, cupy_nn, cupy_optim, cupy_pool
+
+    specs = []
+    for module in (cupy_conv, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
+        specs.extend(module.SPECS)
+    return specs

@@ -1,0 +1,233 @@
+"""Array-level reference kernels of the fused nn ops (no autograd): the readable spec.
+
+Ops in ``ember.autograd.ops`` call these through ``getattr(backend, "nn_kernels",
+this_module)``; ``ember.backends.numba_nn`` provides the same functions with the
+same signatures, compiled, and must agree with these to float tolerance.  Every
+function takes the array module as the ``xp`` keyword (``numpy`` or ``cupy``)
+and uses only ``xp.`` functions, except ``dropout_mask`` which always draws on
+the host.
+
+Dtype rule (as in the ops): float16 inputs compute in float32 (``compute_dtype``);
+statistics, losses and probabilities come back in the compute dtype and the op
+casts its outputs.
+
+Dropout masks.  The random stream is part of the spec so that every backend
+builds the same mask from one seed: ``ceil(n / 2)`` 64-bit words are drawn with
+``generator.integers(0, 2**64, dtype=uint64)``; element ``2i`` uses the low 32
+bits of word ``i`` and element ``2i + 1`` the high 32 bits, and an element is
+kept iff its 32-bit value ``u`` satisfies ``u >= ceil(p * 2**32)`` (so
+``P(keep) = 1 - p`` up to 2**-32).  Drawing 64-bit words costs about half of
+what ``generator.random(shape)`` does (one generator step per two elements),
+the integer threshold is exact, and a compiled kernel applies it in one pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy
+
+
+def compute_dtype(dtype: Any) -> numpy.dtype:
+    """float32 for float16 data, else the dtype itself (mirrors ``ops.activation.compute_dtype``)."""
+    dtype = numpy.dtype(dtype)
+    return numpy.dtype(numpy.float32) if dtype == numpy.float16 else dtype
+
+
+def _upcast(a: Any) -> Any:
+    return a.astype(numpy.float32) if a.dtype == numpy.float16 else a
+
+
+# ------------------------------------------------------- softmax cross-entropy
+def softmax_cross_entropy_forward(x: Any, t: Any, *, xp: Any = numpy) -> tuple:
+    """Per-row softmax cross-entropy of ``(N, C)`` logits against class indices.
+
+    ``loss[n] = log(sum_c exp(z[n, c])) - z[n, t[n]]`` with ``z = x - max_c x``:
+    finite for logits of +-1e4, because the largest exponent is 0.
+
+    Args:
+        x: ``(N, C)`` logits, floating.
+        t: ``(N,)`` integer class indices in ``[0, C)`` (the op validates them).
+        xp: array module of ``x``.
+
+    Returns:
+        ``(loss, p, shift)``: ``(N,)`` losses, ``(N, C)`` softmax and the ``(N, 1)``
+        row maxima, all in ``compute_dtype(x.dtype)``.
+    """
+    xc = _upcast(x)
+    shift = xc.max(axis=1, keepdims=True)
+    z = xc - shift
+    e = xp.exp(z)
+    s = e.sum(axis=1, keepdims=True)
+    p = e / s
+    zt = xp.take_along_axis(z, xp.expand_dims(t, 1), axis=1)
+    loss = (xp.log(s) - zt).reshape(x.shape[0])
+    return loss, p, shift
+
+
+def softmax_cross_entropy_backward(p: Any, t: Any, g: Any, *, xp: Any = numpy) -> Any:
+    """Gradient of the per-row losses: ``gx = (p - onehot(t)) * g``.
+
+    Args:
+        p: ``(N, C)`` softmax from the forward.
+        t: ``(N,)`` integer class indices.
+        g: upstream gradient of each row's loss: a scalar (``"mean"``/``"sum"``
+            reductions, already divided by ``N`` for the mean) or an ``(N,)`` array.
+        xp: array module of ``p``.
+
+    Returns:
+        ``(N, C)`` in ``p``'s dtype.
+    """
+    classes = xp.arange(p.shape[1]).reshape(1, p.shape[1])
+    onehot = (xp.expand_dims(t, 1) == classes).astype(p.dtype)
+    g = xp.asarray(g, dtype=p.dtype)
+    if g.ndim == 1:
+        g = g.reshape(-1, 1)
+    return (p - onehot) * g
+
+
+# --------------------------------------------------------- activation backward
+def relu_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
+    """``gx = gy where y > 0 else 0`` from the ReLU output ``y`` (subgradient 0 at 0)."""
+    return xp.where(y > 0, gy, 0)
+
+
+def sigmoid_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
+    """``gx = gy * y * (1 - y)`` from the sigmoid output ``y``."""
+    return gy * y * (1 - y)
+
+
+def tanh_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
+    """``gx = gy * (1 - y * y)`` from the tanh output ``y``."""
+    return gy * (1 - y * y)
+
+
+# ------------------------------------------------------------------ batch norm
+def _channel_axes(x: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The reduced axes (all but 1) and the broadcast shape ``(1, C, 1, ...)`` of a per-channel value."""
+    return (0,) + tuple(range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def batch_norm_forward_train(x: Any, weight: Any, bias: Any, eps: float, *, xp: Any = numpy) -> tuple:
+    """Normalise ``x`` with its batch statistics per channel (axis 1) and apply the affine map.
+
+    ``y = (x - mean) * inv_std * weight + bias`` with ``mean`` and the biased
+    ``var`` over every axis but 1 and ``inv_std = 1 / sqrt(var + eps)``.
+
+    Args:
+        x: ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``, floating, more than one value per channel.
+        weight, bias: ``(C,)`` or None.
+        eps: added to the variance.
+        xp: array module of ``x``.
+
+    Returns:
+        ``(y, mean, var, inv_std)``: ``y`` in ``x``'s dtype, the ``(C,)`` statistics in
+        ``compute_dtype(x.dtype)``.
+    """
+    axes, bshape = _channel_axes(x)
+    C = x.shape[1]
+    xc = _upcast(x)
+    mean = xc.mean(axis=axes, keepdims=True)
+    diff = xc - mean
+    var = (diff * diff).mean(axis=axes, keepdims=True)
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    y = diff * inv_std
+    if weight is not None:
+        y *= _upcast(weight).reshape(bshape)
+    if bias is not None:
+        y += _upcast(bias).reshape(bshape)
+    return y.astype(x.dtype, copy=False), mean.reshape(C), var.reshape(C), inv_std.reshape(C)
+
+
+def batch_norm_backward(
+    x: Any, gy: Any, mean: Any, inv_std: Any, weight: Any, training: bool,
+    need_x: bool = True, need_w: bool = True, need_b: bool = True, *, xp: Any = numpy,
+) -> tuple:
+    """Gradients of batch norm given the statistics that normalised the forward.
+
+    With ``xhat = (x - mean) * inv_std``, ``gxhat = gy * weight`` and ``m`` values per channel:
+    ``gb = sum(gy)``, ``gw = sum(gy * xhat)``; in training (batch statistics)
+    ``gx = inv_std * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))``, in
+    evaluation (running statistics, constants) ``gx = gxhat * inv_std``.
+
+    Args:
+        x: the forward's input ``(N, C, ...)``.
+        gy: upstream gradient, ``x``'s shape.
+        mean, inv_std: ``(C,)`` statistics used by the forward.
+        weight: ``(C,)`` or None (an implicit weight of ones).
+        training: whether the forward used (and so depends on) batch statistics.
+        need_x, need_w, need_b: which gradients to return (the others are None).
+        xp: array module of ``x``.
+
+    Returns:
+        ``(gx, gw, gb)`` in ``compute_dtype(x.dtype)``: ``x``'s shape and ``(C,)``, or None.
+    """
+    axes, bshape = _channel_axes(x)
+    m = x.size // x.shape[1]
+    g = _upcast(gy)
+    xhat = (_upcast(x) - mean.reshape(bshape)) * inv_std.reshape(bshape)
+    gb = xp.sum(g, axis=axes) if need_b else None
+    gw = xp.sum(g * xhat, axis=axes) if need_w else None
+    gx = None
+    if need_x:
+        gxhat = g * _upcast(weight).reshape(bshape) if weight is not None else g
+        if training:
+            mean_g = xp.sum(gxhat, axis=axes, keepdims=True) * (1.0 / m)
+            mean_gx = xp.sum(gxhat * xhat, axis=axes, keepdims=True) * (1.0 / m)
+            gx = (gxhat - mean_g - xhat * mean_gx) * inv_std.reshape(bshape)
+        else:
+            gx = gxhat * inv_std.reshape(bshape)
+    return gx, gw, gb
+
+
+# --------------------------------------------------------------------- dropout
+def dropout_threshold(p: float) -> int:
+    """The 32-bit threshold ``ceil(p * 2**32)``: an element with random bits ``u`` is kept iff ``u >= it``."""
+    return min(math.ceil(float(p) * 2.0**32), 2**32)
+
+
+def dropout_halves(generator: numpy.random.Generator, n: int) -> numpy.ndarray:
+    """The ``n`` random 32-bit values of a mask: ``ceil(n / 2)`` 64-bit words, low half first.
+
+    Reading the words as little-endian ``uint32`` pairs gives exactly that order
+    on every machine (a free view on little-endian hosts).
+    """
+    return dropout_words(generator, n).astype("<u8", copy=False).view("<u4")[:n]
+
+
+def dropout_words(generator: numpy.random.Generator, n: int) -> numpy.ndarray:
+    """The ``ceil(n / 2)`` random 64-bit words a mask of ``n`` elements consumes."""
+    return generator.integers(0, 2**64, size=(n + 1) // 2, dtype=numpy.uint64)
+
+
+def dropout_mask(shape: tuple, p: float, generator: numpy.random.Generator, dtype: Any) -> numpy.ndarray:
+    """A host (NumPy) inverted-dropout mask: ``0`` with probability ``p``, else ``1 / (1 - p)``.
+
+    Args:
+        shape: the mask's shape.
+        p: drop probability in ``[0, 1)``.
+        generator: the NumPy generator to draw from (advanced by ``ceil(n / 2)`` words).
+        dtype: the mask's floating dtype (the input's).
+
+    Returns:
+        A C-contiguous NumPy array of ``shape`` and ``dtype``; see the module docstring for the stream.
+    """
+    n = math.prod(shape)
+    halves = dropout_halves(generator, n)
+    threshold = dropout_threshold(p)
+    scale = dropout_scale(p, dtype)
+    if threshold >= 2**32:  # p within 2**-32 of 1: nothing is kept
+        return numpy.zeros(shape, dtype=dtype)
+    mask = (halves >= numpy.uint32(threshold)).astype(dtype)
+    if numpy.isfinite(scale):  # (not numpy.where: it branches on every element of a random mask)
+        mask *= scale
+    else:  # float16 overflow: 0 * inf would be NaN
+        mask = numpy.where(mask != 0, scale, mask)
+    return mask.reshape(shape)
+
+
+def dropout_scale(p: float, dtype: Any) -> Any:
+    """``1 / (1 - p)`` as a scalar of ``dtype`` (``inf`` when float16 cannot hold it, without a warning)."""
+    with numpy.errstate(over="ignore"):
+        return numpy.asarray(1.0 / (1.0 - p), dtype=dtype)[()]

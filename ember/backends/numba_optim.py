@@ -1,0 +1,137 @@
+"""Numba versions of ``ember.backends.optim_kernels``: each update is one pass over the parameter.
+
+NumPy spends an Adam step on about fifteen array passes and as many temporaries
+per parameter; here one loop reads ``w, g, m, v`` once and writes them once.
+The loops keep the reference's order of operations and receive every
+coefficient already cast to the parameter's dtype (NumPy's rule for a Python
+float times a float32 array), so float32 and float64 results equal the
+reference's bit for bit (no ``fastmath``: no reassociation, no FMA contraction,
+NaN propagates as in NumPy).  ``error_model="numpy"`` drops Python's
+zero-division check, which otherwise keeps LLVM from vectorising ``sqrt`` and
+``/`` (with it the Adam loop ran 3x slower than NumPy's fifteen passes).
+
+Arrays that are not C-contiguous NumPy float32/float64 arrays of one shape and
+dtype go to the reference unchanged.  Serial ``@njit(cache=True)``: the largest
+SimpleConvNet parameter has 432k elements, too small for a thread pool to pay
+on two cores (ACCELERATION.md §4.4).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy
+
+from ember.backends import optim_kernels as _ref
+
+_FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+def _fast(w: Any, *others: Any) -> bool:
+    """True when ``w`` and every non-None array of ``others`` are C-contiguous, same shape, float32/64."""
+    if type(w) is not numpy.ndarray or w.dtype not in _FAST or not w.flags.c_contiguous:
+        return False
+    for a in others:
+        if a is None:
+            continue
+        if type(a) is not numpy.ndarray or a.dtype != w.dtype or a.shape != w.shape or not a.flags.c_contiguous:
+            return False
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _sgd(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_wd, use_buf, nesterov, maximize,
+         first):  # pragma: no cover - compiled
+    for i in range(w.size):
+        gi = g[i]
+        if maximize:
+            gi = -gi
+        if use_wd:
+            gi = gi + weight_decay * w[i]
+        if use_buf:
+            if first:
+                b = gi
+            else:
+                b = buf[i] * momentum
+                b = b + one_minus_dampening * gi
+            buf[i] = b
+            if nesterov:
+                gi = gi + momentum * b
+            else:
+                gi = b
+        w[i] = w[i] - lr * gi
+
+
+def sgd_update(
+    w: Any, g: Any, buf: Any, *, lr: float, momentum: float, dampening: float, weight_decay: float,
+    nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
+) -> None:
+    """Compiled ``optim_kernels.sgd_update`` (same arguments, same results)."""
+    if not _fast(w, g, buf):
+        _ref.sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
+        return
+    s = w.dtype.type
+    flat = w.reshape(-1)
+    _sgd(flat, g.reshape(-1), flat if buf is None else buf.reshape(-1), s(lr), s(momentum), s(1 - dampening),
+         s(weight_decay), weight_decay != 0, buf is not None, bool(nesterov), bool(maximize), bool(first_step))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _adam(w, g, m, v, vmax, decay, weight_decay, lerp_weight, lerp_from_a, one_minus_lerp_weight, beta2,
+          one_minus_beta2, step_size, bias_correction2_sqrt, eps, decoupled, use_wd, amsgrad,
+          maximize):  # pragma: no cover - compiled
+    for i in range(w.size):
+        gi = g[i]
+        if maximize:
+            gi = -gi
+        wi = w[i]
+        if use_wd:
+            if decoupled:
+                wi = wi * decay
+            else:
+                gi = gi + weight_decay * wi
+        mi = m[i]
+        d = gi - mi
+        if lerp_from_a:
+            mi = mi + d * lerp_weight
+        else:
+            mi = gi - d * one_minus_lerp_weight
+        m[i] = mi
+        vi = v[i] * beta2
+        vi = vi + one_minus_beta2 * (gi * gi)
+        v[i] = vi
+        if amsgrad:
+            vm = vmax[i]
+            if vi > vm or math.isnan(vi):  # NumPy's maximum: a NaN wins
+                vm = vi
+            vmax[i] = vm
+            vi = vm
+        den = math.sqrt(vi)
+        den = den / bias_correction2_sqrt
+        den = den + eps
+        w[i] = wi - step_size * (mi / den)
+
+
+def adam_update(
+    w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
+    beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
+) -> None:
+    """Compiled ``optim_kernels.adam_update`` (same arguments, same results)."""
+    if not _fast(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq):
+        _ref.adam_update(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, beta1=beta1, beta2=beta2,
+                         eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                         maximize=maximize, xp=xp)
+        return
+    s = w.dtype.type
+    lerp_weight = 1 - beta1
+    flat_v = exp_avg_sq.reshape(-1)
+    _adam(
+        w.reshape(-1), g.reshape(-1), exp_avg.reshape(-1), flat_v,
+        flat_v if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1),
+        s(1 - lr * weight_decay), s(weight_decay), s(lerp_weight), lerp_weight < 0.5, s(1 - lerp_weight), s(beta2),
+        s(1 - beta2), s(lr / (1 - beta1**step)), s((1 - beta2**step) ** 0.5), s(eps),
+        bool(decoupled_weight_decay), weight_decay != 0, max_exp_avg_sq is not None, bool(maximize),
+    )

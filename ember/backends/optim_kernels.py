@@ -1,0 +1,97 @@
+"""Array-level reference optimizer updates (no autograd): SGD and Adam/AdamW, in place.
+
+The readable spec of ``ember.backends.numba_optim``, which runs the same
+formulas in one compiled pass over each parameter.  The formulas are
+``torch.optim.SGD`` / ``torch.optim.Adam`` exactly as ``ember.optim`` writes them
+(including the order of operations and ``lerp``'s two-sided form), so the
+NumPy and Numba kernel sets give the same parameters; the optimizer classes keep
+the state (buffers, the step count) and call these through
+``getattr(backend, "optim_kernels", None)``.
+
+Each function takes the array module as ``xp`` and updates ``w`` and the state
+arrays in place; ``g`` is never written to.  All arrays have one shape and
+dtype (float16 parameters arrive as float32 working copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+
+def sgd_update(
+    w: Any, g: Any, buf: Any, *, lr: float, momentum: float, dampening: float, weight_decay: float,
+    nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
+) -> None:
+    """One SGD step: ``w -= lr * d`` (see ``ember.optim.SGD`` for ``d``).
+
+    Args:
+        w: the parameter (working) array, updated in place.
+        g: its gradient.
+        buf: the momentum buffer (updated in place), or None when ``momentum == 0``.
+        lr, momentum, dampening, weight_decay, nesterov, maximize: the group's hyper-parameters.
+        first_step: ``buf`` is new: set it to the gradient instead of accumulating.
+        xp: array module of the arrays.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        g = g + weight_decay * w
+    if buf is not None:
+        if first_step:
+            buf[...] = g
+        else:
+            buf *= momentum
+            buf += (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    w -= lr * g
+
+
+def _lerp_(a: Any, b: Any, weight: float) -> None:
+    """``a += weight * (b - a)`` in place, from ``a`` below 1/2 and from ``b`` above (``torch.lerp``)."""
+    d = b - a
+    if weight < 0.5:
+        d *= weight
+        a += d
+    else:
+        d *= 1 - weight
+        a[...] = b - d
+
+
+def adam_update(
+    w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
+    beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
+) -> None:
+    """One Adam / AdamW step at step number ``step`` (from 1), see ``ember.optim.Adam`` for the formulas.
+
+    Args:
+        w: the parameter (working) array, updated in place.
+        g: its gradient.
+        exp_avg, exp_avg_sq: first and second moments, updated in place.
+        max_exp_avg_sq: the AMSGrad running maximum (updated in place), or None without AMSGrad.
+        step: the step number after incrementing (bias corrections ``1 - beta**step``).
+        lr, beta1, beta2, eps, weight_decay: the group's hyper-parameters.
+        decoupled_weight_decay: AdamW's ``w *= 1 - lr * weight_decay`` instead of L2 on the gradient.
+        maximize: ascend instead of descend.
+        xp: array module of the arrays.
+    """
+    if maximize:
+        g = -g
+    if weight_decay != 0:
+        if decoupled_weight_decay:
+            w *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * w
+    _lerp_(exp_avg, g, 1 - beta1)
+    exp_avg_sq *= beta2
+    exp_avg_sq += (1 - beta2) * (g * g)
+    v = exp_avg_sq
+    if max_exp_avg_sq is not None:
+        xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        v = max_exp_avg_sq
+    step_size = lr / (1 - beta1**step)
+    denom = xp.sqrt(v)
+    denom /= (1 - beta2**step) ** 0.5
+    denom += eps
+    w -= step_size * (exp_avg / denom)

@@ -1,0 +1,134 @@
+"""Thread policy of the CPU kernels: who may use the cores, OpenBLAS or Numba.
+
+Problem (ACCELERATION.md §4.4): NumPy's OpenBLAS and Numba's OpenMP pool both
+start one worker per core and spin while idle.  On a 2-core machine they take
+the cores from each other (and from any other process), and one conv step ran
+up to 10x slower than with one thread each.
+
+Measured here (training step, batch 100, float32, 2 vCPU; wall ms/step,
+medians, one process per run, runs alternated; noisy, +-30%):
+
+1. Heavy external load (other jobs, load 4-8), SimpleConvNet, 3 rounds:
+
+   =====================================================  ===============
+   configuration                                           ms/step
+   =====================================================  ===============
+   Numba ``parallel`` 2 threads (omp layer) + OpenBLAS 2    245 / 253 / 338
+   Numba 1 thread + OpenBLAS 2                              145 /  81 / 484
+   Numba 2 threads (workqueue layer) + OpenBLAS 2           146 /  91 / 500
+   Numba 2 threads (workqueue layer) + OpenBLAS 1            74 /  53 /  60
+   Numba 1 thread + OpenBLAS 1 (chosen)                      54 /  50 / 112
+   =====================================================  ===============
+
+2. Serial Numba kernels (the choice above), final code, OpenBLAS 1 vs 2 threads:
+
+   ==========================================  ==============  ==============
+   machine state                                SimpleConvNet   DeepConvNet
+   ==========================================  ==============  ==============
+   idle: OpenBLAS 1 / 2                         21 / 14         164-179 / 133
+   one busy process on a core: OpenBLAS 1 / 2   18-23 / 27-34   145 / 346
+   ==========================================  ==============  ==============
+
+A second BLAS thread gains up to 1.5x on an idle machine but loses up to 2.4x
+(10x under heavier load) as soon as another process holds a core, because the
+two OpenBLAS workers wait for each other; the Numba kernels here are
+memory-bound loops over a few MB, where a second thread gained nothing
+measurable even in the unloaded measurements of ACCELERATION.md §4.4.  These
+dev/CI machines are shared, so the robust choice is the default; on an idle
+2-core machine ``OPENBLAS_NUM_THREADS=2`` (or ``set_thread_policy(blas_threads=2)``)
+is faster.  The policy, applied when the Numba kernels are first loaded:
+
+* machines with at most ``SMALL_MACHINE_CORES`` (2) cores: every kernel runs
+  serially and the BLAS pools (OpenBLAS/MKL, through threadpoolctl) are limited
+  to one thread, unless the user set ``OPENBLAS_NUM_THREADS``,
+  ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` (their choice wins);
+* bigger machines: BLAS is left alone, and a kernel runs its ``prange``
+  variant only when its output has at least ``PARALLEL_MIN_ELEMENTS`` elements
+  (not measured here: no such machine was available).
+
+``set_thread_policy`` changes both knobs at run time (tests use it to exercise
+the parallel variants).  The parallel variants are separate compiled functions
+(``_x_parallel`` next to ``_x_serial``): sharing one Python function between a
+serial and a parallel ``njit`` breaks Numba's on-disk cache (§4.3), and a variant
+that never runs is never compiled.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+SMALL_MACHINE_CORES = 2
+PARALLEL_MIN_ELEMENTS = 1 << 20
+BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
+
+_state: dict[str, Any] = {"parallel_min": None, "blas_limit": None, "applied": False}
+
+
+def _default_policy() -> tuple[float, int | None]:
+    """``(parallel threshold, BLAS thread limit or None)`` for this machine."""
+    cores = os.cpu_count() or 1
+    if cores <= SMALL_MACHINE_CORES:
+        user_set = any(os.environ.get(v) for v in BLAS_ENV_VARS)
+        return float("inf"), (None if user_set else 1)
+    return float(PARALLEL_MIN_ELEMENTS), None
+
+
+def _limit_blas(threads: int) -> None:
+    """Limit the BLAS thread pools already loaded by NumPy to ``threads`` (threadpoolctl)."""
+    try:
+        import threadpoolctl
+    except ImportError:  # an optional speed-up: without it BLAS keeps its default
+        return
+    threadpoolctl.threadpool_limits(threads, user_api="blas")
+
+
+def apply_thread_policy() -> None:
+    """Apply the default policy once (called when the Numba kernels are first loaded)."""
+    if _state["applied"]:
+        return
+    parallel_min, blas_limit = _default_policy()
+    if _state["parallel_min"] is None:
+        _state["parallel_min"] = parallel_min
+    if blas_limit is not None:
+        _limit_blas(blas_limit)
+        _state["blas_limit"] = blas_limit
+    _state["applied"] = True
+
+
+def set_thread_policy(parallel_min_elements: float | None = None, blas_threads: int | None = None) -> dict:
+    """Change the policy at run time; returns the previous ``thread_policy()``.
+
+    Args:
+        parallel_min_elements: Kernels whose output has at least this many
+            elements run their ``prange`` variant (0: always; ``inf``: never).
+        blas_threads: Limit the BLAS pools to this many threads (None: unchanged).
+
+    Returns:
+        The policy before the change.
+
+    Raises:
+        ValueError: a negative threshold or a thread count below 1.
+    """
+    previous = thread_policy()
+    if parallel_min_elements is not None:
+        if not parallel_min_elements >= 0:
+            raise ValueError(f"set_thread_policy: expected parallel_min_elements >= 0, got {parallel_min_elements}")
+        _state["parallel_min"] = float(parallel_min_elements)
+    if blas_threads is not None:
+        if int(blas_threads) < 1:
+            raise ValueError(f"set_thread_policy: expected blas_threads >= 1, got {blas_threads}")
+        _limit_blas(int(blas_threads))
+        _state["blas_limit"] = int(blas_threads)
+    return previous
+
+
+def thread_policy() -> dict:
+    """The current policy: ``{"parallel_min_elements": ..., "blas_threads": ... or None}``."""
+    apply_thread_policy()
+    return {"parallel_min_elements": _state["parallel_min"], "blas_threads": _state["blas_limit"]}
+
+
+def use_parallel(elements: int) -> bool:
+    """True when a kernel writing ``elements`` outputs should run its ``prange`` variant."""
+    return elements >= _state["parallel_min"]
