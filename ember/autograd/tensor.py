@@ -263,9 +263,19 @@ class Tensor:
         self._check_inplace(op)
         if isinstance(value, Tensor):
             value = value.data
-        ufunc(self.data, value, out=self.data, casting="same_kind")
-        self._version[0] += 1
+        self._guarded_write(op, value, lambda: ufunc(self.data, value, out=self.data, casting="same_kind"))
         return self
+
+    def _guarded_write(self, op: str, value: Any, write: Any) -> None:
+        """Run an in-place ``write`` into ``self.data``; NumPy's casting/broadcast errors name ``op``."""
+        try:
+            write()
+        except (ValueError, TypeError, OverflowError) as e:
+            got = f"shape {tuple(value.shape)} {value.dtype}" if hasattr(value, "shape") else repr(value)
+            kind = TypeError if isinstance(e, TypeError) else ValueError
+            raise kind(f"{op}: can't write {got} into a tensor of shape {tuple(self.shape)} and dtype "
+                       f"{self.dtype} in place ({e})") from None
+        self._version[0] += 1
 
     def add_(self, other: Any, alpha: float = 1) -> "Tensor":
         xp = backend_of(self.data).xp
@@ -287,18 +297,16 @@ class Tensor:
         value = src.data if isinstance(src, Tensor) else src
         if isinstance(src, Tensor) and src.device != self.device:
             value = get_backend(self.device).asarray(src.numpy())
-        self.data[...] = value
-        self._version[0] += 1
+        self._guarded_write("copy_", value, lambda: self.data.__setitem__(Ellipsis, value))
         return self
 
-    def fill_(self, value: float) -> "Tensor":
-        self._check_inplace("fill_")
-        self.data.fill(value)
-        self._version[0] += 1
+    def fill_(self, value: float, _op: str = "fill_") -> "Tensor":
+        self._check_inplace(_op)
+        self._guarded_write(_op, value, lambda: self.data.fill(value))
         return self
 
     def zero_(self) -> "Tensor":
-        return self.fill_(0)
+        return self.fill_(0, _op="zero_")
 
     def __setitem__(self, index: Any, value: Any) -> None:
         from ember.autograd.ops.indexing import normalize_index
