@@ -7,6 +7,8 @@ imported here; each target converts the arrays to its own tensors.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 MODELS = ("two_layer_net", "mlp", "simple_convnet", "deep_convnet")
@@ -63,3 +65,46 @@ def _timed(fn, time) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def op_step(p: dict, tensor: Any, F: Any, no_grad: Any, dt: Any, bwd: bool) -> Any:
+    """The timed callable of an ``ops`` case, written once for every framework with a torch-like API.
+
+    ``tensor(array, dtype=None, requires_grad=False)`` makes the framework's tensor, ``F`` is its
+    functional namespace and ``no_grad`` its grad-mode context manager.
+    """
+    from benchmarks.targets.base import Skip
+
+    leaf = lambda shape, seed: tensor(normal(shape, seed), dt, requires_grad=bwd)  # noqa: E731
+    op = p["op"]
+    if op == "matmul":
+        a, b = leaf(tuple(p["a"]), 1), leaf(tuple(p["b"]), 2)
+        leaves, fn = [a, b], lambda: a @ b
+    elif op == "conv2d":
+        x, W, bias = leaf(tuple(p["x"]), 1), leaf(tuple(p["w"]), 2), leaf((p["w"][0],), 3)
+        leaves = [x, W, bias]
+        fn = lambda: F.conv2d(x, W, bias, stride=p["stride"], padding=p["pad"])  # noqa: E731
+    elif op == "max_pool2d":
+        x = leaf(tuple(p["x"]), 1)
+        leaves, fn = [x], lambda: F.max_pool2d(x, p["k"], p["stride"])
+    elif op == "softmax_ce":
+        x = leaf(tuple(p["x"]), 1)
+        t = tensor(labels(p["x"][0], p["x"][1], 2))
+        leaves, fn = [x], lambda: F.cross_entropy(x, t)
+    else:
+        raise Skip(f"unknown op {op!r}")
+    gy = None
+    if bwd:
+        with no_grad():
+            y0 = fn()
+        gy = None if y0.ndim == 0 else tensor(normal(tuple(y0.shape), 4), dt)
+
+    def step() -> Any:
+        y = fn()
+        if bwd:
+            for leaf_t in leaves:
+                leaf_t.grad = None
+            y.backward(gy)
+        return y
+
+    return step

@@ -181,38 +181,7 @@ class TorchTarget(Target):
             raise Skip("op cases run in a plain dtype")
         dt = DTYPES[precision]
         bwd = p["mode"] == "fwd+bwd"
-        leaf = lambda shape, seed: self._tensor(common.normal(shape, seed), dt, requires_grad=bwd)  # noqa: E731
-        op = p["op"]
-        if op == "matmul":
-            a, b = leaf(tuple(p["a"]), 1), leaf(tuple(p["b"]), 2)
-            leaves, fn = [a, b], lambda: a @ b
-        elif op == "conv2d":
-            x, W, bias = leaf(tuple(p["x"]), 1), leaf(tuple(p["w"]), 2), leaf((p["w"][0],), 3)
-            leaves = [x, W, bias]
-            fn = lambda: F.conv2d(x, W, bias, stride=p["stride"], padding=p["pad"])  # noqa: E731
-        elif op == "max_pool2d":
-            x = leaf(tuple(p["x"]), 1)
-            leaves, fn = [x], lambda: F.max_pool2d(x, p["k"], p["stride"])
-        elif op == "softmax_ce":
-            x = leaf(tuple(p["x"]), 1)
-            t = self._tensor(common.labels(p["x"][0], p["x"][1], 2))
-            leaves, fn = [x], lambda: F.cross_entropy(x, t)
-        else:
-            raise Skip(f"unknown op {op!r}")
-        gy = None
-        if bwd:
-            with torch.no_grad():
-                y0 = fn()
-            gy = None if y0.ndim == 0 else self._tensor(common.normal(tuple(y0.shape), 4), dt)
-
-        def step() -> Any:
-            y = fn()
-            if bwd:
-                for leaf_t in leaves:
-                    leaf_t.grad = None
-                y.backward(gy)
-            return y
-
+        step = common.op_step(p, self._tensor, F, torch.no_grad, dt, bwd)
         return Bench(step, meta={"precision": precision})
 
     def build_kernel(self, p: dict) -> Bench:
