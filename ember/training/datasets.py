@@ -61,8 +61,8 @@ def load_data(name: str = "auto", data_dir: str | None = None, max_train: int | 
             try:
                 (tr, te) = _load(candidate, data_dir, download=False)
             except DatasetError as e:
-                first_line = str(e).splitlines()[0]
-                skipped.append(f"{candidate} unavailable ({first_line})")
+                first = str(e).splitlines()[0].replace("; not found in any of:", "; not found offline")
+                skipped.append(f"{candidate} unavailable ({first})")
                 continue
             reason = "auto: " + ("; ".join(skipped) + "; " if skipped else "") + f"{candidate} found"
             name = candidate
