@@ -27,9 +27,19 @@ def _shape_args(shape: tuple, op: str) -> tuple:
     return shape
 
 
-def _infer_dtype(data: Any) -> Any:
+def _host_array(op: str, data: Any, dtype: Any = None) -> numpy.ndarray:
+    """``numpy.array(data, dtype)``, with ragged lists and unconvertible values reported under ``op``."""
+    try:
+        return numpy.array(data, dtype=dtype)
+    except (ValueError, TypeError, OverflowError) as e:
+        kind = TypeError if isinstance(e, TypeError) else ValueError
+        raise kind(f"{op}: can't make a tensor from {type(data).__name__} data"
+                   f"{'' if dtype is None else f' as {numpy.dtype(dtype)}'} ({e})") from None
+
+
+def _infer_dtype(data: Any, op: str = "tensor") -> Any:
     """Dtype for Python data: floats -> default float dtype, ints -> int64, bools -> bool."""
-    probe = numpy.asarray(data)
+    probe = _host_array(op, data)
     kind = probe.dtype.kind
     if kind == "f":
         return dtypes.get_default_dtype()
@@ -37,7 +47,7 @@ def _infer_dtype(data: Any) -> Any:
         return dtypes.int64
     if kind == "b":
         return dtypes.bool_
-    raise TypeError(f"tensor: cannot make a tensor from data of type {type(data).__name__} (dtype {probe.dtype})")
+    raise TypeError(f"{op}: cannot make a tensor from data of type {type(data).__name__} (dtype {probe.dtype})")
 
 
 def as_array(data: Any, dtype: Any = None, device: Any = None) -> Any:
@@ -59,7 +69,7 @@ def as_array(data: Any, dtype: Any = None, device: Any = None) -> Any:
     if source is None:
         if dtype is None:
             dtype = _infer_dtype(data)
-        host = numpy.array(data, dtype=dtype)
+        host = _host_array("tensor", data, dtype)
         return get_backend(device).asarray(host, dtype=dtype)
     if dtype is None:
         dtype = dtypes.to_dtype(data.dtype, "tensor")
@@ -103,7 +113,14 @@ def _filled(op: str, shape: tuple, fill: Any, dtype: Any, device: Any, requires_
     if fill is None:
         data = backend.xp.empty(shape, dtype=dtype)
     else:
-        data = backend.xp.full(shape, fill, dtype=dtype)
+        if numpy.dtype(dtype).kind in "iu" and isinstance(fill, float):
+            info = numpy.iinfo(dtype)
+            if not (info.min <= fill <= info.max):  # also false for nan
+                raise ValueError(f"{op}: {fill!r} cannot be converted to {numpy.dtype(dtype)} without overflow")
+        try:
+            data = backend.xp.full(shape, fill, dtype=dtype)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise ValueError(f"{op}: can't fill a tensor of dtype {numpy.dtype(dtype)} with {fill!r} ({e})") from None
     t = Tensor._make(data)
     return t.requires_grad_(True) if requires_grad else t
 
@@ -126,7 +143,7 @@ def empty(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: boo
 def full(shape: Any, fill_value: float, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
     """A tensor filled with ``fill_value`` (dtype inferred from it when not given)."""
     if dtype is None:
-        dtype = _infer_dtype(fill_value)
+        dtype = _infer_dtype(fill_value, "full")
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
     return _filled("full", shape, fill_value, dtype, device, requires_grad)
 
@@ -160,7 +177,7 @@ def arange(start: float, end: float | None = None, step: float = 1, dtype: Any =
     if step == 0:
         raise ValueError("arange: step must be non-zero")
     if dtype is None:
-        dtype = _infer_dtype([start, end, step])
+        dtype = _infer_dtype([start, end, step], "arange")
     backend = get_backend(device)
     t = Tensor._make(backend.xp.arange(start, end, step, dtype=dtypes.to_dtype(dtype, "arange")))
     return t.requires_grad_(True) if requires_grad else t
@@ -171,5 +188,8 @@ def eye(n: int, m: int | None = None, dtype: Any = None, device: Any = None, req
     from ember.autograd.tensor import Tensor
 
     dtype = dtypes.get_default_dtype() if dtype is None else dtypes.to_dtype(dtype, "eye")
+    for name, size in (("n", n), ("m", m)):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, (int, numpy.integer)) or size < 0):
+            raise ValueError(f"eye: expected {name} to be a non-negative integer, got {size!r}")
     t = Tensor._make(get_backend(device).xp.eye(n, m, dtype=dtype))
     return t.requires_grad_(True) if requires_grad else t

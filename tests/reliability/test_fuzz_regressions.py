@@ -138,3 +138,17 @@ def test_inplace_method_errors_name_the_method(case):
         assert name in str(e), e
     else:
         pytest.fail(f"{case}: no error")
+
+
+@pytest.mark.parametrize("call, op", [
+    (lambda: em.tensor([[1.0], [1.0, 2.0]]), "tensor"),
+    (lambda: em.eye(-2), "eye"),
+    (lambda: em.eye(2, 2.5), "eye"),
+    (lambda: em.full((2,), "x"), "full"),
+    (lambda: em.full((2,), 1e400, dtype=em.int64), "full"),
+    (lambda: em.full((2,), float("nan"), dtype=em.int32), "full"),
+])
+def test_creation_errors_name_the_function(call, op):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    assert str(info.value).startswith(f"{op}:"), info.value
