@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import ember as em
-from ember.autograd import gradcheck
+from ember.autograd import gradcheck, gradgradcheck
 from ember.nn import functional as F
 
 # (x shape, kernel, stride, padding): stride 1 (overlapping) and 2, padding 0 and 1, odd sizes,
@@ -24,28 +24,6 @@ IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}".replace(" ", "") for c in CONFIGS]
 SMALL = [((1, 2, 5, 5), 2, 1, 0), ((1, 2, 5, 6), 3, 2, 1), ((1, 1, 5, 7), (2, 3), (1, 2), (1, 1))]
 SMALL_IDS = [f"x{c[0]}-k{c[1]}-s{c[2]}-p{c[3]}".replace(" ", "") for c in SMALL]
 POOLS = {"max": F.max_pool2d, "avg": F.avg_pool2d}
-
-
-def gradgradcheck(fn, inputs, seed=0):
-    """Second-order gradcheck: full-Jacobian check of ``v . d fn / d inputs`` built with ``create_graph``.
-
-    Builds the first derivative under ``enable_grad`` so that gradcheck's numerical pass (which
-    runs under ``no_grad``) still differentiates it; ``em.autograd.gradgradcheck`` compares an
-    empty numerical Jacobian at the time of writing, so it cannot catch a wrong double backward.
-    """
-    weights = None
-
-    def first_derivative(*args):
-        nonlocal weights
-        with em.enable_grad():
-            y = fn(*args)
-            if weights is None:
-                w = np.random.default_rng(seed).normal(size=tuple(y.shape))
-                weights = em.tensor(w, dtype=y.dtype)
-            grads = em.autograd.grad(y, list(args), weights, create_graph=True, allow_unused=True)
-        return tuple(g for g in grads if g is not None)
-
-    return gradcheck(first_derivative, inputs)
 
 
 def _pair(v):
