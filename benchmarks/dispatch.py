@@ -55,8 +55,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CHAIN = ("mul 0.9", "add 0.1", "tanh", "exp")
 
 
-def ember_chain(x: Any, n_ops: int) -> Any:
-    """Apply ``n_ops`` ops of the cycle ``CHAIN`` to the ember tensor ``x``."""
+def chain(x: Any, n_ops: int) -> Any:
+    """The op chain on an ember or torch tensor (identical Python control flow for both)."""
     for i in range(n_ops):
         k = i & 3
         if k == 0:
@@ -70,57 +70,22 @@ def ember_chain(x: Any, n_ops: int) -> Any:
     return x
 
 
-def torch_chain(x: Any, n_ops: int) -> Any:
-    """The same chain on a torch tensor (identical Python control flow)."""
-    for i in range(n_ops):
-        k = i & 3
-        if k == 0:
-            x = x * 0.9
-        elif k == 1:
-            x = x + 0.1
-        elif k == 2:
-            x = x.tanh()
-        else:
-            x = x.exp()
-    return x
-
-
-def ember_cases(n_ops: int) -> dict[str, Callable[[], Any]]:
-    """The three timed closures for ember; each returns the leaf gradient or output."""
+def framework_cases(fw: Any, n_ops: int) -> dict[str, Callable[[], Any]]:
+    """The three timed closures for a framework module with torch's API (``ember`` or ``torch``)."""
 
     def fwd_bwd() -> Any:
-        x = em.tensor([0.5], requires_grad=True)
-        ember_chain(x, n_ops).backward()
+        x = fw.tensor([0.5], requires_grad=True)
+        chain(x, n_ops).backward()
         return x.grad
 
     def fwd() -> Any:
-        x = em.tensor([0.5], requires_grad=True)
-        return ember_chain(x, n_ops)
+        x = fw.tensor([0.5], requires_grad=True)
+        return chain(x, n_ops)
 
     def fwd_no_grad() -> Any:
-        x = em.tensor([0.5], requires_grad=True)
-        with em.no_grad():
-            return ember_chain(x, n_ops)
-
-    return {"fwd+bwd": fwd_bwd, "fwd": fwd, "fwd no_grad": fwd_no_grad}
-
-
-def torch_cases(torch: Any, n_ops: int) -> dict[str, Callable[[], Any]]:
-    """The same three closures for PyTorch."""
-
-    def fwd_bwd() -> Any:
-        x = torch.tensor([0.5], requires_grad=True)
-        torch_chain(x, n_ops).backward()
-        return x.grad
-
-    def fwd() -> Any:
-        x = torch.tensor([0.5], requires_grad=True)
-        return torch_chain(x, n_ops)
-
-    def fwd_no_grad() -> Any:
-        x = torch.tensor([0.5], requires_grad=True)
-        with torch.no_grad():
-            return torch_chain(x, n_ops)
+        x = fw.tensor([0.5], requires_grad=True)
+        with fw.no_grad():
+            return chain(x, n_ops)
 
     return {"fwd+bwd": fwd_bwd, "fwd": fwd, "fwd no_grad": fwd_no_grad}
 
@@ -188,8 +153,8 @@ def measure(frameworks: dict[str, dict[str, Callable[[], Any]]], reps: int, warm
 
 def check_agreement(torch: Any, n_ops: int) -> float:
     """Both chains compute the same function: relative gap of the leaf gradients (float32)."""
-    g_em = ember_cases(n_ops)["fwd+bwd"]().item()
-    g_t = torch_cases(torch, n_ops)["fwd+bwd"]().item()
+    g_em = framework_cases(em, n_ops)["fwd+bwd"]().item()
+    g_t = framework_cases(torch, n_ops)["fwd+bwd"]().item()
     return abs(g_em - g_t) / max(abs(g_t), 1e-30)
 
 
@@ -236,7 +201,7 @@ def profile_ember(n_ops: int, reps: int) -> None:
     import cProfile
     import pstats
 
-    fn = ember_cases(n_ops)["fwd+bwd"]
+    fn = framework_cases(em, n_ops)["fwd+bwd"]
     fn()
     prof = cProfile.Profile()
     prof.enable()
@@ -266,10 +231,10 @@ def main(argv: list[str] | None = None) -> dict:
             import torch
         except ImportError:
             torch = None
-    frameworks = {"ember": ember_cases(args.ops)}
+    frameworks = {"ember": framework_cases(em, args.ops)}
     if torch is not None:
         torch.set_num_threads(1)
-        frameworks["torch"] = torch_cases(torch, args.ops)
+        frameworks["torch"] = framework_cases(torch, args.ops)
     frameworks["numpy"] = numpy_cases(args.ops)
 
     seconds = measure(frameworks, args.reps, args.warmup)

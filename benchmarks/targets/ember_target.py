@@ -159,8 +159,8 @@ class EmberTarget(Target):
             x = self._tensor(x0, requires_grad=True)
             if mode == "fwd no_grad":
                 with em.no_grad():
-                    return dispatch.ember_chain(x, n_ops)
-            y = dispatch.ember_chain(x, n_ops)
+                    return dispatch.chain(x, n_ops)
+            y = dispatch.chain(x, n_ops)
             if mode == "fwd+bwd":
                 y.backward()
             return y

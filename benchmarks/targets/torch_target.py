@@ -120,8 +120,8 @@ class TorchTarget(Target):
             x = torch.tensor([0.5], device=self.device, requires_grad=True)
             if mode == "fwd no_grad":
                 with torch.no_grad():
-                    return dispatch.torch_chain(x, n_ops)
-            y = dispatch.torch_chain(x, n_ops)
+                    return dispatch.chain(x, n_ops)
+            y = dispatch.chain(x, n_ops)
             if mode == "fwd+bwd":
                 y.backward()
             return y

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import ember as em
-from benchmarks.dispatch import ember_chain
+from benchmarks.dispatch import chain
 
 
 def chain_us_per_op(n_ops: int = 1000, reps: int = 15) -> float:
@@ -23,7 +23,7 @@ def chain_us_per_op(n_ops: int = 1000, reps: int = 15) -> float:
     for _ in range(reps):
         start = time.perf_counter()
         x = em.tensor([0.5], requires_grad=True)
-        ember_chain(x, n_ops).sum().backward()
+        chain(x, n_ops).sum().backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times) / n_ops * 1e6
 
