@@ -10,8 +10,9 @@ from ember.autograd.creation import (
     arange, empty, eye, from_numpy, full, full_like, ones, ones_like, tensor, zeros, zeros_like,
 )
 from ember.autograd.ops.elementwise import (
-    abs, add, clamp, clip, div, exp, log, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh, where,
+    abs, add, clamp, clip, div, exp, log, mul, neg, pow, relu, sigmoid, sqrt, sub, tanh,
 )
+from ember.autograd.ops.select import eq, ge, gt, le, lt, ne, where
 from ember.autograd.ops.indexing import getitem
 from ember.autograd.ops.linalg import dot, matmul
 from ember.autograd.ops.reduce import amax, amin, argmax, argmin, max, mean, min, sum, var

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, shape
+from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, select, shape
 from ember.autograd.tensor import Tensor
 from ember.backends.numpy_backend import sum_to as _sum_to
 
@@ -19,7 +19,7 @@ log = elementwise.log
 sqrt = elementwise.sqrt
 tanh = elementwise.tanh
 abs = elementwise.abs  # noqa: A001
-where = elementwise.where
+where = select.where
 matmul = linalg.matmul
 swapaxes = shape.swapaxes
 expand_dims = shape.unsqueeze

@@ -129,7 +129,7 @@ def test_load_map_location_and_dataloader_deliver_on_the_device(fake_cuda, tmp_p
     assert xb.device == yb.device == "cuda:0" and yb.dtype == em.int64
 
 
-@pytest.mark.xfail(strict=True, reason="operands.py, loss.py and where() (elementwise.py) say 'another device' "
+@pytest.mark.xfail(strict=True, reason="operands.py, loss.py and where() (select.py) say 'another device' "
                                        "for a raw array operand instead of naming its device (cpu)")
 @pytest.mark.parametrize("call", [
     lambda x: x + numpy.ones(3),
