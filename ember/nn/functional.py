@@ -8,5 +8,6 @@ from ember.autograd.ops.elementwise import relu, sigmoid, tanh  # noqa: F401
 from ember.autograd.ops.activation import log_softmax, softmax  # noqa: F401
 from ember.autograd.ops.loss import cross_entropy, mse_loss, nll_loss  # noqa: F401
 from ember.autograd.ops.nn_ops import batch_norm, dropout, linear  # noqa: F401
-from ember.autograd.ops.conv import col2im, conv2d, im2col  # noqa: F401
+from ember.autograd.ops.conv import conv2d  # noqa: F401
+from ember.autograd.ops.im2col import col2im, im2col  # noqa: F401
 from ember.autograd.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
