@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="timed samples per case and target (default 10, quick 3)")
     p.add_argument("--warmup", type=int, help="untimed calls after the first one (default 2, quick 1)")
     p.add_argument("--min-sample", type=float, help="seconds one sample lasts at least (default 0.02)")
+    p.add_argument("--settle", type=float, help="seconds to wait before each sample, so the previous target's "
+                   "spinning thread pools go idle (default 0.2, quick 0.02)")
     p.add_argument("--max-case", type=float, help="seconds of sampling per case and target (default 6)")
     p.add_argument("--threads", type=int, help="limit BLAS/OpenMP/Numba/torch threads of every target to N")
     p.add_argument("--seed", type=int, default=0)
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     opts = Options(quick=args.quick, repeats=args.repeats, warmup=args.warmup, min_sample_s=args.min_sample,
                    max_case_s=args.max_case, threads=args.threads, seed=args.seed, case_filter=args.cases,
                    roofline=not args.no_roofline, progress=not args.no_progress, baselines=args.baseline,
-                   cold_jit=args.cold_jit)
+                   cold_jit=args.cold_jit, settle_s=args.settle)
     command = ["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]
     runner = Runner(resolve(args.targets), opts, command)
     docs = []

@@ -18,7 +18,7 @@ from pathlib import Path
 PACKAGES = ("ember", "numpy", "numba", "torch", "cupy-cuda12x", "cupy-cuda13x", "cupy", "threadpoolctl",
             "matplotlib")
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-              "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "EMBER_CPU_KERNELS")
+              "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY", "EMBER_CPU_KERNELS", "EMBER_NUM_THREADS")
 
 
 def cpu_model() -> str:

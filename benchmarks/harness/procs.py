@@ -33,8 +33,9 @@ def worker_env(spec: TargetSpec, threads: int | None, seed: int, numba_cache: st
     env.update(spec.env)
     env["BENCH_SEED"] = str(seed)
     if threads:
+        # EMBER_NUM_THREADS: ember's own count (its batch-split workers, one BLAS thread each).
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-                    "BENCH_THREADS"):
+                    "EMBER_NUM_THREADS", "BENCH_THREADS"):
             env[var] = str(threads)
     return env
 

@@ -1,5 +1,8 @@
 """Markdown report of one results document: medians with min-max, speed-ups, throughput, roofline, memory.
 
+Memory appears twice: what one call allocates (``memory``) and the worker's
+peak RSS over the whole case (``peak_rss_bytes``).
+
 Speed-up against a baseline target is ``baseline median / target median``
 (> 1: faster than the baseline), always computed from medians taken in the
 same interleaved run.
@@ -74,6 +77,8 @@ def render(doc: dict) -> str:
         f"Median of up to {st['repeats']} interleaved samples after {st['warmup']} warm-up calls."
     )
     lines.append("")
+    if doc.get("note"):
+        lines += [doc["note"], ""]
     what = "µs per op, median (min–max)" if per_item else "time per call, median (min–max)"
     lines += [f"## {what}", ""]
     lines += _table(["case", *shown], [[c["name"], *[_cell_time(by.get((c["name"], t)), per_item, c["items"])
@@ -100,7 +105,8 @@ def render(doc: dict) -> str:
         lines += ["## Throughput (samples/s)", ""]
         lines += _table(["case", *shown], [[c["name"], *[fmt_num((by.get((c["name"], t)) or {}).get("items_per_s"))
                                                           for t in shown]] for c in cases])
-    lines += _roofline(doc, shown, by) + _first_and_memory(doc, shown, by) + _notes(doc, by)
+    lines += _roofline(doc, shown, by) + _first_and_memory(doc, shown, by) + _peak_rss(doc, shown, by)
+    lines += _notes(doc, by)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -156,12 +162,34 @@ def _first_and_memory(doc: dict, shown: list[str], by: dict) -> list[str]:
     return lines + _table(["case", *shown], rows)
 
 
+def _peak_rss(doc: dict, shown: list[str], by: dict) -> list[str]:
+    """The worker's peak RSS per case and target, with its growth over the RSS at the case's start."""
+    def cell(r: dict) -> str:
+        peak, start = r.get("peak_rss_bytes"), r.get("rss_start_bytes")
+        if r.get("status") != "ok" or peak is None:
+            return "—"
+        text = f"{fmt_num(peak)}B"
+        if start is not None:
+            text += f" (+{fmt_num(max(0, peak - start))}B)"
+        return text + ("" if r.get("peak_rss_source", "VmHWM") == "VmHWM" else " (lifetime)")
+
+    rows = [[c["name"], *[cell(by.get((c["name"], t)) or {}) for t in shown]] for c in doc["cases"]]
+    if all(x == "—" for row in rows for x in row[1:]):
+        return []
+    note = ("The worker process's resident high-water mark (VmHWM, reset when the case starts) from building "
+            "the case to its last sample: interpreter, framework, model, data and the calls.  Each worker runs "
+            "its cases one after another, so memory its allocator kept from earlier cases counts too; "
+            "\"(lifetime)\" marks the process's lifetime peak (`ru_maxrss`) where the counter cannot be reset.")
+    lines = ["## Peak RSS of the worker during the case (+ growth over its RSS at the case's start)", "", note, ""]
+    return lines + _table(["case", *shown], rows)
+
+
 def _notes(doc: dict, by: dict) -> list[str]:
     """Targets (with the kernels that ran) and every skip or error, grouped by reason."""
     lines = ["## Targets", ""]
     for t in doc["targets"]:
         info = t.get("info") or {}
-        bits = [f"{k}={info[k]}" for k in ("kernels_active", "numba_threads", "torch_threads", "device_name")
+        bits = [f"{k}={info[k]}" for k in ("kernels_active", "numba_threads", "batch_workers", "torch_threads", "device_name")
                 if info.get(k) is not None]
         blas = [f"{p['internal_api']}×{p['num_threads']}" for p in info.get("blas", [])]
         if blas:

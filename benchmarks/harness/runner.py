@@ -5,8 +5,13 @@ time the first call (JIT compilation, allocator warm-up); run ``warmup`` more
 calls, measuring the memory of the first; calibrate ``inner`` so a sample lasts
 ``min_sample_s``; then take ``repeats`` samples in rounds, one sample per target
 per round, the target order rotating each round, so drift in clock speed or
-background load hits every target alike.  Long cases take fewer repeats
+background load hits every target alike.  Before each sample the runner waits
+``settle_s`` (default 0.2 s): thread pools of the target sampled just before
+(OpenMP, OpenBLAS) keep spinning for a while after their last call and would
+otherwise take cores from the next target, which penalised multi-threaded
+targets by up to 1.5x on 2 cores.  Long cases take fewer repeats
 (never fewer than three) to keep a case under ``max_case_s`` per target.
+Tearing a case down returns the worker's peak RSS during it (``peak_rss_bytes``).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Options:
     progress: bool = True
     baselines: list[str] = field(default_factory=list)
     cold_jit: bool = False
+    settle_s: float | None = None
 
     def resolved(self) -> "Options":
         """A copy with the quick/full defaults filled in."""
@@ -50,7 +56,8 @@ class Options:
                           "repeats": self.repeats or (3 if q else 10),
                           "warmup": self.warmup if self.warmup is not None else (1 if q else 2),
                           "min_sample_s": self.min_sample_s or (0.005 if q else 0.02),
-                          "max_case_s": self.max_case_s or (1.5 if q else 6.0)})
+                          "max_case_s": self.max_case_s or (1.5 if q else 6.0),
+                          "settle_s": self.settle_s if self.settle_s is not None else (0.02 if q else 0.2)})
 
 
 class Progress:
@@ -159,13 +166,17 @@ class Runner:
                 if r >= setups[name]["repeats"] or results[name]["status"] != "ok":
                     continue
                 progress.note(f"{case['name']} | {name} {r + 1}/{setups[name]['repeats']}")
+                time.sleep(self.opts.settle_s)  # let the previous target's spinning pools go idle
                 answer = self.workers[name].request({"cmd": "sample", "n": 1})
                 if answer.get("status") != "ok":
                     results[name].update(status="error", reason=answer.get("reason"))
                     continue
                 results[name]["samples_s"] += answer["samples"]
         for name, s in setups.items():
-            self.workers[name].request({"cmd": "teardown"})
+            done = self.workers[name].request({"cmd": "teardown"})
+            for key in ("peak_rss_bytes", "rss_start_bytes", "peak_rss_source"):
+                if key in done:
+                    results[name][key] = done[key]
             self._finish(results[name], case, s)
         progress.step()
         return list(results.values())
@@ -243,11 +254,12 @@ class Runner:
         o = self.opts
         doc = {
             "schema_version": SCHEMA_VERSION, "suite": suite_name, "title": suite.TITLE, "display": suite.DISPLAY,
+            "note": getattr(suite, "NOTE", None),
             "created": created, "elapsed_s": time.perf_counter() - t0, "quick": o.quick, "command": self.command,
             "machine": info, "versions": machine.versions(),
             "settings": {"repeats": o.repeats, "warmup": o.warmup, "min_sample_s": o.min_sample_s,
                          "max_case_s": o.max_case_s, "threads": o.threads, "seed": o.seed, "interleaved": True,
-                         "case_filter": o.case_filter, "cold_jit": o.cold_jit},
+                         "case_filter": o.case_filter, "cold_jit": o.cold_jit, "settle_s": o.settle_s},
             "baselines": [b for b in o.baselines if b in self.targets],
             "device_tag": self.device_tag(), "targets": list(self.targets.values()),
             "peaks": {k: v for k, v in self.peaks.items() if k in self.targets}, "ceilings": self.ceilings(),

@@ -56,6 +56,11 @@ RESULT = {
         "items_per_s": _NUM_OR_NULL,
         "memory": {"type": ["object", "null"]},
         "roofline": {"type": ["object", "null"]},
+        # the worker's resident high-water mark from the case's setup to its teardown: VmHWM reset at the
+        # case's start, or ru_maxrss (the process's lifetime peak) where it cannot be reset
+        "peak_rss_bytes": {"type": ["integer", "null"], "minimum": 0},
+        "rss_start_bytes": {"type": ["integer", "null"], "minimum": 0},
+        "peak_rss_source": {"enum": ["VmHWM", "ru_maxrss"]},
     },
 }
 
@@ -79,6 +84,7 @@ DOCUMENT = {
         "schema_version": {"enum": [SCHEMA_VERSION]},
         "suite": {"type": "string"},
         "title": {"type": "string"},
+        "note": _STR_OR_NULL,
         "created": {"type": "string"},
         "elapsed_s": {"type": "number", "minimum": 0},
         "quick": {"type": "boolean"},

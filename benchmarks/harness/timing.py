@@ -14,11 +14,21 @@ use the resident set instead: on Linux the peak (VmHWM) can be reset by
 writing ``5`` to ``/proc/self/clear_refs``, and ``peak - resident before`` is
 the growth during the call (a lower bound: memory the C allocator kept from
 earlier calls is reused without growing the resident set).
+
+Peak RSS of a case: the same reset at the start of each case makes VmHWM the
+worker's peak resident set during this case alone: interpreter, framework,
+model, data and every call.  VmHWM rather than ``getrusage``'s ``ru_maxrss``:
+Linux computes ``ru_maxrss`` as the larger of VmHWM and a per-process floor
+that ``exec`` sets to the resident set of the parent image being replaced, so
+a worker spawned by a 70 MB parent reports at least 70 MB forever.  Where the
+counter cannot be reset (off Linux), ``ru_maxrss``, the lifetime peak, is used.
 """
 
 from __future__ import annotations
 
 import math
+import resource
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -112,6 +122,32 @@ def peak_rss_bytes() -> int | None:
     """Peak resident set since the last reset (VmHWM)."""
     kib = _status_kib("VmHWM")
     return None if kib is None else kib * 1024
+
+
+def max_rss_bytes() -> int:
+    """The process's lifetime peak resident set as ``getrusage`` reports it (``ru_maxrss``), in bytes."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def start_case_peak() -> tuple[int | None, str]:
+    """Trim the heap and reset the peak-RSS counter before a case: ``(rss now, source of case_peak_rss)``.
+
+    The source is ``VmHWM`` (the peak since this reset) where the reset works,
+    else ``ru_maxrss`` (the process's lifetime peak).
+    """
+    _trim_heap()
+    source = "VmHWM" if reset_peak_rss() and peak_rss_bytes() is not None else "ru_maxrss"
+    return rss_bytes(), source
+
+
+def case_peak_rss(source: str) -> int:
+    """The peak resident set from ``source`` (see ``start_case_peak``), in bytes."""
+    if source == "VmHWM":
+        peak = peak_rss_bytes()
+        if peak is not None:
+            return peak
+    return max_rss_bytes()
 
 
 def traced_peak_bytes(fn: Callable[[], Any]) -> int:

@@ -6,7 +6,8 @@ Two modes:
   runner): reads one JSON command per line on stdin, answers one JSON line on
   stdout.  Commands: ``probe``, ``peaks``, ``setup`` (build a case, time its
   first call, warm up, measure memory, calibrate), ``sample`` (timed samples of
-  the current case), ``teardown``, ``exit``.
+  the current case), ``teardown`` (drop the case; answers with its peak RSS),
+  ``exit``.
 * ``python -m benchmarks.harness.worker --target T --suite S --case NAME``
   runs one case from start to end and prints one JSON document (for debugging
   a single number by hand).
@@ -61,6 +62,7 @@ class Session:
         self.bench: Bench | None = None
         self.timer: Any = None
         self.inner = 1
+        self.rss: dict = {}  # the current case's peak-RSS bookkeeping (see setup and teardown)
 
     def probe(self, _: dict) -> dict:
         """Import and check the target; its info, or why it is unavailable."""
@@ -88,7 +90,8 @@ class Session:
         """Build the case, time the first call, measure one call's memory, warm up, calibrate."""
         self.teardown({})
         target = self.target
-        rss0 = timing.rss_bytes()
+        rss0, source = timing.start_case_peak()
+        self.rss = {"rss_start_bytes": rss0, "peak_rss_source": source, "peak": 0}
         try:
             bench = target.build(msg["case"])
         except Skip as exc:
@@ -97,6 +100,7 @@ class Session:
         once = lambda: self.timer.time(bench.step, 1)  # noqa: E731
         first = once()
         resident = timing.rss_bytes()
+        self._note_peak()  # an rss-method target resets the peak counter inside _memory
         memory = self._memory(bench)
         memory["host_resident_bytes"] = (resident - rss0) if resident is not None and rss0 is not None else None
         warm = [once() for _ in range(max(1, int(msg.get("warmup", 1))))]
@@ -125,13 +129,29 @@ class Session:
         n = int(msg.get("n", 1))
         return {"status": "ok", "samples": [self.timer.time(self.bench.step, self.inner) for _ in range(n)]}
 
+    def _note_peak(self) -> None:
+        """Fold the process's peak RSS so far into the current case's peak."""
+        if self.rss:
+            self.rss["peak"] = max(self.rss["peak"], timing.case_peak_rss(self.rss["peak_rss_source"]))
+
     def teardown(self, _: dict) -> dict:
-        """Drop the current case and collect garbage."""
+        """Drop the current case and collect garbage; the answer carries the case's peak RSS.
+
+        ``peak_rss_bytes`` is the worker's resident high-water mark from the start
+        of the case's setup to now (``peak_rss_source`` ``VmHWM``), or, where the
+        counter cannot be reset, the process's lifetime peak (``ru_maxrss``).
+        """
+        answer: dict = {"status": "ok"}
+        if self.bench is not None and self.rss:
+            self._note_peak()
+            answer.update(peak_rss_bytes=self.rss["peak"], rss_start_bytes=self.rss["rss_start_bytes"],
+                          peak_rss_source=self.rss["peak_rss_source"])
         if self.bench is not None and self.bench.teardown is not None:
             self.bench.teardown()
         self.bench = None
+        self.rss = {}
         gc.collect()
-        return {"status": "ok"}
+        return answer
 
     def handle(self, msg: dict) -> dict:
         """Run one command; an exception becomes an ``error`` answer with the traceback's tail."""
@@ -181,6 +201,7 @@ def run_one(target_name: str, suite: str, case_name: str, repeats: int, warmup: 
                                           "repeats": repeats})
         if result["setup"]["status"] == "ok":
             result["samples"] = session.handle({"cmd": "sample", "n": result["setup"]["repeats"]})
+            result["teardown"] = session.handle({"cmd": "teardown"})
     return result
 
 

@@ -1,5 +1,7 @@
 """The benchmark suites, by name.  A suite is a module with ``TITLE``, ``DISPLAY`` and ``cases(quick)``.
 
+An optional ``NOTE`` (markdown) is copied into the results and printed under the report's header.
+
 A case is a plain dict (JSON-serialisable, sent to every worker as is):
 ``name``, ``kind`` (which ``build_<kind>`` of a target runs it), ``params``,
 ``items`` and ``item`` (what one call processes, for throughput), and

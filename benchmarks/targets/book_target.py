@@ -65,11 +65,17 @@ class BookTarget(Target):
         return Bench(step, items=p["batch"], meta={"precision": precision})
 
     def build_infer(self, p: dict) -> Bench:
-        """``predict`` in eval mode (dropout scales instead of masking)."""
+        """``predict`` in eval mode (dropout scales instead of masking) over every batch of the case."""
         precision, dtype = self._precision(p)
         net = self._net(p, dtype)
-        x = common.batch(p, p.get("seed", 0))[0].astype(dtype)
-        return Bench(lambda: net.predict(x, train=False), items=p["batch"], meta={"precision": precision})
+        xs = [xb.astype(dtype) for xb in common.eval_batches(p, p.get("seed", 0))]
+
+        def step() -> Any:
+            for x in xs:
+                y = net.predict(x, train=False)
+            return y
+
+        return Bench(step, items=p.get("total", p["batch"]), meta={"precision": precision, "batches": len(xs)})
 
     def build_op(self, p: dict) -> Bench:
         """One layer's forward (and backward) on the case's shapes."""

@@ -24,6 +24,19 @@ def batch(params: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, t
 
 
+def eval_batches(params: dict, seed: int = 0) -> list[np.ndarray]:
+    """The images of an inference case, split into the batches one call runs through the model.
+
+    ``params["total"]`` images (default: one batch) in consecutive slices of
+    ``params["batch"]``; the last slice is shorter when ``batch`` does not
+    divide ``total``.  With ``total == batch`` the single batch equals
+    ``batch(params, seed)[0]``, so plain inference cases time the same input.
+    """
+    size, total = params["batch"], params.get("total", params["batch"])
+    images, _ = batch({**params, "batch": total}, seed)
+    return [images[i:i + size] for i in range(0, total, size)]
+
+
 def normal(shape: tuple, seed: int, dtype: str = "float32") -> np.ndarray:
     """A seeded standard-normal array of ``shape`` (the inputs of op cases)."""
     return np.random.default_rng(seed).standard_normal(shape).astype(NUMPY_DTYPES[dtype])

@@ -73,6 +73,7 @@ class EmberTarget(Target):
             info["numba"] = numba.__version__
             info["numba_threads"] = numba.get_num_threads()
             info["numba_threading_layer_env"] = os.environ.get("NUMBA_THREADING_LAYER")
+            info["batch_workers"] = getattr(backend, "conv_kernels", None).batch_workers()
         if self.device == "cuda":
             import cupy
 
@@ -221,28 +222,36 @@ class EmberTarget(Target):
         return Bench(step, items=p["batch"], meta={"precision": precision})
 
     def build_infer(self, p: dict) -> Bench:
-        """A forward pass in eval mode without a graph (``no_grad``)."""
+        """Forward passes in eval mode without a graph (``no_grad``) over every batch of the case.
+
+        A plain case is one batch; an eval case (``total`` images) loops over
+        its batches, which are made into tensors on the device beforehand.
+        """
         precision = self.case_precision(p)
         em.manual_seed(p.get("seed", 0))
         model = self._model(p).to(self.device).to(DTYPES[precision])
         model.eval()
-        x_np, _ = common.batch(p, p.get("seed", 0))
-        x = self._tensor(x_np, DTYPES[precision])
+        xs = [self._tensor(xb, DTYPES[precision]) for xb in common.eval_batches(p, p.get("seed", 0))]
         amp = precision == "amp"
         if amp and not hasattr(getattr(em, "amp", None), "autocast"):
             raise Skip("ember.amp.autocast does not exist yet")
+
+        def forward_all() -> Any:
+            for x in xs:
+                y = model(x)
+            return y
 
         def step() -> Any:
             with em.no_grad():
                 if amp:
                     with em.amp.autocast(dtype=em.float16):
-                        return model(x)
-                return model(x)
+                        return forward_all()
+                return forward_all()
 
         if self.graph:
             step()
             step = self._capture(step)
-        return Bench(step, items=p["batch"], meta={"precision": precision})
+        return Bench(step, items=p.get("total", p["batch"]), meta={"precision": precision, "batches": len(xs)})
 
     def build_op(self, p: dict) -> Bench:
         """One op (matmul, conv2d, max_pool2d, softmax_ce), forward or forward+backward."""

@@ -160,19 +160,24 @@ class TorchTarget(Target):
         return Bench(step, items=p["batch"], meta={"precision": precision})
 
     def build_infer(self, p: dict) -> Bench:
-        """Eval-mode forward under no_grad."""
+        """Eval-mode forward under no_grad over every batch of the case (one, or ``total`` images' worth)."""
         precision = self.case_precision(p)
         model = self._model(p, precision).eval()
-        x = self._tensor(common.batch(p, p.get("seed", 0))[0], DTYPES[precision])
+        xs = [self._tensor(xb, DTYPES[precision]) for xb in common.eval_batches(p, p.get("seed", 0))]
+
+        def forward_all() -> Any:
+            for x in xs:
+                y = model(x)
+            return y
 
         def step() -> Any:
             with torch.no_grad():
                 if precision == "amp":
                     with self._autocast():
-                        return model(x)
-                return model(x)
+                        return forward_all()
+                return forward_all()
 
-        return Bench(step, items=p["batch"], meta={"precision": precision})
+        return Bench(step, items=p.get("total", p["batch"]), meta={"precision": precision, "batches": len(xs)})
 
     def build_op(self, p: dict) -> Bench:
         """One op forward (and backward) on the case's shapes."""

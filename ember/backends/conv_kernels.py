@@ -175,6 +175,7 @@ def im2col(
     *,
     xp: Any = numpy,
     pad_value: float = 0.0,
+    out: Any = None,
 ) -> Any:
     """Unfold sliding ``KH x KW`` windows of ``x`` into columns.
 
@@ -189,9 +190,11 @@ def im2col(
         padding: ``ph`` or ``(ph, pw)``, each >= 0.
         xp: Array module of ``x`` (``numpy`` or ``cupy``).
         pad_value: Value of the padding border (``-inf`` for max pooling).
+        out: Optional ``(N, C, KH, KW, OH, OW)`` array of ``x``'s dtype to write into.
 
     Returns:
-        ``col``: ``(N, C, KH, KW, OH, OW)``, same dtype as ``x``, C-contiguous.
+        ``col``: ``(N, C, KH, KW, OH, OW)``, same dtype as ``x``, C-contiguous
+        (``out`` when given).
 
     Raises:
         ValueError: Bad stride/padding/kernel, or ``x`` is not 4-D (``ShapeError``).
@@ -206,7 +209,8 @@ def im2col(
             mode="constant",
             constant_values=pad_value,
         )
-    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    shape = (n, c, kh, kw, oh, ow)
+    col = xp.empty(shape, dtype=x.dtype) if out is None else check_out(out, shape, x.dtype, "im2col")
     # One strided-slice copy per kernel offset: KH*KW vectorised copies in total.
     for i in range(kh):
         i_end = i + sh * oh
@@ -225,6 +229,7 @@ def col2im(
     padding: IntOrPair = 0,
     *,
     xp: Any = numpy,
+    out: Any = None,
 ) -> Any:
     """Fold columns back into an image, summing overlaps (the adjoint of ``im2col``).
 
@@ -239,9 +244,10 @@ def col2im(
         stride: ``sh`` or ``(sh, sw)``.
         padding: ``ph`` or ``(ph, pw)``.
         xp: Array module of ``col``.
+        out: Optional ``(N, C, H, W)`` array of ``col``'s dtype to write the result into.
 
     Returns:
-        ``x``: ``(N, C, H, W)``, same dtype as ``col``.
+        ``x``: ``(N, C, H, W)``, same dtype as ``col`` (``out`` when given).
 
     Raises:
         ValueError: Bad arguments, or ``col`` does not fit ``x_shape`` (``ShapeError``).
@@ -263,10 +269,32 @@ def col2im(
         for j in range(kw):
             j_end = j + sw * ow
             img[:, :, i:i_end:sh, j:j_end:sw] += col[:, :, i, j, :, :]
+    if out is not None:
+        check_out(out, x_shape, col.dtype)[...] = img[:, :, ph : ph + h, pw : pw + w]
+        return out
     if ph or pw:
         # Copy the crop so the caller does not keep the padded buffer alive.
         img = xp.ascontiguousarray(img[:, :, ph : ph + h, pw : pw + w])
     return img
+
+
+def check_out(out: Any, shape: tuple, dtype: Any, op: str = "col2im") -> Any:
+    """Return ``out`` after checking it can hold a ``shape``/``dtype`` result.
+
+    Raises:
+        ShapeError: wrong shape.
+        TypeError: wrong dtype.
+    """
+    if tuple(out.shape) != tuple(shape):
+        raise ShapeError(f"{op}: expected out of shape {tuple(shape)}, got {tuple(out.shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: expected out of dtype {dtype}, got {out.dtype}")
+    return out
+
+
+def batch_workers() -> int:
+    """Threads the ops may split a batch over with these kernels: the reference runs inline."""
+    return 1
 
 
 def im2col_batch_chunks(

@@ -22,6 +22,7 @@ import numpy
 from ember.backends import conv_kernels as _ref
 from ember.backends.conv_kernels import (  # noqa: F401  (re-exported for kernels(backend))
     IntOrPair,
+    batch_workers,
     check_nchw,
     conv_output_size,
     im2col_batch_chunks,
@@ -116,7 +117,7 @@ SPECS = [IM2COL, COL2IM]
 
 def im2col(
     x: Any, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *, xp: Any = numpy,
-    pad_value: float = 0.0,
+    pad_value: float = 0.0, out: Any = None,
 ) -> Any:
     """``col[n, c, i, j, oh, ow] = x_pad[n, c, oh*sh + i, ow*sw + j]`` (see ``conv_kernels.im2col``).
 
@@ -126,6 +127,7 @@ def im2col(
         stride, padding: ints or ``(h, w)`` pairs.
         xp: array module of ``x``.
         pad_value: value read outside the image.
+        out: optional ``(N, C, KH, KW, OH, OW)`` array to write into.
 
     Returns:
         ``(N, C, KH, KW, OH, OW)``, C-contiguous, ``x``'s dtype.
@@ -134,28 +136,35 @@ def im2col(
         ShapeError, ValueError: as the reference.
     """
     if x.dtype not in CTYPES:
-        return _ref.im2col(x, kh, kw, stride, padding, xp=xp, pad_value=pad_value)
+        return _ref.im2col(x, kh, kw, stride, padding, xp=xp, pad_value=pad_value, out=out)
     check_nchw(x, "im2col")
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "im2col")
     n, c, h, w = (int(s) for s in x.shape)
     kh, kw = int(kh), int(kw)
     x = xp.ascontiguousarray(x)
-    col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    shape = (n, c, kh, kw, oh, ow)
+    direct = out is not None and _ref.check_out(out, shape, x.dtype, "im2col").flags.c_contiguous
+    col = out if direct else xp.empty(shape, dtype=x.dtype)
     launch(IM2COL, x.dtype, col.size, (x, col, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, float(pad_value)))
+    if out is not None and not direct:
+        out[...] = col
+        return out
     return col
 
 
 def col2im(
     col: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *,
-    xp: Any = numpy,
+    xp: Any = numpy, out: Any = None,
 ) -> Any:
     """Fold ``(N, C, KH, KW, OH, OW)`` columns into ``(N, C, H, W)``, summing overlaps (a gather).
+
+    ``out``, when given, receives the result (the kernel writes into it when it is C-contiguous).
 
     Raises:
         ShapeError: ``col`` does not fit ``x_shape`` and the geometry.
     """
     if col.dtype not in CTYPES:
-        return _ref.col2im(col, x_shape, kh, kw, stride, padding, xp=xp)
+        return _ref.col2im(col, x_shape, kh, kw, stride, padding, xp=xp, out=out)
     x_shape = tuple(int(s) for s in x_shape)
     sh, sw, ph, pw, oh, ow = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
     n, c, h, w = x_shape
@@ -164,6 +173,10 @@ def col2im(
     if tuple(col.shape) != expected:
         raise ShapeError(f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}")
     col = xp.ascontiguousarray(col)
-    img = xp.empty(x_shape, dtype=col.dtype)
+    direct = out is not None and _ref.check_out(out, x_shape, col.dtype).flags.c_contiguous
+    img = out if direct else xp.empty(x_shape, dtype=col.dtype)
     launch(COL2IM, col.dtype, img.size, (col, img, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
+    if out is not None and not direct:
+        out[...] = img
+        return out
     return img

@@ -25,6 +25,7 @@ from ember.backends import nn_kernels as _ref
 from ember.backends.cupy_bn import batch_norm_backward, batch_norm_forward_train  # noqa: F401
 from ember.backends.cupy_source import CTYPES, KernelSpec, launch
 from ember.backends.nn_kernels import (  # noqa: F401  (re-exported: same namespace as the reference)
+    batch_workers,
     compute_dtype,
     dropout_mask,
     dropout_threshold,

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy
 
+from ember.backends.conv_kernels import batch_workers  # noqa: F401  (the reference runs inline: 1)
+
 
 def compute_dtype(dtype: Any) -> numpy.dtype:
     """float32 for float16 data, else the dtype itself (mirrors ``ops.activation.compute_dtype``)."""

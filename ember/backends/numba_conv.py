@@ -17,9 +17,13 @@ Design choices:
   the race-free "per-plane ownership" pattern; a per-pixel gather was not
   implemented because ACCELERATION.md §4.1 measured it slower than per-image
   scatter on this CPU (its index arithmetic is per term instead of per row).
-* Padding is a padded copy of ``x`` (im2col) or a padded output cropped at the
-  end (col2im), as in the reference, so the loops carry no bounds tests and
-  their indices are provably non-negative, which lets LLVM vectorise them.
+* Padding goes through one padded plane-sized buffer per thread (im2col copies
+  each input plane into its interior; col2im accumulates into it and crops),
+  so the loops carry no bounds tests and their indices are provably
+  non-negative, which lets LLVM vectorise them, and no padded copy of the
+  whole batch is allocated.
+* Every kernel releases the GIL (``nogil=True``) so that
+  ``ember.backends.batch_split`` can run slices of a batch on several threads.
 * Inputs are made C-contiguous at the boundary (one compiled layout per dtype);
   float16 (unsupported by Numba, §4.5) and non-NumPy arrays go to the reference.
 * ``cache=True``: compiled code is stored next to this file or in
@@ -48,7 +52,7 @@ from ember.backends.conv_kernels import (  # noqa: F401  (re-exported: same name
     pair,
     window_geometry,
 )
-from ember.backends.threads import apply_thread_policy, use_parallel
+from ember.backends.threads import apply_thread_policy, batch_workers, use_parallel  # noqa: F401
 
 apply_thread_policy()
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -59,7 +63,7 @@ def supported(*arrays: Any) -> bool:
     return all(type(a) is numpy.ndarray and a.dtype in NUMBA_DTYPES for a in arrays)
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _im2col_plane(xp, kh, kw, sh, sw, cp):  # pragma: no cover - compiled
     """``cp[i, j, oy, ox] = xp[oy*sh + i, ox*sw + j]`` for one already padded plane.
 
@@ -80,23 +84,45 @@ def _im2col_plane(xp, kh, kw, sh, sw, cp):  # pragma: no cover - compiled
                         cp[i, j, oy, ox] = xp[iy, ox * sw + j]
 
 
-@numba.njit(cache=True)
-def _im2col_serial(x, kh, kw, sh, sw, col):  # pragma: no cover - compiled
-    """``_im2col_plane`` over every ``(n, c)`` plane, in one thread."""
+@numba.njit(nogil=True, cache=True)
+def _pad_plane(src, ph, pw, buf):  # pragma: no cover - compiled
+    """Copy ``src`` into the interior of ``buf``, whose border already holds the pad value."""
+    for yy in range(src.shape[0]):
+        for xx in range(src.shape[1]):
+            buf[yy + ph, xx + pw] = src[yy, xx]
+
+
+@numba.njit(nogil=True, cache=True)
+def _im2col_serial(x, kh, kw, sh, sw, ph, pw, pad_value, col):  # pragma: no cover - compiled
+    """``_im2col_plane`` over every ``(n, c)`` plane, in one thread.
+
+    Padding goes through one plane-sized buffer whose border is filled once, so
+    no padded copy of the whole batch is made (it cost ~6 ms per DeepConvNet step).
+    """
+    h, w = x.shape[2], x.shape[3]
+    buf = numpy.empty((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    buf[:] = pad_value
     for b in range(x.shape[0]):
         for ch in range(x.shape[1]):
-            _im2col_plane(x[b, ch], kh, kw, sh, sw, col[b, ch])
+            if ph == 0 and pw == 0:
+                _im2col_plane(x[b, ch], kh, kw, sh, sw, col[b, ch])
+            else:
+                _pad_plane(x[b, ch], ph, pw, buf)
+                _im2col_plane(buf, kh, kw, sh, sw, col[b, ch])
 
 
-@numba.njit(parallel=True, cache=True)
-def _im2col_parallel(x, kh, kw, sh, sw, col):  # pragma: no cover - compiled
-    """``_im2col_plane`` over the ``(n, c)`` planes, one owned plane per ``prange`` iteration."""
-    c = x.shape[1]
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, pad_value, col):  # pragma: no cover - compiled
+    """``_im2col_serial`` with one owned ``(n, c)`` plane (and its own pad buffer) per ``prange`` iteration."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
     for nc in numba.prange(x.shape[0] * c):
-        _im2col_plane(x[nc // c, nc % c], kh, kw, sh, sw, col[nc // c, nc % c])
+        buf = numpy.empty((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+        buf[:] = pad_value
+        _pad_plane(x[nc // c, nc % c], ph, pw, buf)
+        _im2col_plane(buf, kh, kw, sh, sw, col[nc // c, nc % c])
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _col2im_plane(cp, sh, sw, xp):  # pragma: no cover - compiled
     """``xp = sum over (i, j)`` of ``cp[i, j]`` placed at offset ``(i, j)`` of a padded plane."""
     kh, kw, oh, ow = cp.shape
@@ -115,20 +141,36 @@ def _col2im_plane(cp, sh, sw, xp):  # pragma: no cover - compiled
                         xp[iy, ox * sw + j] += cp[i, j, oy, ox]
 
 
-@numba.njit(cache=True)
-def _col2im_serial(col, sh, sw, img):  # pragma: no cover - compiled
-    """``_col2im_plane`` over every ``(n, c)`` plane, in one thread."""
+@numba.njit(nogil=True, cache=True)
+def _crop_plane(buf, ph, pw, dst):  # pragma: no cover - compiled
+    """``dst = buf`` without its padding border."""
+    for yy in range(dst.shape[0]):
+        for xx in range(dst.shape[1]):
+            dst[yy, xx] = buf[yy + ph, xx + pw]
+
+
+@numba.njit(nogil=True, cache=True)
+def _col2im_serial(col, sh, sw, ph, pw, img):  # pragma: no cover - compiled
+    """``_col2im_plane`` over every ``(n, c)`` plane of the unpadded ``img``, in one thread."""
+    h, w = img.shape[2], img.shape[3]
+    buf = numpy.empty((h + 2 * ph, w + 2 * pw), dtype=img.dtype)
     for b in range(img.shape[0]):
         for ch in range(img.shape[1]):
-            _col2im_plane(col[b, ch], sh, sw, img[b, ch])
+            if ph == 0 and pw == 0:
+                _col2im_plane(col[b, ch], sh, sw, img[b, ch])
+            else:
+                _col2im_plane(col[b, ch], sh, sw, buf)
+                _crop_plane(buf, ph, pw, img[b, ch])
 
 
-@numba.njit(parallel=True, cache=True)
-def _col2im_parallel(col, sh, sw, img):  # pragma: no cover - compiled
-    """``_col2im_plane`` over the ``(n, c)`` planes; each iteration owns its output plane (no race)."""
-    c = img.shape[1]
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _col2im_parallel(col, sh, sw, ph, pw, img):  # pragma: no cover - compiled
+    """``_col2im_serial`` with one owned output plane (and pad buffer) per ``prange`` iteration (no race)."""
+    c, h, w = img.shape[1], img.shape[2], img.shape[3]
     for nc in numba.prange(img.shape[0] * c):
-        _col2im_plane(col[nc // c, nc % c], sh, sw, img[nc // c, nc % c])
+        buf = numpy.empty((h + 2 * ph, w + 2 * pw), dtype=img.dtype)
+        _col2im_plane(col[nc // c, nc % c], sh, sw, buf)
+        _crop_plane(buf, ph, pw, img[nc // c, nc % c])
 
 
 def im2col(
@@ -140,6 +182,7 @@ def im2col(
     *,
     xp: Any = numpy,
     pad_value: float = 0.0,
+    out: Any = None,
 ) -> Any:
     """Unfold sliding ``KH x KW`` windows of ``x`` into columns (see ``conv_kernels.im2col``).
 
@@ -151,24 +194,24 @@ def im2col(
         padding: ``ph`` or ``(ph, pw)``, each >= 0.
         xp: Array module of ``x``; anything but NumPy goes to the reference.
         pad_value: Value of the padding border (``-inf`` for max pooling).
+        out: Optional C-contiguous ``(N, C, KH, KW, OH, OW)`` array of ``x``'s dtype to write into.
 
     Returns:
-        ``col``: ``(N, C, KH, KW, OH, OW)``, same dtype as ``x``, C-contiguous.
+        ``col``: ``(N, C, KH, KW, OH, OW)``, same dtype as ``x``, C-contiguous (``out`` when given).
 
     Raises:
         ValueError: Bad stride/padding/kernel, or ``x`` is not 4-D (``ShapeError``).
     """
-    if xp is not numpy or not supported(x):
-        return _reference.im2col(x, kh, kw, stride, padding, xp=xp, pad_value=pad_value)
+    if xp is not numpy or not supported(x) or (out is not None and not _writable_target(out, x.dtype)):
+        return _reference.im2col(x, kh, kw, stride, padding, xp=xp, pad_value=pad_value, out=out)
     check_nchw(x, "im2col")
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "im2col")
     n, c = x.shape[:2]
-    col = numpy.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    shape = (n, c, kh, kw, oh, ow)
+    col = numpy.empty(shape, dtype=x.dtype) if out is None else _reference.check_out(out, shape, x.dtype, "im2col")
     if col.size:
-        if ph or pw:  # a padded copy, as in the reference: the loops then need no bounds tests
-            x = numpy.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
         kernel = _im2col_parallel if use_parallel(col.size) else _im2col_serial
-        kernel(numpy.ascontiguousarray(x), kh, kw, sh, sw, col)
+        kernel(numpy.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, x.dtype.type(pad_value), col)
     return col
 
 
@@ -181,6 +224,7 @@ def col2im(
     padding: IntOrPair = 0,
     *,
     xp: Any = numpy,
+    out: Any = None,
 ) -> Any:
     """Fold columns back into an image, summing overlaps (see ``conv_kernels.col2im``).
 
@@ -192,15 +236,16 @@ def col2im(
         stride: ``sh`` or ``(sh, sw)``.
         padding: ``ph`` or ``(ph, pw)``.
         xp: Array module of ``col``; anything but NumPy goes to the reference.
+        out: Optional C-contiguous ``(N, C, H, W)`` array of ``col``'s dtype to write into.
 
     Returns:
-        ``x``: ``(N, C, H, W)``, same dtype as ``col``.
+        ``x``: ``(N, C, H, W)``, same dtype as ``col`` (``out`` when given).
 
     Raises:
         ValueError: Bad arguments, or ``col`` does not fit ``x_shape`` (``ShapeError``).
     """
-    if xp is not numpy or not supported(col):
-        return _reference.col2im(col, x_shape, kh, kw, stride, padding, xp=xp)
+    if xp is not numpy or not supported(col) or (out is not None and not _writable_target(out, col.dtype)):
+        return _reference.col2im(col, x_shape, kh, kw, stride, padding, xp=xp, out=out)
     x_shape = tuple(int(s) for s in x_shape)
     sh, sw, ph, pw, oh, ow = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
     n, c, h, w = x_shape
@@ -209,11 +254,13 @@ def col2im(
         raise _reference.ShapeError(
             f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}"
         )
-    img = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    img = numpy.empty(x_shape, dtype=col.dtype) if out is None else _reference.check_out(out, x_shape, col.dtype)
     if img.size:
         kernel = _col2im_parallel if use_parallel(col.size) else _col2im_serial
-        kernel(numpy.ascontiguousarray(col), sh, sw, img)
-    if ph or pw:
-        # Copy the crop so the caller does not keep the padded buffer alive.
-        img = numpy.ascontiguousarray(img[:, :, ph : ph + h, pw : pw + w])
+        kernel(numpy.ascontiguousarray(col), sh, sw, ph, pw, img)
     return img
+
+
+def _writable_target(out: Any, dtype: Any) -> bool:
+    """True when the compiled col2im can write straight into ``out``."""
+    return type(out) is numpy.ndarray and out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable

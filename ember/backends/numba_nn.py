@@ -36,6 +36,8 @@ import numba
 import numpy
 
 from ember.backends import nn_kernels as _ref
+from ember.backends.batch_split import call_split
+from ember.backends.threads import batch_workers
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
@@ -114,20 +116,20 @@ def softmax_cross_entropy_backward(p: Any, t: Any, g: Any, *, xp: Any = numpy) -
 
 
 # --------------------------------------------------------- activation backward
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _relu_backward(y, gy, out, zero):  # pragma: no cover - compiled
     for i in range(y.size):
         out[i] = gy[i] if y[i] > zero else zero
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _sigmoid_backward(y, gy, out, one):  # pragma: no cover - compiled
     for i in range(y.size):
         yi = y[i]
         out[i] = gy[i] * yi * (one - yi)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(nogil=True, cache=True, error_model="numpy")
 def _tanh_backward(y, gy, out, one):  # pragma: no cover - compiled
     for i in range(y.size):
         yi = y[i]
@@ -139,7 +141,9 @@ def _elementwise(kernel: Any, reference: Any, y: Any, gy: Any, xp: Any, constant
     if y.shape != gy.shape or not _fast(y, gy):
         return reference(y, gy, xp=xp)
     out = numpy.empty_like(gy)
-    kernel(y.reshape(-1), gy.reshape(-1), out.reshape(-1), y.dtype.type(constant))
+    # Flat slices of the three arrays on the batch-split workers (one call when small).
+    call_split(kernel, (y.reshape(-1), gy.reshape(-1), out.reshape(-1), y.dtype.type(constant)), (0, 1, 2),
+               batch_workers())
     return out
 
 

@@ -35,7 +35,8 @@ import numpy
 from ember.backends import pool_kernels as _reference
 from ember.backends.conv_kernels import IntOrPair, check_nchw
 from ember.backends.numba_conv import supported
-from ember.backends.threads import apply_thread_policy, use_parallel
+from ember.backends.batch_split import call_split
+from ember.backends.threads import apply_thread_policy, batch_workers, use_parallel
 
 apply_thread_policy()
 
@@ -120,7 +121,7 @@ def _max_pool_plane(xp, kh, kw, sh, sw, has_nan, yp, ap):  # pragma: no cover - 
         _max_plane(xp, kh, kw, sh, sw, yp, ap)
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _max_pool_serial(x, kh, kw, sh, sw, has_nan, y, argmax):  # pragma: no cover - compiled
     """``_max_pool_plane`` over every ``(n, c)`` plane, in one thread."""
     for b in range(x.shape[0]):
@@ -178,7 +179,7 @@ def _max_grad_plane(g, a, di, dj, sh, sw, out):  # pragma: no cover - compiled
     return bad
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _max_grad_serial(gy, argmax, di, dj, sh, sw, gx):  # pragma: no cover - compiled
     """``_max_grad_plane`` over every ``(n, c)`` plane, in one thread; returns the bad argmax count."""
     bad = 0
@@ -212,7 +213,7 @@ def _avg_plane(xp, kh, kw, sh, sw, zero, yp):  # pragma: no cover - compiled
             yp[oy, ox] = s / area
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _avg_serial(x, kh, kw, sh, sw, zero, y):  # pragma: no cover - compiled
     """``_avg_plane`` over every ``(n, c)`` plane, in one thread."""
     for b in range(x.shape[0]):
@@ -242,7 +243,7 @@ def _avg_grad_plane(g, kh, kw, sh, sw, out):  # pragma: no cover - compiled
                     out[oy * sh + i, ox * sw + j] += g[oy, ox]
 
 
-@numba.njit(cache=True)
+@numba.njit(nogil=True, cache=True)
 def _avg_grad_serial(g, kh, kw, sh, sw, gx):  # pragma: no cover - compiled
     """``_avg_grad_plane`` over every ``(n, c)`` plane, in one thread."""
     for b in range(g.shape[0]):
@@ -295,8 +296,10 @@ def max_pool2d_forward(
         xpad = _padded(x, ph, pw, -numpy.inf)
         # One vectorised NaN test (~0.1 ms per MB) keeps the NaN rule out of the hot loop.
         has_nan = bool(numpy.isnan(xpad).any())
-        kernel = _max_pool_parallel if use_parallel(x.size) else _max_pool_serial
-        kernel(xpad, kh, kw, sh, sw, has_nan, y, argmax)
+        if use_parallel(x.size):
+            _max_pool_parallel(xpad, kh, kw, sh, sw, has_nan, y, argmax)
+        else:
+            call_split(_max_pool_serial, (xpad, kh, kw, sh, sw, has_nan, y, argmax), (0, 6, 7), batch_workers())
     return y, argmax
 
 
@@ -325,10 +328,14 @@ def max_pool2d_backward(
     _reference._check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
     gx = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
     if gx.size:
-        kernel = _max_grad_parallel if use_parallel(gx.size) else _max_grad_serial
         di, dj = numpy.divmod(numpy.arange(kh * kw), kw)
         argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int64)
-        if kernel(numpy.ascontiguousarray(gy), argmax, di, dj, sh, sw, gx):
+        args = (numpy.ascontiguousarray(gy), argmax, di, dj, sh, sw, gx)
+        if use_parallel(gx.size):
+            bad = [_max_grad_parallel(*args)]
+        else:
+            bad = call_split(_max_grad_serial, args, (0, 1, 6), batch_workers())
+        if any(bad):
             raise ValueError(
                 f"max_pool2d_backward: expected argmax in [0, {kh * kw}) for a {(kh, kw)} kernel, "
                 f"got values in [{argmax.min()}, {argmax.max()}]"
@@ -351,8 +358,11 @@ def avg_pool2d_forward(
     n, c = x.shape[:2]
     y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
     if y.size:
-        kernel = _avg_parallel if use_parallel(x.size) else _avg_serial
-        kernel(_padded(x, ph, pw, 0.0), kh, kw, sh, sw, x.dtype.type(0), y)
+        args = (_padded(x, ph, pw, 0.0), kh, kw, sh, sw, x.dtype.type(0), y)
+        if use_parallel(x.size):
+            _avg_parallel(*args)
+        else:
+            call_split(_avg_serial, args, (0, 6), batch_workers())
     return y
 
 
@@ -380,6 +390,9 @@ def avg_pool2d_backward(
     gx = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
     if gx.size:
         # Divide first, as the reference does, so the sums match bit for bit.
-        kernel = _avg_grad_parallel if use_parallel(gx.size) else _avg_grad_serial
-        kernel(numpy.ascontiguousarray(gy / (kh * kw)), kh, kw, sh, sw, gx)
+        args = (numpy.ascontiguousarray(gy / (kh * kw)), kh, kw, sh, sw, gx)
+        if use_parallel(gx.size):
+            _avg_grad_parallel(*args)
+        else:
+            call_split(_avg_grad_serial, args, (0, 5), batch_workers())
     return _cropped(gx, ph, pw)

@@ -62,16 +62,44 @@ SMALL_MACHINE_CORES = 2
 PARALLEL_MIN_ELEMENTS = 1 << 20
 BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
-_state: dict[str, Any] = {"parallel_min": None, "blas_limit": None, "applied": False}
+THREADS_ENV_VAR = "EMBER_NUM_THREADS"
+
+_state: dict[str, Any] = {"parallel_min": None, "blas_limit": None, "batch_workers": None, "applied": False}
 
 
-def _default_policy() -> tuple[float, int | None]:
-    """``(parallel threshold, BLAS thread limit or None)`` for this machine."""
-    cores = os.cpu_count() or 1
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS reports it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _env_threads() -> int | None:
+    """``EMBER_NUM_THREADS`` as a positive int, None when unset.
+
+    Raises:
+        ValueError: set to something other than a positive integer.
+    """
+    raw = os.environ.get(THREADS_ENV_VAR, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"ember: expected {THREADS_ENV_VAR} to be a positive integer, got {raw!r}")
+    return int(raw)
+
+
+def _default_policy() -> tuple[float, int | None, int]:
+    """``(parallel threshold, BLAS thread limit or None, batch workers)`` for this machine."""
+    cores = usable_cores()
+    requested = _env_threads()
+    if requested is not None:  # ember's own setting: N batch workers of one BLAS thread each
+        return float("inf"), 1, requested
     if cores <= SMALL_MACHINE_CORES:
-        user_set = any(os.environ.get(v) for v in BLAS_ENV_VARS)
-        return float("inf"), (None if user_set else 1)
-    return float(PARALLEL_MIN_ELEMENTS), None
+        if any(os.environ.get(v) for v in BLAS_ENV_VARS):  # the user's BLAS threads win
+            return float("inf"), None, 1
+        return float("inf"), 1, cores
+    return float(PARALLEL_MIN_ELEMENTS), None, 1
 
 
 def _limit_blas(threads: int) -> None:
@@ -87,22 +115,30 @@ def apply_thread_policy() -> None:
     """Apply the default policy once (called when the Numba kernels are first loaded)."""
     if _state["applied"]:
         return
-    parallel_min, blas_limit = _default_policy()
+    parallel_min, blas_limit, workers = _default_policy()
     if _state["parallel_min"] is None:
         _state["parallel_min"] = parallel_min
+    if _state["batch_workers"] is None:
+        _state["batch_workers"] = workers
     if blas_limit is not None:
         _limit_blas(blas_limit)
         _state["blas_limit"] = blas_limit
     _state["applied"] = True
 
 
-def set_thread_policy(parallel_min_elements: float | None = None, blas_threads: int | None = None) -> dict:
+def set_thread_policy(
+    parallel_min_elements: float | None = None,
+    blas_threads: int | None = None,
+    batch_workers: int | None = None,
+) -> dict:
     """Change the policy at run time; returns the previous ``thread_policy()``.
 
     Args:
         parallel_min_elements: Kernels whose output has at least this many
             elements run their ``prange`` variant (0: always; ``inf``: never).
         blas_threads: Limit the BLAS pools to this many threads (None: unchanged).
+        batch_workers: Threads that batched ops (convolution) split the batch
+            over (``ember.backends.batch_split``); 1 runs them inline.
 
     Returns:
         The policy before the change.
@@ -120,13 +156,27 @@ def set_thread_policy(parallel_min_elements: float | None = None, blas_threads: 
             raise ValueError(f"set_thread_policy: expected blas_threads >= 1, got {blas_threads}")
         _limit_blas(int(blas_threads))
         _state["blas_limit"] = int(blas_threads)
+    if batch_workers is not None:
+        if int(batch_workers) < 1:
+            raise ValueError(f"set_thread_policy: expected batch_workers >= 1, got {batch_workers}")
+        _state["batch_workers"] = int(batch_workers)
     return previous
 
 
 def thread_policy() -> dict:
-    """The current policy: ``{"parallel_min_elements": ..., "blas_threads": ... or None}``."""
+    """The current policy: ``{"parallel_min_elements", "blas_threads" (or None), "batch_workers"}``."""
     apply_thread_policy()
-    return {"parallel_min_elements": _state["parallel_min"], "blas_threads": _state["blas_limit"]}
+    return {
+        "parallel_min_elements": _state["parallel_min"],
+        "blas_threads": _state["blas_limit"],
+        "batch_workers": _state["batch_workers"],
+    }
+
+
+def batch_workers() -> int:
+    """Threads a batched op may split its batch over (1: run inline)."""
+    apply_thread_policy()
+    return _state["batch_workers"]
 
 
 def use_parallel(elements: int) -> bool:

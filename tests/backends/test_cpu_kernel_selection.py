@@ -194,14 +194,35 @@ def test_thread_policy_on_this_machine_and_its_errors():
 
 
 def test_small_machine_policy_limits_blas_unless_the_user_chose(monkeypatch):
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
-    for var in threads.BLAS_ENV_VARS:
+    """(prange threshold, BLAS limit, batch workers) per machine size and user setting."""
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    for var in (*threads.BLAS_ENV_VARS, threads.THREADS_ENV_VAR):
         monkeypatch.delenv(var, raising=False)
-    assert threads._default_policy() == (float("inf"), 1)
+    assert threads._default_policy() == (float("inf"), 1, 2)  # two batch workers of one BLAS thread
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
-    assert threads._default_policy() == (float("inf"), None)
-    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
-    assert threads._default_policy() == (float(threads.PARALLEL_MIN_ELEMENTS), None)
+    assert threads._default_policy() == (float("inf"), None, 1)  # the user's BLAS threads win
+    monkeypatch.setenv(threads.THREADS_ENV_VAR, "3")
+    assert threads._default_policy() == (float("inf"), 1, 3)  # ember's own setting wins over both
+    monkeypatch.delenv(threads.THREADS_ENV_VAR)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 16)
+    assert threads._default_policy() == (float(threads.PARALLEL_MIN_ELEMENTS), None, 1)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_bad_ember_num_threads_names_the_variable(monkeypatch, value):
+    monkeypatch.setenv(threads.THREADS_ENV_VAR, value)
+    with pytest.raises(ValueError, match=f"EMBER_NUM_THREADS to be a positive integer, got '{value}'"):
+        threads._default_policy()
+
+
+def test_batch_workers_setting_and_its_errors():
+    previous = threads.set_thread_policy(batch_workers=3)
+    try:
+        assert threads.batch_workers() == 3 and threads.thread_policy()["batch_workers"] == 3
+        with pytest.raises(ValueError, match="set_thread_policy: expected batch_workers >= 1, got 0"):
+            threads.set_thread_policy(batch_workers=0)
+    finally:
+        threads.set_thread_policy(batch_workers=previous["batch_workers"])
 
 
 def test_allocator_policy_sets_glibc_thresholds_once(monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 
 pytest.importorskip("numba", reason="the Numba kernels need numba")
 
+from ember.backends import batch_split
 from ember.backends import conv_kernels as rc
 from ember.backends import numba_conv as nc
 from ember.backends import numba_pool as npool
@@ -41,16 +42,22 @@ VARIANTS = [
     ("serial", np.float64),
     ("parallel", np.float32),
     pytest.param(("parallel", np.float64), marks=pytest.mark.slow),
+    ("split", np.float32),
 ]
 
 
 @pytest.fixture(params=VARIANTS, ids=lambda v: f"{v[0]}-{np.dtype(v[1]).name}")
-def variant(request):
-    """``(name, dtype)``: run the serial loops or the prange variants (threshold 0 forces them)."""
+def variant(request, monkeypatch):
+    """``(name, dtype)``: the serial loops, the prange variants (threshold 0 forces them), or the
+    serial loops over batch slices on 3 worker threads (``split``: any size is split)."""
     name, dtype = request.param
-    previous = set_thread_policy(parallel_min_elements=0 if name == "parallel" else float("inf"))
+    previous = set_thread_policy(parallel_min_elements=0 if name == "parallel" else float("inf"),
+                                 batch_workers=3 if name == "split" else 1)
+    if name == "split":
+        monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
     yield name, dtype
-    set_thread_policy(parallel_min_elements=previous["parallel_min_elements"])
+    set_thread_policy(parallel_min_elements=previous["parallel_min_elements"],
+                      batch_workers=previous["batch_workers"])
 
 
 def _ids(cases):
@@ -80,6 +87,19 @@ def test_im2col_col2im_match_reference(variant, rng, shape, k, s, p):
     assert_same(nc.col2im(col, shape, *k, s, p), rc.col2im(col, shape, *k, s, p))
     view = np.swapaxes(np.swapaxes(col, 4, 5).copy(), 4, 5)  # same values, non-contiguous strides
     assert_same(nc.col2im(view, shape, *k, s, p), rc.col2im(col, shape, *k, s, p))
+    for module in (nc, rc):  # out=: written in place, same values (a non-contiguous out goes the slow way)
+        for out in (np.full(shape, np.nan, dtype), np.full(shape[::-1], np.nan, dtype).T):
+            assert module.col2im(col, shape, *k, s, p, out=out) is out
+            assert_same(out, rc.col2im(col, shape, *k, s, p))
+
+
+@pytest.mark.parametrize("module", [nc, rc], ids=["numba", "reference"])
+def test_col2im_rejects_a_wrong_out(module):
+    col = np.zeros((1, 1, 2, 2, 2, 2), np.float32)
+    with pytest.raises(ShapeError, match=r"col2im: expected out of shape \(1, 1, 3, 3\), got \(1, 1, 3, 4\)"):
+        module.col2im(col, (1, 1, 3, 3), 2, 2, out=np.zeros((1, 1, 3, 4), np.float32))
+    with pytest.raises(TypeError, match="col2im: expected out of dtype float32, got float64"):
+        module.col2im(col, (1, 1, 3, 3), 2, 2, out=np.zeros((1, 1, 3, 3), np.float64))
 
 
 @pytest.mark.parametrize("shape,k,s,p", POOL_CASES, ids=_ids(POOL_CASES))
@@ -157,7 +177,8 @@ def test_errors_name_the_op_and_shapes():
 
 def test_module_namespaces_match_the_reference():
     """The ops call these names on whatever kernel module the backend provides."""
-    for name in ("im2col", "col2im", "im2col_batch_chunks", "window_geometry", "pair", "conv_output_size"):
+    for name in ("im2col", "col2im", "im2col_batch_chunks", "window_geometry", "pair", "conv_output_size",
+                 "batch_workers"):
         assert callable(getattr(nc, name)), name
     for name in ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"):
         assert callable(getattr(npool, name)), name

@@ -88,6 +88,21 @@ def test_activation_backward_equals_reference(nb_nn, rng, name, dtype, shape):
 
 
 @pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
+def test_activation_backward_split_over_threads_equals_reference(nb_nn, rng, monkeypatch, name):
+    from ember.backends import batch_split
+    from ember.backends.threads import set_thread_policy
+
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
+    previous = set_thread_policy(batch_workers=3)
+    try:
+        y = rng.uniform(-1, 1, (7, 3, 5)).astype(np.float32)
+        gy = rng.normal(size=y.shape).astype(np.float32)
+        np.testing.assert_array_equal(getattr(nb_nn, name)(y, gy), getattr(ref_nn, name)(y, gy))
+    finally:
+        set_thread_policy(batch_workers=previous["batch_workers"])
+
+
+@pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
 def test_activation_backward_non_contiguous_and_broadcast_inputs(nb_nn, rng, name):
     y = rng.uniform(-1, 1, (6, 5)).T  # transposed view
     gy = np.broadcast_to(np.float64(0.5), (5, 6))  # what sum() sends back

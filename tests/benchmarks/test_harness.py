@@ -156,6 +156,7 @@ def test_quick_run_writes_valid_results(tmp_path):
             r = by[(case["name"], target)]
             assert r["status"] == "ok", r
             assert len(r["samples_s"]) == 2 and r["stats"]["median"] > 0 and r["first_call_s"] > 0
+            assert r["peak_rss_bytes"] > 0 and r["peak_rss_source"] in ("VmHWM", "ru_maxrss")
     cuda = next(t for t in doc["targets"] if t["name"] == "ember-cuda")
     assert cuda["status"] == "ok" or cuda["reason"]  # skipped with the reason where there is no GPU
     conv = by[("conv2d SimpleConvNet.conv1 b32 fwd+bwd", "ember-numpy")]
@@ -167,6 +168,7 @@ def test_quick_run_writes_valid_results(tmp_path):
     assert info["EMBER_CPU_KERNELS"] == "numpy" and "kernels_active" in info
     md = next(tmp_path.glob("ops-*.md")).read_text()
     assert "| case | ember-numpy | book-numpy |" in md and "Speed-up vs ember-numpy" in md
+    assert "## Peak RSS of the worker during the case" in md
     assert next(tmp_path.glob("ops-*.png")).stat().st_size > 1000
 
 

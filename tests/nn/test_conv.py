@@ -8,6 +8,7 @@ import pytest
 import ember as em
 from ember.autograd import gradcheck, gradgradcheck
 from ember.autograd.ops import conv as conv_ops
+from ember.errors import ShapeError
 from ember.nn import functional as F
 
 # (x shape, W shape, bias, stride, padding): odd sizes, rectangular kernels, stride 1/2/3 and
@@ -119,10 +120,40 @@ def test_batch_chunks_give_the_same_values_and_grads(rng, monkeypatch):
     per_sample = 2 * 3 * 2 * 4 * 6 * 8  # C*KH*KW*OH*OW float64 column bytes
     monkeypatch.setattr(conv_ops, "COL_BUDGET_BYTES", 2 * per_sample)
     k = conv_ops.kernels(em.backends.NUMPY_BACKEND)
-    assert len(conv_ops._chunks(k, x.shape, 3, 2, 8, (1, 1), (0, 0))) == 3  # 2 + 2 + 1 samples
+    slices, workers = conv_ops._slices(k, x.shape, 3, 2, 8, (1, 1), (0, 0))
+    assert workers == 1 and len(slices) == 3  # 2 + 2 + 1 samples
     chunked = run()
     for a, c in zip(whole, chunked):
         np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride,padding", [((1, 1), (1, 1)), ((2, 1), (0, 2))])
+def test_batch_split_over_threads_gives_the_same_values_and_grads(cpu_kernels, rng, monkeypatch, stride, padding):
+    """Slices of the batch on 3 worker threads (any kernels) equal the inline run; gW up to rounding."""
+    from ember.backends import batch_split, threads
+
+    x, W, b = _inputs(rng, (7, 2, 6, 7), (3, 2, 3, 2), True)
+
+    def run():
+        xt, Wt, bt = _tensors(x, W, b)
+        y = F.conv2d(xt, Wt, bt, stride=stride, padding=padding)
+        y.backward(em.tensor(np.cos(y.numpy()), dtype=em.float64))
+        return y.numpy(), xt.grad.numpy(), Wt.grad.numpy(), bt.grad.numpy()
+
+    whole = run()
+    monkeypatch.setattr(conv_ops, "MIN_SLICE_ELEMENTS", 0)
+    k = conv_ops.kernels(em.backends.get_backend("cpu"))
+    monkeypatch.setattr(k, "batch_workers", lambda: 3, raising=False)
+    slices, workers = conv_ops._slices(k, x.shape, 3, 2, 8, stride, padding)
+    assert workers == 3 and len(slices) == 6 and [s.stop for s in slices][-1] == 7
+    calls = []
+    real_map = batch_split.map_slices
+    monkeypatch.setattr(conv_ops, "map_slices", lambda fn, ss, w: calls.append(len(ss)) or real_map(fn, ss, w))
+    split = run()
+    assert calls == [6, 6, 6]  # forward, transposed conv (gx), weight gradient
+    for name, a, c in zip(("y", "gx", "gW", "gb"), whole, split):
+        np.testing.assert_allclose(c, a, rtol=1e-12, atol=1e-12, err_msg=name)
+    assert threads.thread_policy()["batch_workers"] >= 1
 
 
 # ---------------------------------------------------------------- gradients
@@ -378,3 +409,19 @@ def test_conv2d_layer_channel_error_names_the_layer():
     )
     with pytest.raises(em.ShapeError, match=r"Conv2d\(1, 30.*got shape \(28, 28\)"):
         m(em.zeros(28, 28))
+
+
+@pytest.mark.parametrize("module_name", ["conv_kernels", "numba_conv"])
+def test_im2col_writes_into_out(rng, module_name):
+    import importlib
+
+    if module_name == "numba_conv":
+        pytest.importorskip("numba", reason="the Numba kernels need numba")
+    module = importlib.import_module(f"ember.backends.{module_name}")
+    x = rng.normal(size=(2, 3, 5, 6)).astype(np.float32)
+    want = module.im2col(x, 3, 2, (2, 1), (1, 0))
+    for out in (np.full(want.shape, np.nan, np.float32), np.full(want.shape[::-1], np.nan, np.float32).T):
+        assert module.im2col(x, 3, 2, (2, 1), (1, 0), out=out) is out
+        np.testing.assert_array_equal(out, want)
+    with pytest.raises(ShapeError, match=r"im2col: expected out of shape \(2, 3, 3, 2, 3, 5\)"):
+        module.im2col(x, 3, 2, (2, 1), (1, 0), out=np.zeros((2, 3, 3, 2, 3, 4), np.float32))

@@ -2,10 +2,18 @@
 
 ``conv2d`` unfolds the input into columns ``(N, C, KH, KW, OH, OW)`` and runs one
 batched GEMM with ``W`` reshaped to ``(OC, C*KH*KW)`` — the book's ch. 7 trick.
-Its node keeps only ``x`` and ``W``: ``gW`` recomputes the columns (a ``KH*KW``
-times larger workspace is not worth keeping alive), and ``gx`` folds the
-weight-transposed product back with ``col2im``.  Large batches are processed in
-chunks whose column workspace fits ``COL_BUDGET_BYTES``.
+Its node keeps only ``x`` and ``W``: ``gW`` recomputes the columns, and ``gx``
+folds the weight-transposed product back with ``col2im``.  Keeping the forward's
+columns for ``gW`` instead was tried (DeepConvNet, batch 100, 2 vCPUs): expected
+to save the ~9 ms/step of the second im2col, measured 95 ms vs 90 ms per step
+(6 alternating rounds, within the noise) for ~130 MB more memory, so the columns
+are recomputed: a recomputed slice is written just before its GEMM reads it and
+is still in cache, while kept columns have to come back from DRAM.
+
+Large batches are processed in chunks whose column workspace fits
+``COL_BUDGET_BYTES``; each chunk is cut further into slices for the backend's
+batch-split workers (``ember.backends.batch_split``: Numba kernels on small
+machines, one BLAS thread per worker; the reference runs inline).
 
 The three linear maps involved are each other's adjoints, so each backward is
 written in terms of the other two Functions: conv2d's ``gx`` is a transposed
@@ -24,7 +32,9 @@ one large GEMM over a ``(K, N*OH*OW)`` column matrix plus the transposes it need
 (``y`` back to NCHW, ``gy`` to ``(OC, N*OH*OW)``).  Neither won consistently: the
 large GEMM was up to 2x faster for small ``OH*OW`` (7x7, 14x14) and up to 3x
 slower for the 28x28 input layers, within the machine's noise elsewhere, so the
-batched form stays.  A direct (col-free) convolution was not written: on the
+batched form stays; with 25-image slices the per-slice large GEMM for ``gW``
+(transposes included) was 15.5 ms against 8.7 ms for the batched form, summed
+over the DeepConvNet and SimpleConvNet layers.  A direct (col-free) convolution was not written: on the
 SimpleConvNet step, Numba's im2col costs ~0.3 ms of a ~3 ms conv forward, so it
 could save at most ~10% and would have to match BLAS on the GEMM itself.
 """
@@ -37,10 +47,13 @@ from ember.autograd.function import Function, autocast_active
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import conv_kernels as _reference_kernels
+from ember.backends.batch_split import map_slices, split_slices
 from ember.errors import DTypeError, ShapeError
 
 # Column workspace per batch chunk (one chunk always holds at least one sample).
 COL_BUDGET_BYTES = 256 << 20
+# Fewest column elements one thread's slice of the batch holds (smaller work runs inline).
+MIN_SLICE_ELEMENTS = 1 << 16
 
 
 def kernels(backend: Any) -> Any:
@@ -55,10 +68,15 @@ def _run(ctx: Function, fn: type, *args: Any, **kwargs: Any) -> Any:
     return fn.compute(ctx.backend, *args, **kwargs)
 
 
-def _chunks(k: Any, x_shape: tuple, kh: int, kw: int, itemsize: int, stride: tuple, padding: tuple) -> list:
-    return k.im2col_batch_chunks(
-        x_shape, kh, kw, itemsize, COL_BUDGET_BYTES, stride=stride, padding=padding
-    )
+def _slices(k: Any, x_shape: tuple, kh: int, kw: int, itemsize: int, stride: tuple, padding: tuple) -> tuple:
+    """``(slices, workers)``: the batch cut into memory-budget chunks, then into slices for the workers."""
+    chunks = k.im2col_batch_chunks(x_shape, kh, kw, itemsize, COL_BUDGET_BYTES, stride=stride, padding=padding)
+    workers = k.batch_workers()
+    if workers > 1:
+        oh, ow = k.window_geometry(x_shape, kh, kw, stride, padding, "conv2d")[4:]
+        per_item = x_shape[1] * kh * kw * oh * ow
+        chunks = split_slices(chunks, workers, min_items=-(-MIN_SLICE_ELEMENTS // max(per_item, 1)))
+    return chunks, workers
 
 
 # --------------------------------------------------------------------- conv2d
@@ -75,18 +93,21 @@ class Conv2dFunction(Function):
 
     @staticmethod
     def compute(backend: Any, x: Any, W: Any, b: Any = None, *, stride: tuple, padding: tuple) -> Any:
-        """The convolution on arrays (im2col + one batched GEMM per chunk)."""
+        """The convolution on arrays (im2col + one batched GEMM per slice of the batch)."""
         xp, k = backend.xp, kernels(backend)
         n, c = x.shape[:2]
         oc, _, kh, kw = W.shape
         oh, ow = k.window_geometry(x.shape, kh, kw, stride, padding, "conv2d")[4:]
         W2 = W.reshape(oc, c * kh * kw)
         y = xp.empty((n, oc, oh, ow), dtype=x.dtype)
-        for s in _chunks(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding):
+
+        def part(s: slice) -> None:
             col = k.im2col(x[s], kh, kw, stride, padding, xp=xp)
             m = col.shape[0]
             # (OC, K) @ (m, K, OH*OW): batched GEMM, written straight into y (no transpose copy).
             xp.matmul(W2, col.reshape(m, c * kh * kw, oh * ow), out=y[s].reshape(m, oc, oh * ow))
+
+        map_slices(part, *_slices(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding))
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
         return y
@@ -127,16 +148,15 @@ class ConvTranspose2dFunction(Function):
         oc, _, kh, kw = W.shape
         oh, ow = gy.shape[2:]
         W2t = W.reshape(oc, c * kh * kw).T
-        chunks = _chunks(k, x_shape, kh, kw, gy.dtype.itemsize, stride, padding)
-        gx = None if len(chunks) == 1 else xp.empty(x_shape, dtype=gy.dtype)
-        for s in chunks:
+        gx = xp.empty(x_shape, dtype=gy.dtype)
+
+        def part(s: slice) -> None:
             m = gy[s].shape[0]
             gcol = xp.matmul(W2t, gy[s].reshape(m, oc, oh * ow)).reshape(m, c, kh, kw, oh, ow)
-            part = k.col2im(gcol, (m, c, h, w), kh, kw, stride, padding, xp=xp)
-            if gx is None:
-                return part
-            gx[s] = part
-        return xp.zeros(x_shape, dtype=gy.dtype) if gx is None else gx
+            k.col2im(gcol, (m, c, h, w), kh, kw, stride, padding, xp=xp, out=gx[s])
+
+        map_slices(part, *_slices(k, x_shape, kh, kw, gy.dtype.itemsize, stride, padding))
+        return gx
 
     @staticmethod
     def forward(ctx: Function, gy: Any, W: Any, *, x_shape: tuple, stride: tuple, padding: tuple) -> Any:
@@ -165,17 +185,22 @@ class Conv2dGradWeightFunction(Function):
 
     @staticmethod
     def compute(backend: Any, x: Any, gy: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        """The weight gradient on arrays (recomputed im2col + batched GEMM per chunk)."""
+        """The weight gradient on arrays (recomputed im2col + batched GEMM per slice of the batch)."""
         xp, k = backend.xp, kernels(backend)
         c = x.shape[1]
         oc, oh, ow = gy.shape[1:]
         kh, kw = kernel_size
         gW = xp.zeros((oc, c * kh * kw), dtype=x.dtype)
-        for s in _chunks(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding):
-            col = k.im2col(x[s], kh, kw, stride, padding, xp=xp)
-            m = col.shape[0]
-            cols = col.reshape(m, c * kh * kw, oh * ow)
-            gW += xp.matmul(gy[s].reshape(m, oc, oh * ow), cols.transpose(0, 2, 1)).sum(axis=0)
+
+        def part(s: slice) -> Any:
+            cs = k.im2col(x[s], kh, kw, stride, padding, xp=xp)
+            m = cs.shape[0]
+            cols = cs.reshape(m, c * kh * kw, oh * ow)
+            return xp.matmul(gy[s].reshape(m, oc, oh * ow), cols.transpose(0, 2, 1)).sum(axis=0)
+
+        # One partial per slice, summed in slice order: the same result on every run.
+        for partial in map_slices(part, *_slices(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding)):
+            gW += partial
         return gW.reshape(oc, c, kh, kw)
 
     @staticmethod

@@ -21,6 +21,7 @@ from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import nn_kernels as _nn_reference
+from ember.backends.batch_split import matmul_inner, matmul_rows
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -38,16 +39,24 @@ def _check_same_device(op: str, x: Tensor, name: str, t: Tensor) -> None:
 
 
 # --------------------------------------------------------------------- linear
+def _workers(backend: Any) -> int:
+    """Threads the backend's kernels let a large 2-D product split its rows over (1: inline)."""
+    return getattr(backend, "nn_kernels", _nn_reference).batch_workers()
+
+
 class LinearFunction(Function):
     """``y = x @ W.T + b`` for ``x: (..., in)``, ``W: (out, in)``, ``b: (out,)``.
 
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
+    With the Numba kernels on a small machine the three products of a 2-D batch
+    are split over threads (``ember.backends.batch_split``): rows of ``x``/``gy``
+    for ``y``/``gx``, the batch axis for ``gW`` (partials summed in order).
     """
 
     @staticmethod
     def forward(ctx: Function, x: Any, W: Any, b: Any) -> Any:
         ctx.save_for_backward(x, W)
-        y = ctx.xp.matmul(x, W.T)
+        y = matmul_rows(x, W.T, _workers(ctx.backend)) if x.ndim == 2 else ctx.xp.matmul(x, W.T)
         if b is not None:
             y += b
         return y
@@ -57,14 +66,17 @@ class LinearFunction(Function):
         x, W = ctx.saved_tensors
         xp = ctx.xp
         need_x, need_W, need_b = ctx.needs_input_grad
-        gx = xp.matmul(gy, W) if need_x else None
+        workers = _workers(ctx.backend)
+        gx = None
+        if need_x:
+            gx = matmul_rows(gy, W, workers) if gy.ndim == 2 else xp.matmul(gy, W)
         gW = gb = None
         if need_W or need_b:
             out_features, in_features = W.shape
             rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
             gy2 = xp.reshape(gy, (rows, out_features))
             if need_W:
-                gW = xp.matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)))
+                gW = matmul_inner(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
             if need_b:
                 gb = xp.sum(gy2, axis=0)
         return gx, gW, gb

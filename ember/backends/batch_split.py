@@ -1,0 +1,173 @@
+"""Run one batched kernel over slices of the batch on a small pool of threads.
+
+Why threads over the batch, not BLAS threads.  A convolution step is a few
+dozen GEMMs with 16-64 rows (``W @ col`` per image) plus memory-bound im2col
+and col2im loops.  OpenBLAS parallelises each GEMM on its own and its workers
+spin-wait for each other at the end of every call, so small GEMMs gain little
+from a second thread, and as soon as another process holds a core they lose
+badly (``ember.backends.threads``).  Splitting the *batch* instead gives each
+thread whole images: im2col, the GEMMs (one BLAS thread each) and col2im of its
+slice run with no synchronisation until the slice is done, so both the GEMMs
+and the memory-bound loops scale, and a thread that loses its core only delays
+its own slices while the other thread takes the remaining ones.
+
+Measured (DeepConvNet training step, batch 100, float32, 2-vCPU idle machine,
+``python -m benchmarks train``): see ``ember.backends.threads`` for the numbers.
+
+Rules that keep results reproducible and race-free:
+
+* slices are fixed by the batch size and the worker count, never by timing;
+* each slice writes only its own rows of the output; reductions over the
+  batch (the weight gradient) return one partial per slice and the caller sums
+  the partials in slice order, so a run repeats bit for bit;
+* kernels that run inside a slice must release the GIL (Numba ``nogil=True``,
+  NumPy's BLAS calls do), otherwise the threads only take turns.
+
+The pool is created on first use and again after ``fork`` (a forked child has
+no pool threads).  With one worker, or one slice, everything runs inline.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy
+
+T = TypeVar("T")
+
+# Slices per worker: more than one, so a worker slowed by another process
+# leaves its remaining slices to the others; small enough that each slice's
+# GEMMs stay large.
+SLICES_PER_WORKER = 2
+
+_pool_lock = threading.Lock()
+_pool: dict[str, Any] = {"executor": None, "workers": 0, "pid": None}
+
+
+def split_slices(
+    chunks: Sequence[slice], workers: int, *, min_items: int = 1, per_worker: int = SLICES_PER_WORKER
+) -> list[slice]:
+    """Cut each ``chunk`` into up to ``workers * per_worker`` contiguous slices.
+
+    Args:
+        chunks: Contiguous, ordered slices of the batch (e.g. memory-budget chunks).
+        workers: Threads that will run the slices; 1 returns ``chunks`` unchanged.
+        min_items: Fewest batch items in one slice (keeps tiny slices from
+            costing more in thread hand-offs than they compute).
+        per_worker: Slices per worker (default ``SLICES_PER_WORKER``).
+
+    Returns:
+        Ordered, non-overlapping slices covering the same items as ``chunks``.
+    """
+    if workers <= 1:
+        return list(chunks)
+    out: list[slice] = []
+    for chunk in chunks:
+        start, stop = chunk.start or 0, chunk.stop
+        n = stop - start
+        pieces = max(1, min(workers * per_worker, n // max(1, min_items)))
+        bounds = [start + (n * k) // pieces for k in range(pieces + 1)]
+        out.extend(slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a)
+    return out
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The shared pool with ``workers`` threads (re-made after a fork or a change of size)."""
+    with _pool_lock:
+        pid = os.getpid()
+        if _pool["executor"] is None or _pool["workers"] != workers or _pool["pid"] != pid:
+            old = _pool["executor"]
+            if old is not None and _pool["pid"] == pid:
+                old.shutdown(wait=False)
+            _pool.update(
+                executor=ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ember-batch"),
+                workers=workers,
+                pid=pid,
+            )
+        return _pool["executor"]
+
+
+def map_slices(fn: Callable[[slice], T], slices: Sequence[slice], workers: int) -> list[T]:
+    """``[fn(s) for s in slices]``, run on ``workers`` threads; results in slice order.
+
+    ``fn`` must only write outputs owned by its slice.  An exception raised by any
+    slice is re-raised here (after every slice has finished, so no thread is still
+    writing into the caller's arrays when it returns).
+    """
+    if workers <= 1 or len(slices) <= 1:
+        return [fn(s) for s in slices]
+    futures = [_executor(workers).submit(fn, s) for s in slices]
+    errors = [f.exception() for f in futures]  # waits for every slice
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
+# Smallest product (M*K*N multiply-adds) worth splitting: about 0.2 ms of one
+# core's GEMM; below it the hand-off to the pool costs more than it saves.
+MIN_SPLIT_MACS = 1 << 23
+
+
+def _worth_splitting(a: Any, b: Any, workers: int, split_len: int) -> bool:
+    return (
+        workers > 1
+        and type(a) is numpy.ndarray
+        and type(b) is numpy.ndarray
+        and a.ndim == 2
+        and b.ndim == 2
+        and split_len >= 2
+        and a.shape[0] * a.shape[1] * b.shape[1] >= MIN_SPLIT_MACS
+    )
+
+
+def matmul_rows(a: Any, b: Any, workers: int) -> Any:
+    """``a @ b`` for 2-D arrays, the rows of ``a`` split over ``workers`` threads (one BLAS call each)."""
+    if not _worth_splitting(a, b, workers, a.shape[0]):
+        return a @ b
+    out = numpy.empty((a.shape[0], b.shape[1]), dtype=numpy.result_type(a.dtype, b.dtype))
+    slices = split_slices([slice(0, a.shape[0])], workers, per_worker=1)
+    map_slices(lambda s: numpy.matmul(a[s], b, out=out[s]), slices, workers)
+    return out
+
+
+def matmul_inner(a: Any, b: Any, workers: int) -> Any:
+    """``a @ b`` for 2-D arrays, the shared axis split over ``workers``; partials summed in slice order."""
+    if not _worth_splitting(a, b, workers, a.shape[1]):
+        return a @ b
+    slices = split_slices([slice(0, a.shape[1])], workers, per_worker=1)
+    partials = map_slices(lambda s: a[:, s] @ b[s], slices, workers)
+    total = partials[0]
+    for partial in partials[1:]:
+        total += partial
+    return total
+
+
+# Fewest elements a compiled kernel call must touch before its batch is split.
+MIN_SPLIT_ELEMENTS = 1 << 17
+
+
+def call_split(kernel: Callable[..., T], args: Sequence[Any], batched: Sequence[int], workers: int) -> list[T]:
+    """Call a compiled, GIL-free ``kernel(*args)`` once per batch slice, on ``workers`` threads.
+
+    ``batched`` are the positions in ``args`` of the arrays whose axis 0 is the
+    batch (inputs and outputs alike); each call gets those arrays sliced, the
+    other arguments as they are.  Returns the calls' return values in slice order
+    (a single call's when the work is too small to split).
+    """
+    first = args[batched[0]]
+    n = first.shape[0]
+    if workers <= 1 or n < 2 or first.size < MIN_SPLIT_ELEMENTS:
+        return [kernel(*args)]
+
+    def run(s: slice) -> T:
+        sliced = list(args)
+        for i in batched:
+            sliced[i] = args[i][s]
+        return kernel(*sliced)
+
+    return map_slices(run, split_slices([slice(0, n)], workers, per_worker=1), workers)
