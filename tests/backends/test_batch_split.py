@@ -72,16 +72,20 @@ def test_pool_is_remade_for_a_new_size_and_after_fork(monkeypatch):
     assert batch_split._executor(3) is not third
 
 
-@pytest.mark.parametrize("shape", [((7, 5), (5, 3)), ((2, 9), (9, 4)), ((1, 4), (4, 2))])
-def test_split_matmuls_equal_numpy(monkeypatch, shape):
+@pytest.mark.parametrize("shape", [((7, 5), (5, 3)), ((2, 9), (9, 4)), ((1, 4), (4, 2)), ((1, 3), (3, 1))])
+def test_split_matmul_equals_numpy(monkeypatch, shape):
     np = pytest.importorskip("numpy")
     monkeypatch.setattr(batch_split, "MIN_SPLIT_MACS", 0)
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=shape[0]), rng.normal(size=shape[1])
-    np.testing.assert_allclose(batch_split.matmul_rows(a, b, 3), a @ b, rtol=1e-13, atol=1e-13)  # BLAS may pick gemv
-    np.testing.assert_allclose(batch_split.matmul_inner(a, b, 3), a @ b, rtol=1e-13, atol=1e-13)
+    calls = []
+    real = batch_split.map_slices
+    monkeypatch.setattr(batch_split, "map_slices", lambda fn, ss, w: calls.append(len(ss)) or real(fn, ss, w))
+    got = batch_split.matmul_split(a, b, 3)
+    np.testing.assert_allclose(got, a @ b, rtol=1e-13, atol=1e-13)  # BLAS may pick gemv for a block
+    assert calls == ([] if max(shape[0][0], shape[1][1]) < 2 else [min(3, max(shape[0][0], shape[1][1]))])
     a32 = a.astype(np.float32)
-    assert batch_split.matmul_rows(a32, b.astype(np.float32), 3).dtype == np.float32
+    assert batch_split.matmul_split(a32, b.astype(np.float32), 3).dtype == np.float32
 
 
 def test_linear_splits_its_products_over_workers(monkeypatch):

@@ -106,10 +106,10 @@ class Conv2dFunction(Function):
             m = col.shape[0]
             # (OC, K) @ (m, K, OH*OW): batched GEMM, written straight into y (no transpose copy).
             xp.matmul(W2, col.reshape(m, c * kh * kw, oh * ow), out=y[s].reshape(m, oc, oh * ow))
+            if b is not None:  # while the slice is still in cache
+                y[s] += b.reshape(1, oc, 1, 1)
 
         map_slices(part, *_slices(k, x.shape, kh, kw, x.dtype.itemsize, stride, padding))
-        if b is not None:
-            y += b.reshape(1, oc, 1, 1)
         return y
 
     @staticmethod

@@ -21,7 +21,7 @@ from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import nn_kernels as _nn_reference
-from ember.backends.batch_split import matmul_inner, matmul_rows
+from ember.backends.batch_split import matmul_split
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -49,14 +49,14 @@ class LinearFunction(Function):
 
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
     With the Numba kernels on a small machine the three products of a 2-D batch
-    are split over threads (``ember.backends.batch_split``): rows of ``x``/``gy``
-    for ``y``/``gx``, the batch axis for ``gW`` (partials summed in order).
+    are split over threads (``ember.backends.batch_split.matmul_split``: blocks of
+    the larger output axis, one BLAS call per thread).
     """
 
     @staticmethod
     def forward(ctx: Function, x: Any, W: Any, b: Any) -> Any:
         ctx.save_for_backward(x, W)
-        y = matmul_rows(x, W.T, _workers(ctx.backend)) if x.ndim == 2 else ctx.xp.matmul(x, W.T)
+        y = matmul_split(x, W.T, _workers(ctx.backend)) if x.ndim == 2 else ctx.xp.matmul(x, W.T)
         if b is not None:
             y += b
         return y
@@ -69,14 +69,14 @@ class LinearFunction(Function):
         workers = _workers(ctx.backend)
         gx = None
         if need_x:
-            gx = matmul_rows(gy, W, workers) if gy.ndim == 2 else xp.matmul(gy, W)
+            gx = matmul_split(gy, W, workers) if gy.ndim == 2 else xp.matmul(gy, W)
         gW = gb = None
         if need_W or need_b:
             out_features, in_features = W.shape
             rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
             gy2 = xp.reshape(gy, (rows, out_features))
             if need_W:
-                gW = matmul_inner(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
+                gW = matmul_split(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
             if need_b:
                 gb = xp.sum(gy2, axis=0)
         return gx, gW, gb
