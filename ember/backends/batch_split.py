@@ -29,6 +29,7 @@ no pool threads).  With one worker, or one slice, everything runs inline.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -76,7 +77,7 @@ def split_slices(
 
 
 def _executor(workers: int) -> ThreadPoolExecutor:
-    """The shared pool with ``workers`` threads (re-made after a fork or a change of size)."""
+    """The shared pool of ``workers`` helper threads (re-made after a fork or a change of size)."""
     with _pool_lock:
         pid = os.getpid()
         if _pool["executor"] is None or _pool["workers"] != workers or _pool["pid"] != pid:
@@ -92,20 +93,37 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 def map_slices(fn: Callable[[slice], T], slices: Sequence[slice], workers: int) -> list[T]:
-    """``[fn(s) for s in slices]``, run on ``workers`` threads; results in slice order.
+    """``[fn(s) for s in slices]``, run by the calling thread and ``workers - 1`` pool threads.
 
-    ``fn`` must only write outputs owned by its slice.  An exception raised by any
-    slice is re-raised here (after every slice has finished, so no thread is still
-    writing into the caller's arrays when it returns).
+    Every participant takes the next unclaimed slice until none is left (so a
+    thread that lost its core takes fewer).  The caller works too instead of
+    only waiting: that saves one hand-off and one thread wake-up per call, which
+    cost ~0.2 ms of a 1 ms GEMM when every slice went to the pool.  ``fn`` must
+    only write outputs owned by its slice.  An exception raised by a slice is
+    re-raised here (the first by slice order) after every slice has finished, so
+    no thread is still writing into the caller's arrays when this returns.
     """
     if workers <= 1 or len(slices) <= 1:
         return [fn(s) for s in slices]
-    futures = [_executor(workers).submit(fn, s) for s in slices]
-    errors = [f.exception() for f in futures]  # waits for every slice
-    for error in errors:
-        if error is not None:
-            raise error
-    return [f.result() for f in futures]
+    results: list[Any] = [None] * len(slices)
+    errors: list[tuple[int, BaseException]] = []
+    claim = itertools.count()  # next() on a count is atomic under the GIL
+
+    def drain() -> None:
+        while (i := next(claim)) < len(slices):
+            try:
+                results[i] = fn(slices[i])
+            except BaseException as error:  # noqa: BLE001  (re-raised below, in the caller)
+                errors.append((i, error))
+
+    pool = _executor(workers - 1)
+    helpers = [pool.submit(drain) for _ in range(min(workers, len(slices)) - 1)]
+    drain()
+    for helper in helpers:
+        helper.result()
+    if errors:
+        raise min(errors, key=lambda e: e[0])[1]
+    return results
 
 
 # Smallest product (M*K*N multiply-adds) worth splitting: about 0.2 ms of one
@@ -131,14 +149,15 @@ def matmul_split(a: Any, b: Any, workers: int) -> Any:
         or m * a.shape[1] * n < MIN_SPLIT_MACS
     ):
         return a @ b
-    out = numpy.empty((m, n), dtype=numpy.result_type(a.dtype, b.dtype))
     if m >= n:
+        out = numpy.empty((m, n), dtype=numpy.result_type(a.dtype, b.dtype))
         slices = split_slices([slice(0, m)], workers, per_worker=1)
         map_slices(lambda s: numpy.matmul(a[s], b, out=out[s]), slices, workers)
-    else:
-        slices = split_slices([slice(0, n)], workers, per_worker=1)
-        map_slices(lambda s: numpy.matmul(a, b[:, s], out=out[:, s]), slices, workers)
-    return out
+        return out
+    # Column blocks go to contiguous temporaries: matmul into a strided ``out[:, s]``
+    # view makes NumPy buffer and copy (measured 680 us instead of 490 us per block).
+    slices = split_slices([slice(0, n)], workers, per_worker=1)
+    return numpy.concatenate(map_slices(lambda s: a @ b[:, s], slices, workers), axis=1)
 
 
 # Fewest elements a compiled kernel call must touch before its batch is split.

@@ -1,4 +1,4 @@
-"""Thread policy of the CPU kernels: who may use the cores, OpenBLAS or Numba.
+"""Thread policy of the CPU kernels: who may use the cores, OpenBLAS, Numba or ember's batch workers.
 
 Problem (ACCELERATION.md §4.4): NumPy's OpenBLAS and Numba's OpenMP pool both
 start one worker per core and spin while idle.  On a 2-core machine they take
@@ -31,22 +31,47 @@ medians, one process per run, runs alternated; noisy, +-30%):
 
 A second BLAS thread gains up to 1.5x on an idle machine but loses up to 2.4x
 (10x under heavier load) as soon as another process holds a core, because the
-two OpenBLAS workers wait for each other; the Numba kernels here are
-memory-bound loops over a few MB, where a second thread gained nothing
-measurable even in the unloaded measurements of ACCELERATION.md §4.4.  These
-dev/CI machines are shared, so the robust choice is the default; on an idle
-2-core machine ``OPENBLAS_NUM_THREADS=2`` (or ``set_thread_policy(blas_threads=2)``)
-is faster.  The policy, applied when the Numba kernels are first loaded:
+two OpenBLAS workers wait for each other.  So the second core is used by
+splitting the *batch* instead (``ember.backends.batch_split``): conv2d's three
+products, linear's products and the pooling/activation-backward kernels run
+their batch slices on one worker per core, each calling BLAS with one thread,
+with no barrier inside a GEMM.  Measured with ``python -m benchmarks.thread_policy
+[--busy]`` (each model stepped in one process, configurations alternated over
+5-6 rounds, medians; 2-vCPU AMD EPYC, 2026-12-01; ``w`` = batch workers, ``b`` =
+BLAS threads; ms/step; results/thread_policy*.md):
 
-* machines with at most ``SMALL_MACHINE_CORES`` (2) cores: every kernel runs
-  serially and the BLAS pools (OpenBLAS/MKL, through threadpoolctl) are limited
-  to one thread, unless the user set ``OPENBLAS_NUM_THREADS``,
-  ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS`` (their choice wins);
-* bigger machines: BLAS is left alone, and a kernel runs its ``prange``
-  variant only when its output has at least ``PARALLEL_MIN_ELEMENTS`` elements
-  (not measured here: no such machine was available).
+   ==================================  ==============  =============  =====
+   machine state, configuration        SimpleConvNet   DeepConvNet    MLP
+   ==================================  ==============  =============  =====
+   idle, w1 b1                          15.3            143            5.0
+   idle, w2 b1 (chosen)                 12.9             79            4.0
+   idle, w1 b2                          14.1            113            3.5
+   one busy process, w1 b1              15.0            142            5.2
+   one busy process, w2 b1 (chosen)     16.0            138            5.8
+   one busy process, w1 b2              18.2            348            7.7
+   ==================================  ==============  =============  =====
 
-``set_thread_policy`` changes both knobs at run time (tests use it to exercise
+Batch workers win on the conv nets when idle and lose nothing measurable under
+load; OpenBLAS's own threads are still faster on the BLAS-bound MLP when the
+machine is idle (its spinning workers share the packed operands and never
+sleep) but collapse as soon as a core is taken.  SimpleConvNet gains less than
+DeepConvNet because its step is memory-bound, and one core already saturates
+this VM's memory bandwidth (a 2.9 MB copy ran no faster on two threads).
+The policy, applied when the Numba kernels are first loaded:
+
+* machines with at most ``SMALL_MACHINE_CORES`` (2) cores: the BLAS pools
+  (OpenBLAS/MKL, through threadpoolctl) are limited to one thread and batched
+  ops split over one worker per usable core; the Numba kernels themselves run
+  serially (no ``prange``).  If the user set ``OPENBLAS_NUM_THREADS``,
+  ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS``, BLAS keeps their setting and the
+  batch is not split;
+* ``EMBER_NUM_THREADS=N`` (any machine): N batch workers, one BLAS thread each;
+* bigger machines: BLAS is left alone, batches are not split, and a kernel runs
+  its ``prange`` variant only when its output has at least
+  ``PARALLEL_MIN_ELEMENTS`` elements (not measured here: no such machine was
+  available).
+
+``set_thread_policy`` changes all three knobs at run time (tests use it to exercise
 the parallel variants).  The parallel variants are separate compiled functions
 (``_x_parallel`` next to ``_x_serial``): sharing one Python function between a
 serial and a parallel ``njit`` breaks Numba's on-disk cache (§4.3), and a variant
