@@ -284,11 +284,14 @@ def check_out(out: Any, shape: tuple, dtype: Any, op: str = "col2im") -> Any:
     Raises:
         ShapeError: wrong shape.
         TypeError: wrong dtype.
+        ValueError: ``out`` is read-only.
     """
     if tuple(out.shape) != tuple(shape):
         raise ShapeError(f"{op}: expected out of shape {tuple(shape)}, got {tuple(out.shape)}")
     if out.dtype != dtype:
         raise TypeError(f"{op}: expected out of dtype {dtype}, got {out.dtype}")
+    if not getattr(out.flags, "writeable", True):
+        raise ValueError(f"{op}: expected a writeable out, got a read-only array of shape {tuple(out.shape)}")
     return out
 
 

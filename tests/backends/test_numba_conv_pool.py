@@ -100,6 +100,10 @@ def test_col2im_rejects_a_wrong_out(module):
         module.col2im(col, (1, 1, 3, 3), 2, 2, out=np.zeros((1, 1, 3, 4), np.float32))
     with pytest.raises(TypeError, match="col2im: expected out of dtype float32, got float64"):
         module.col2im(col, (1, 1, 3, 3), 2, 2, out=np.zeros((1, 1, 3, 3), np.float64))
+    frozen = np.zeros((1, 1, 3, 3), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match=r"col2im: expected a writeable out, got a read-only array of shape \(1, 1, 3, 3\)"):
+        module.col2im(col, (1, 1, 3, 3), 2, 2, out=frozen)
 
 
 @pytest.mark.parametrize("shape,k,s,p", POOL_CASES, ids=_ids(POOL_CASES))
