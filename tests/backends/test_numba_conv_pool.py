@@ -186,3 +186,14 @@ def test_module_namespaces_match_the_reference():
         assert callable(getattr(nc, name)), name
     for name in ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward"):
         assert callable(getattr(npool, name)), name
+
+
+@pytest.mark.parametrize("module", [nc, rc], ids=["numba", "reference"])
+def test_im2col_writes_into_out(rng, module):
+    x = rng.normal(size=(2, 3, 5, 6)).astype(np.float32)
+    want = module.im2col(x, 3, 2, (2, 1), (1, 0))
+    for out in (np.full(want.shape, np.nan, np.float32), np.full(want.shape[::-1], np.nan, np.float32).T):
+        assert module.im2col(x, 3, 2, (2, 1), (1, 0), out=out) is out
+        np.testing.assert_array_equal(out, want)
+    with pytest.raises(ShapeError, match=r"im2col: expected out of shape \(2, 3, 3, 2, 3, 5\)"):
+        module.im2col(x, 3, 2, (2, 1), (1, 0), out=np.zeros((2, 3, 3, 2, 3, 4), np.float32))

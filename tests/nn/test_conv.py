@@ -409,19 +409,3 @@ def test_conv2d_layer_channel_error_names_the_layer():
     )
     with pytest.raises(em.ShapeError, match=r"Conv2d\(1, 30.*got shape \(28, 28\)"):
         m(em.zeros(28, 28))
-
-
-@pytest.mark.parametrize("module_name", ["conv_kernels", "numba_conv"])
-def test_im2col_writes_into_out(rng, module_name):
-    import importlib
-
-    if module_name == "numba_conv":
-        pytest.importorskip("numba", reason="the Numba kernels need numba")
-    module = importlib.import_module(f"ember.backends.{module_name}")
-    x = rng.normal(size=(2, 3, 5, 6)).astype(np.float32)
-    want = module.im2col(x, 3, 2, (2, 1), (1, 0))
-    for out in (np.full(want.shape, np.nan, np.float32), np.full(want.shape[::-1], np.nan, np.float32).T):
-        assert module.im2col(x, 3, 2, (2, 1), (1, 0), out=out) is out
-        np.testing.assert_array_equal(out, want)
-    with pytest.raises(ShapeError, match=r"im2col: expected out of shape \(2, 3, 3, 2, 3, 5\)"):
-        module.im2col(x, 3, 2, (2, 1), (1, 0), out=np.zeros((2, 3, 3, 2, 3, 4), np.float32))
