@@ -30,6 +30,7 @@ from ember.backends.nn_kernels import (  # noqa: F401  (re-exported: same namesp
     dropout_mask,
     dropout_threshold,
     dropout_words,
+    relu_forward,
 )
 
 _SCE_FWD_BODY = """

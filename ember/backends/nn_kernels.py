@@ -89,7 +89,12 @@ def softmax_cross_entropy_backward(p: Any, t: Any, g: Any, *, xp: Any = numpy) -
     return (p - onehot) * g
 
 
-# --------------------------------------------------------- activation backward
+# --------------------------------------------------------- activation forward/backward
+def relu_forward(x: Any, *, xp: Any = numpy) -> Any:
+    """``y = max(x, 0)``; NaN stays NaN (as in PyTorch)."""
+    return xp.maximum(x, 0)
+
+
 def relu_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
     """``gx = gy where y > 0 else 0`` from the ReLU output ``y`` (subgradient 0 at 0)."""
     return xp.where(y > 0, gy, 0)

@@ -117,6 +117,32 @@ def test_linear_splits_its_products_over_workers(monkeypatch):
         set_thread_policy(batch_workers=previous["batch_workers"])
     from ember.backends.selection import cpu_kernels
 
-    assert calls == ([3, 3, 3] if cpu_kernels() == "numba" else [])  # the reference kernels run inline
+    # y split over the workers, then gx and gW side by side as one pair (the reference kernels run inline)
+    assert calls == ([3, 3] if cpu_kernels() == "numba" else [])
     for a, c in zip(whole, split):
         np.testing.assert_allclose(c, a, rtol=1e-13, atol=1e-13)
+
+
+def test_matmul_pair_runs_balanced_products_side_by_side(monkeypatch):
+    """Two similar products go to one map over the pair; a lopsided pair is split product by product."""
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(2)
+    a1, b1 = rng.normal(size=(8, 5)), rng.normal(size=(5, 6))
+    a2, b2 = rng.normal(size=(6, 5)).T, rng.normal(size=(6, 7))  # a transposed operand, as gW's
+    calls = []
+    real = batch_split.map_slices
+    monkeypatch.setattr(batch_split, "map_slices", lambda fn, ss, w: calls.append(len(ss)) or real(fn, ss, w))
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_MACS", 0)
+    p1, p2 = batch_split.matmul_pair((a1, b1), (a2, b2), 2)
+    assert calls == [2]  # 240 vs 210 multiply-adds: one map over the two products
+    np.testing.assert_array_equal(p1, a1 @ b1)
+    np.testing.assert_array_equal(p2, a2 @ b2)
+    calls.clear()
+    big = rng.normal(size=(40, 5))
+    p1, p2 = batch_split.matmul_pair((big, b1), (a2, b2), 2)  # 1200 vs 210: too lopsided to pair
+    assert calls == [2, 2]  # each product split over the two workers instead
+    np.testing.assert_allclose(p1, big @ b1, rtol=1e-14)
+    np.testing.assert_allclose(p2, a2 @ b2, rtol=1e-14)
+    calls.clear()
+    assert [p.shape for p in batch_split.matmul_pair((a1, b1), (a2, b2), 1)] == [(8, 6), (5, 7)]
+    assert calls == []  # one worker: inline

@@ -107,6 +107,9 @@ def test_nn_kernels_match_reference(dtype, rng):
         a, b = getattr(cupy_nn, name)(y, gy), getattr(rn, name)(y, gy)
         assert a.dtype == b.dtype
         _close(a, b, dtype)
+    a, b = cupy_nn.relu_forward(y), rn.relu_forward(y)
+    assert a.dtype == b.dtype
+    _close(a, b, dtype)
 
 
 @pytest.mark.parametrize("dtype", FLOATS)

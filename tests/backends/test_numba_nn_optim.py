@@ -109,6 +109,34 @@ def test_activation_backward_non_contiguous_and_broadcast_inputs(nb_nn, rng, nam
     np.testing.assert_array_equal(getattr(nb_nn, name)(y, gy), getattr(ref_nn, name)(y, gy))
 
 
+@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
+@pytest.mark.parametrize("shape", [(3, 5, 7), (1,), (0, 4), ()])
+def test_relu_forward_equals_reference(nb_nn, rng, dtype, shape):
+    x = np.asarray(rng.normal(size=shape)).astype(dtype)
+    if x.size > 3:
+        x.flat[:3] = [0.0, np.nan, -0.0]  # the kink, NaN passes through, negative zero
+    got, want = nb_nn.relu_forward(x), ref_nn.relu_forward(x)
+    assert got.dtype == want.dtype == dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, want)
+    if x.size > 3:
+        assert np.isnan(got.flat[1]) and got.flat[2] == 0
+
+
+def test_relu_forward_split_and_non_contiguous(nb_nn, rng, monkeypatch):
+    from ember.backends import batch_split
+    from ember.backends.threads import set_thread_policy
+
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
+    previous = set_thread_policy(batch_workers=3)
+    try:
+        x = rng.normal(size=(7, 3, 5)).astype(np.float32)
+        np.testing.assert_array_equal(nb_nn.relu_forward(x), ref_nn.relu_forward(x))
+        xt = rng.normal(size=(6, 5)).T  # transposed view: the reference path
+        np.testing.assert_array_equal(nb_nn.relu_forward(xt), np.maximum(xt, 0))
+    finally:
+        set_thread_policy(batch_workers=previous["batch_workers"])
+
+
 # ------------------------------------------------------------------ batch norm
 BN_SHAPES = [(2, 3), (5, 4), (3, 4, 5), (3, 4, 5, 6), (1, 3, 2, 3)]
 

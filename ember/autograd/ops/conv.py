@@ -43,6 +43,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
@@ -129,7 +131,7 @@ class Conv2dFunction(Function):
         if needs[1]:
             gW = _run(ctx, Conv2dGradWeightFunction, x, gy, kernel_size=tuple(W.shape[2:]), **geom)
         if len(needs) > 2 and needs[2]:
-            gb = ctx.xp.sum(gy, axis=(0, 2, 3))
+            gb = _channel_sums(ctx.xp, gy)
         return gx, gW, gb
 
 
@@ -221,6 +223,20 @@ class Conv2dGradWeightFunction(Function):
         if ctx.needs_input_grad[1]:
             g_gy = _run(ctx, Conv2dFunction, x, g, None, **geom)
         return g_x, g_gy
+
+
+def _channel_sums(xp: Any, gy: Any) -> Any:
+    """``gy.sum((0, 2, 3))``: the bias gradient.
+
+    On NumPy float32/float64 it is one BLAS product with a ones vector and a
+    sum over the batch: 0.06 ms instead of 0.37 ms for ``(100, 16, 28, 28)``
+    (NumPy's reduction over the non-adjacent axes 0, 2, 3 is not vectorised).
+    """
+    if type(gy) is numpy.ndarray and gy.dtype in (numpy.float32, numpy.float64) and gy.ndim == 4:
+        n, c = gy.shape[:2]
+        ones = numpy.ones(gy.shape[2] * gy.shape[3], dtype=gy.dtype)
+        return (numpy.ascontiguousarray(gy).reshape(n * c, -1) @ ones).reshape(n, c).sum(axis=0)
+    return xp.sum(gy, axis=(0, 2, 3))
 
 
 def _check_tensor(op: str, name: str, t: Any) -> None:

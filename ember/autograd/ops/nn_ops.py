@@ -21,7 +21,7 @@ from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import nn_kernels as _nn_reference
-from ember.backends.batch_split import matmul_split
+from ember.backends.batch_split import matmul_pair, matmul_split
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -67,18 +67,22 @@ class LinearFunction(Function):
         xp = ctx.xp
         need_x, need_W, need_b = ctx.needs_input_grad
         workers = _workers(ctx.backend)
-        gx = None
-        if need_x:
-            gx = matmul_split(gy, W, workers) if gy.ndim == 2 else xp.matmul(gy, W)
-        gW = gb = None
-        if need_W or need_b:
-            out_features, in_features = W.shape
-            rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
-            gy2 = xp.reshape(gy, (rows, out_features))
-            if need_W:
-                gW = matmul_split(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
-            if need_b:
-                gb = xp.sum(gy2, axis=0)
+        out_features, in_features = W.shape
+        rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
+        gy2 = xp.reshape(gy, (rows, out_features))
+        gx_operands = (gy2, W)  # gx = gy @ W, computed on the 2-D view and shaped back
+        gW_operands = (xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)))
+        gx = gW = gb = None
+        if need_x and need_W:
+            gx, gW = matmul_pair(gx_operands, gW_operands, workers)
+        elif need_x:
+            gx = matmul_split(*gx_operands, workers)
+        elif need_W:
+            gW = matmul_split(*gW_operands, workers)
+        if gx is not None and gy.ndim != 2:
+            gx = xp.reshape(gx, tuple(gy.shape[:-1]) + (in_features,))
+        if need_b:
+            gb = xp.sum(gy2, axis=0)
         return gx, gW, gb
 
 
