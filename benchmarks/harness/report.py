@@ -62,6 +62,16 @@ def _cell_time(r: dict | None, per_item: bool, items: int) -> str:
     return f"{fmt_time(s['median'])} ({fmt_time(s['min'])}–{fmt_time(s['max'])})"
 
 
+def _sample_seconds(doc: dict) -> str:
+    """The shortest sample length of the run, or of its cases when they ask for longer ones."""
+    base = float(doc["settings"].get("min_sample_s") or 0.0)
+    if not doc["settings"].get("case_min_sample", False):
+        return f"{base:g} s"
+    lengths = {float(c.get("min_sample_s") or 0.0) for c in doc["cases"]} - {0.0}
+    shown = sorted({max(base, x) for x in lengths} or {base})
+    return " or ".join(f"{x:g} s" for x in shown)
+
+
 def render(doc: dict) -> str:
     """The whole markdown report."""
     shown, by = _index(doc)
@@ -74,7 +84,8 @@ def render(doc: dict) -> str:
         f"Machine: {m['cpu']}, {m['cpu_count']} cpus; load average {m.get('load_average_start')} at start, "
         f"{m.get('load_average_end')} at end; threads: {st['threads'] or 'default'}. "
         f"Python {v['python']}, NumPy {v['numpy']}, Numba {v.get('numba')}, PyTorch {v.get('torch') or '—'}. "
-        f"Median of up to {st['repeats']} interleaved samples after {st['warmup']} warm-up calls."
+        f"Median of up to {st['repeats']} interleaved samples after {st['warmup']} warm-up calls; "
+        f"each sample lasts at least {_sample_seconds(doc)}, after a {st.get('settle_s', 0) or 0:g} s pause."
     )
     lines.append("")
     if doc.get("note"):

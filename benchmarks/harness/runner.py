@@ -3,7 +3,8 @@
 Method (the same for every target): build the case outside the timed region;
 time the first call (JIT compilation, allocator warm-up); run ``warmup`` more
 calls, measuring the memory of the first; calibrate ``inner`` so a sample lasts
-``min_sample_s``; then take ``repeats`` samples in rounds, one sample per target
+``min_sample_s`` (or the case's own ``min_sample_s`` when longer and the
+user did not set one); then take ``repeats`` samples in rounds, one sample per target
 per round, the target order rotating each round, so drift in clock speed or
 background load hits every target alike.  Before each sample the runner waits
 ``settle_s`` (default 0.2 s): thread pools of the target sampled just before
@@ -91,6 +92,7 @@ class Runner:
 
     def __init__(self, specs: list[TargetSpec], opts: Options, command: list[str]):
         self.opts = opts.resolved()
+        self._explicit_min_sample = opts.min_sample_s is not None
         self.command = command
         self.specs = specs
         self.log_dir = Path(tempfile.mkdtemp(prefix="ember-bench-"))
@@ -139,8 +141,11 @@ class Runner:
     def _setup(self, name: str, case: dict) -> dict:
         """Ask a worker to build and warm up ``case``."""
         o = self.opts
+        min_sample = o.min_sample_s
+        if not self._explicit_min_sample and not o.quick:  # a case may ask for longer samples (training steps)
+            min_sample = max(min_sample, float(case.get("min_sample_s", 0.0)))
         return self.workers[name].request({"cmd": "setup", "case": case, "warmup": o.warmup, "repeats": o.repeats,
-                                           "min_sample_s": o.min_sample_s, "max_case_s": o.max_case_s})
+                                           "min_sample_s": min_sample, "max_case_s": o.max_case_s})
 
     def run_case(self, case: dict, progress: Progress) -> list[dict]:
         """Results of one case on every target (available or not)."""
@@ -259,7 +264,8 @@ class Runner:
             "machine": info, "versions": machine.versions(),
             "settings": {"repeats": o.repeats, "warmup": o.warmup, "min_sample_s": o.min_sample_s,
                          "max_case_s": o.max_case_s, "threads": o.threads, "seed": o.seed, "interleaved": True,
-                         "case_filter": o.case_filter, "cold_jit": o.cold_jit, "settle_s": o.settle_s},
+                         "case_filter": o.case_filter, "cold_jit": o.cold_jit, "settle_s": o.settle_s,
+                         "case_min_sample": not self._explicit_min_sample and not o.quick},
             "baselines": [b for b in o.baselines if b in self.targets],
             "device_tag": self.device_tag(), "targets": list(self.targets.values()),
             "peaks": {k: v for k, v in self.peaks.items() if k in self.targets}, "ceilings": self.ceilings(),

@@ -11,6 +11,13 @@ from benchmarks.suites import work
 
 TITLE = "Training step (float32)"
 DISPLAY = "throughput"
+# Each sample runs training steps back to back for at least this long.  The runner
+# idles 0.2 s before every sample (``--settle``); on the 2-vCPU development VM the
+# first ~40 ms after such a pause run slow for a two-thread process (ember-numba
+# MLP step, batch 128: 8-9 ms for steps 2-6, 5.5-6 ms from step 7 on; PyTorch
+# 5.8 ms, then 5.0 ms).  A 20 ms sample would be all ramp; a training loop never
+# pauses, so samples span a quarter of a second and the ramp is averaged away.
+TRAIN_MIN_SAMPLE_S = 0.25
 OPTIMIZER = {"two_layer_net": "sgd", "mlp": "sgd", "simple_convnet": "adam", "deep_convnet": "adam"}
 
 
@@ -25,7 +32,8 @@ def train_case(model: str, batch: int, input_dim: tuple = (1, 28, 28), precision
         params["precision"] = precision
         name += f" {precision}"
     return {"name": name, "kind": "train", "params": params, "items": batch, "item": "sample", "group": group,
-            "x": x if x is not None else batch, "work": work.train_work(model, batch, tuple(input_dim))}
+            "x": x if x is not None else batch, "work": work.train_work(model, batch, tuple(input_dim)),
+            "min_sample_s": TRAIN_MIN_SAMPLE_S}
 
 
 def cases(quick: bool) -> list[dict]:

@@ -287,3 +287,18 @@ def test_report_and_plots_from_a_document(tmp_path):
     assert "| training step (samples/s) | slow | fast |" in table and "| net b1 | 0.5 | 1 |" in table
     png = plot(doc, tmp_path / "scaling.png")
     assert png.stat().st_size > 1000
+
+
+def test_report_states_the_sample_length_cases_asked_for():
+    """Training cases ask for 0.25 s samples; the header says so unless --min-sample overrode it."""
+    from benchmarks.harness.report import render
+    from benchmarks.suites import train
+
+    doc = _scaling_doc()
+    doc["settings"].update(min_sample_s=0.02, settle_s=0.2, case_min_sample=True)
+    for case in doc["cases"]:
+        case["min_sample_s"] = train.TRAIN_MIN_SAMPLE_S
+    assert "each sample lasts at least 0.25 s, after a 0.2 s pause" in render(doc)
+    doc["settings"]["case_min_sample"] = False  # the user's --min-sample wins
+    assert "each sample lasts at least 0.02 s" in render(doc)
+    assert all(c["min_sample_s"] == 0.25 for c in train.cases(quick=False))
