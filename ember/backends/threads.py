@@ -37,22 +37,23 @@ products, linear's products and the pooling/activation-backward kernels run
 their batch slices on one worker per core, each calling BLAS with one thread,
 with no barrier inside a GEMM.  Measured with ``python -m benchmarks.thread_policy
 [--busy]`` (each model stepped in one process, configurations alternated over
-5-6 rounds, medians; 2-vCPU AMD EPYC, 2026-12-01; ``w`` = batch workers, ``b`` =
-BLAS threads; ms/step; results/thread_policy*.md):
+5-6 rounds, medians; 2-vCPU AMD EPYC, 2026-12-01 03:56 UTC, with 4 slices per
+worker and linear's gx/gW side by side; ``w`` = batch workers, ``b`` = BLAS
+threads; ms/step; results/thread_policy*.md):
 
    ==================================  ==============  =============  =====
    machine state, configuration        SimpleConvNet   DeepConvNet    MLP
    ==================================  ==============  =============  =====
-   idle, w1 b1                          15.3            143            5.0
-   idle, w2 b1 (chosen)                 12.9             79            4.0
-   idle, w1 b2                          14.1            113            3.5
-   one busy process, w1 b1              15.0            142            5.2
-   one busy process, w2 b1 (chosen)     16.0            138            5.8
-   one busy process, w1 b2              18.2            348            7.7
+   idle, w1 b1                          21.1            148            5.4
+   idle, w2 b1 (chosen)                 13.2             84            5.0
+   idle, w1 b2                          18.9            121            4.2
+   one busy process, w1 b1              17.4            147            5.1
+   one busy process, w2 b1 (chosen)     16.3            139            5.7
+   one busy process, w1 b2              16.6            433            7.8
    ==================================  ==============  =============  =====
 
-Batch workers win on the conv nets when idle and lose nothing measurable under
-load; OpenBLAS's own threads are still faster on the BLAS-bound MLP when the
+Batch workers win on the conv nets when idle and lose little under load (the
+MLP: 5.7 against 5.1 ms with one worker); OpenBLAS's own threads are still faster on the BLAS-bound MLP when the
 machine is idle (its spinning workers share the packed operands and never
 sleep) but collapse as soon as a core is taken.  SimpleConvNet gains less than
 DeepConvNet because its step is memory-bound, and one core already saturates
