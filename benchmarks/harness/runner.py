@@ -92,7 +92,8 @@ class Runner:
 
     def __init__(self, specs: list[TargetSpec], opts: Options, command: list[str]):
         self.opts = opts.resolved()
-        self._explicit_min_sample = opts.min_sample_s is not None
+        # Cases may ask for longer samples (training steps) unless --min-sample or --quick was given.
+        self._case_min_sample = opts.min_sample_s is None and not self.opts.quick
         self.command = command
         self.specs = specs
         self.log_dir = Path(tempfile.mkdtemp(prefix="ember-bench-"))
@@ -142,7 +143,7 @@ class Runner:
         """Ask a worker to build and warm up ``case``."""
         o = self.opts
         min_sample = o.min_sample_s
-        if not self._explicit_min_sample and not o.quick:  # a case may ask for longer samples (training steps)
+        if self._case_min_sample:
             min_sample = max(min_sample, float(case.get("min_sample_s", 0.0)))
         return self.workers[name].request({"cmd": "setup", "case": case, "warmup": o.warmup, "repeats": o.repeats,
                                            "min_sample_s": min_sample, "max_case_s": o.max_case_s})
@@ -265,7 +266,7 @@ class Runner:
             "settings": {"repeats": o.repeats, "warmup": o.warmup, "min_sample_s": o.min_sample_s,
                          "max_case_s": o.max_case_s, "threads": o.threads, "seed": o.seed, "interleaved": True,
                          "case_filter": o.case_filter, "cold_jit": o.cold_jit, "settle_s": o.settle_s,
-                         "case_min_sample": not self._explicit_min_sample and not o.quick},
+                         "case_min_sample": self._case_min_sample},
             "baselines": [b for b in o.baselines if b in self.targets],
             "device_tag": self.device_tag(), "targets": list(self.targets.values()),
             "peaks": {k: v for k, v in self.peaks.items() if k in self.targets}, "ceilings": self.ceilings(),

@@ -53,9 +53,10 @@ threads; ms/step; results/thread_policy*.md):
    ==================================  ==============  =============  =====
 
 Batch workers win on the conv nets when idle and lose little under load (the
-MLP: 5.7 against 5.1 ms with one worker); OpenBLAS's own threads are still faster on the BLAS-bound MLP when the
-machine is idle (its spinning workers share the packed operands and never
-sleep) but collapse as soon as a core is taken.  SimpleConvNet gains less than
+MLP: 5.7 against 5.1 ms with one worker).  OpenBLAS's own threads are still
+faster on the BLAS-bound MLP when the machine is idle (its spinning workers
+share the packed operands and never sleep) but collapse as soon as a core is
+taken.  SimpleConvNet gains less than
 DeepConvNet because its step is memory-bound, and one core already saturates
 this VM's memory bandwidth (a 2.9 MB copy ran no faster on two threads).
 The policy, applied when the Numba kernels are first loaded:

@@ -71,14 +71,15 @@ class LinearFunction(Function):
         rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
         gy2 = xp.reshape(gy, (rows, out_features))
         gx_operands = (gy2, W)  # gx = gy @ W, computed on the 2-D view and shaped back
-        gW_operands = (xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)))
         gx = gW = gb = None
-        if need_x and need_W:
-            gx, gW = matmul_pair(gx_operands, gW_operands, workers)
+        if need_W:  # gW = gy^T x over the flattened leading axes
+            gW_operands = (xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)))
+            if need_x:
+                gx, gW = matmul_pair(gx_operands, gW_operands, workers)
+            else:
+                gW = matmul_split(*gW_operands, workers)
         elif need_x:
             gx = matmul_split(*gx_operands, workers)
-        elif need_W:
-            gW = matmul_split(*gW_operands, workers)
         if gx is not None and gy.ndim != 2:
             gx = xp.reshape(gx, tuple(gy.shape[:-1]) + (in_features,))
         if need_b:
