@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 import ember as em
-from ember.backends import NUMBA_BACKEND, nn_kernels, optim_kernels, use_cpu_kernels
+from ember.backends import NUMBA_BACKEND, use_cpu_kernels
+from ember.backends.reference import nn as nn_kernels
+from ember.backends.reference import optim as optim_kernels
 
 WARMUP, RUNS = 3, 30
 _TORCH_DEFAULT_THREADS: int | None = None
@@ -144,7 +146,8 @@ def main() -> None:
     """Print the three tables."""
     runs = 10 if "--quick" in sys.argv else RUNS
     rng = np.random.default_rng(0)
-    from ember.backends import numba_nn, numba_optim
+    from ember.backends.numba import nn as numba_nn
+    from ember.backends.numba import optim as numba_optim
 
     print(f"numpy {np.__version__}, float32, cpu; median ms of {runs} runs after {WARMUP} warm-up runs")
     print(f"\n{'kernel':<24}{'numpy':>9}{'numba':>9}{'speedup':>9}")
@@ -162,7 +165,7 @@ def main() -> None:
             for kernels, reference_nn in (("numpy", False), ("numba", True), ("numba", False)):
                 saved = dict(NUMBA_BACKEND.__dict__)
                 if reference_nn:  # Numba conv/pool, reference nn/optim: isolates this module's kernels
-                    NUMBA_BACKEND.__dict__.update(nn_kernels=nn_kernels, optim_kernels=optim_kernels)
+                    NUMBA_BACKEND.__dict__.update(nn=nn_kernels, optim=optim_kernels)
                 try:
                     with use_cpu_kernels(kernels):
                         times.append(median_ms(step_of(model_name, opt_name), runs))

@@ -2,7 +2,7 @@
 
 Each model trains on one fixed batch (batch 100, float32, Adam) in this one
 process while the configuration is switched at run time with
-``ember.backends.threads.set_thread_policy``; configurations alternate over
+``ember.backends.cpu.threads.set_thread_policy``; configurations alternate over
 ``--rounds`` rounds and each round's median step time is kept, so drift hits
 all of them alike.  With ``--busy`` a second process spins on one core for the
 whole measurement (what a shared CI or dev machine looks like).
@@ -42,7 +42,7 @@ def measure(rounds: int) -> dict:
     """``{model: {config: [median ms of each round]}}``."""
     import ember as em
     import ember.nn.functional as F
-    from ember.backends.threads import set_thread_policy
+    from ember.backends.cpu.threads import set_thread_policy
 
     rng = np.random.default_rng(0)
     t = em.tensor(rng.integers(0, 10, 100))

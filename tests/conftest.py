@@ -55,7 +55,7 @@ def available_devices() -> list:
 
 def _cpu_kernel_params() -> list:
     """numpy always; numba as a param that skips with a reason when numba is not installed."""
-    from ember.backends.numba_backend import numba_installed
+    from ember.backends.numba.backend import numba_installed
 
     return ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not numba_installed(),
                                                                      reason="numba is not installed"))]

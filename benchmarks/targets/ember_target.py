@@ -26,13 +26,8 @@ DTYPES = {"float64": em.float64, "float32": em.float32, "float16": em.float16, "
 
 
 def _kernel_modules(backend: Any) -> dict:
-    """Module name of every ``*_kernels`` attribute of a backend (what conv/pool ops will call)."""
-    out = {}
-    for attr in dir(backend):
-        if attr.endswith("_kernels"):
-            value = getattr(backend, attr)
-            out[attr] = getattr(value, "__name__", type(value).__name__)
-    return out
+    """Module name of every kernel kind of a backend (what the ops will call)."""
+    return {kind: getattr(backend, kind).__name__ for kind in backend.kernel_kinds()}
 
 
 class EmberTarget(Target):
@@ -73,7 +68,7 @@ class EmberTarget(Target):
             info["numba"] = numba.__version__
             info["numba_threads"] = numba.get_num_threads()
             info["numba_threading_layer_env"] = os.environ.get("NUMBA_THREADING_LAYER")
-            info["batch_workers"] = getattr(backend, "conv_kernels", None).batch_workers()
+            info["batch_workers"] = backend.conv.batch_workers()
         if self.device == "cuda":
             import cupy
 

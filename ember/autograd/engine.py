@@ -22,7 +22,7 @@ from ember.autograd import function as _function
 from ember.autograd.function import _FREED, Function
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.tensor import Tensor
-from ember.backends.numpy_backend import sum_to
+from ember.backends.arrays import sum_to
 from ember.errors import GraphError, ShapeError
 
 

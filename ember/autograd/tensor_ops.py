@@ -1,6 +1,6 @@
 """The ``xp`` namespace over Tensors, bound to ``ctx.xp`` during ``create_graph`` backwards.
 
-It offers the same names as ``ember.backends.numpy_backend.NAMESPACE_FUNCTIONS``
+It offers the same names as ``ember.backends.arrays.NAMESPACE_FUNCTIONS``
 plus the helpers of ``ArrayOps``; each maps to a differentiable ember op, so a
 backward written once against ``ctx.xp`` records a graph when run here.
 ``sign`` and comparisons are piecewise constant: they return constants.
@@ -12,7 +12,7 @@ from typing import Any
 
 from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, select, shape
 from ember.autograd.tensor import Tensor
-from ember.backends.numpy_backend import sum_to as _sum_to
+from ember.backends.arrays import sum_to as _sum_to
 
 exp = elementwise.exp
 log = elementwise.log

@@ -10,8 +10,8 @@ is asked for.  Neither numba nor cupy is imported by ``import ember``.
 """
 
 from ember.backends.device import Device, device, get_backend, backend_of, cuda_available
-from ember.backends.numpy_backend import NUMPY_BACKEND
-from ember.backends.numba_backend import NUMBA_BACKEND
+from ember.backends.reference.backend import NUMPY_BACKEND
+from ember.backends.numba.backend import NUMBA_BACKEND
 from ember.backends.selection import CPU_KERNELS, cpu_kernels, set_cpu_kernels, use_cpu_kernels
 
 __all__ = [

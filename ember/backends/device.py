@@ -87,7 +87,7 @@ def get_backend(dev: "str | Device | None") -> Any:
     if backend is None and dev.type == "cuda":
         if not cuda_available():
             raise RuntimeError(cuda_unavailable_message(dev))
-        importlib.import_module("ember.backends.cupy_backend")
+        importlib.import_module("ember.backends.cupy.backend")
         backend = _BACKEND_BY_DEVICE_TYPE["cuda"]
     if dev.index is not None and hasattr(backend, "for_device"):
         backend = backend.for_device(dev)  # factories and copies go to cuda:N

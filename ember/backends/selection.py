@@ -21,8 +21,8 @@ from collections.abc import Iterator
 import numpy
 
 from ember.backends.device import register_backend
-from ember.backends.numba_backend import NUMBA_BACKEND, numba_installed
-from ember.backends.numpy_backend import NUMPY_BACKEND
+from ember.backends.numba.backend import NUMBA_BACKEND, numba_installed
+from ember.backends.reference.backend import NUMPY_BACKEND
 
 CPU_KERNELS = ("numba", "numpy")
 ENV_VAR = "EMBER_CPU_KERNELS"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember import nn
-from ember.backends.conv_kernels import conv_output_size
+from ember.backends.geometry import conv_output_size
 from ember.models.init import init_layer
 
 

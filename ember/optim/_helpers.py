@@ -1,4 +1,4 @@
-"""Helpers shared by the optimizers: hyper-parameter checks, state-dict value conversion, ``lerp_``."""
+"""Helpers shared by the optimizers: hyper-parameter checks and state-dict value conversion."""
 
 from __future__ import annotations
 
@@ -71,18 +71,3 @@ def as_count(value: Any, where: str) -> int:
 def describe(value: Any) -> str:
     shape = getattr(value, "shape", None)
     return type(value).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
-
-
-def lerp_(a: Any, b: Any, weight: float) -> None:
-    """``a += weight * (b - a)`` in place, in the form that is exact at both ends of ``weight``.
-
-    Like ``torch.lerp_``: from ``a`` for weights below 1/2, from ``b`` above, so
-    ``weight == 1`` gives exactly ``b``.
-    """
-    d = b - a
-    if weight < 0.5:
-        d *= weight
-        a += d
-    else:
-        d *= 1 - weight
-        a[...] = b - d

@@ -3,7 +3,9 @@
 The two differ only in weight decay: Adam adds ``weight_decay * w`` to the
 gradient (an L2 penalty that the moment estimates then rescale), AdamW shrinks
 the weights directly by ``lr * weight_decay`` before the Adam step (decoupled
-weight decay, Loshchilov & Hutter).  Formulas follow ``torch.optim.Adam``.
+weight decay, Loshchilov & Hutter).  Formulas follow ``torch.optim.Adam``; the
+class holds the state and the arithmetic is the backend's ``optim.adam_update``
+(readable in ``ember.backends.reference.optim``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember.backends.device import backend_of
-from ember.optim._helpers import check_nonnegative, check_unit_interval, lerp_
+from ember.optim._helpers import check_nonnegative, check_unit_interval
 from ember.optim.optimizer import ARRAY, COUNT, Optimizer, ParamsT
 
 
@@ -72,34 +74,11 @@ class Adam(Optimizer):
             if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros_like(w)
         state["step"] += 1
-        step = state["step"]
-        kernels = getattr(backend_of(w), "optim_kernels", None)
-        if kernels is not None:  # the backend's one-pass update (same formulas as below)
-            kernels.adam_update(w, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), step=step,
-                                lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=weight_decay,
-                                decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"],
-                                xp=xp)
-            return
-        if group["maximize"]:
-            g = -g
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                w *= 1 - lr * weight_decay
-            else:
-                g = g + weight_decay * w
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        lerp_(m, g, 1 - beta1)
-        v *= beta2
-        v += (1 - beta2) * (g * g)
-        if group["amsgrad"]:
-            vmax = state["max_exp_avg_sq"]
-            xp.maximum(vmax, v, out=vmax)
-            v = vmax
-        step_size = lr / (1 - beta1**step)
-        denom = xp.sqrt(v)
-        denom /= (1 - beta2**step) ** 0.5
-        denom += group["eps"]
-        w -= step_size * (m / denom)
+        backend_of(w).optim.adam_update(
+            w, g, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"), step=state["step"], lr=lr,
+            beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=weight_decay,
+            decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"], xp=xp,
+        )
 
 
 class AdamW(Adam):

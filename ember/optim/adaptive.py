@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.optim._helpers import check_nonnegative, check_unit_interval, lerp_
+from ember.backends.arrays import lerp_
+from ember.optim._helpers import check_nonnegative, check_unit_interval
 from ember.optim.optimizer import ARRAY, COUNT, Optimizer, ParamsT
 
 

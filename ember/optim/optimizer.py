@@ -16,9 +16,8 @@ optimizer:
 * float16 parameters are updated through a float32 working copy with float32
   state (no master weights yet: small updates may still round away).
 * ``SGD`` and ``Adam``/``AdamW`` hand the arithmetic of ``_update`` to the
-  backend's ``optim_kernels`` when it has them (Numba: one pass per parameter,
-  same results as ``ember.backends.optim_kernels``); otherwise ``_update``'s own
-  array code runs.
+  backend's ``optim`` kernels (the formulas live in ``ember.backends.reference.optim``;
+  Numba and CuPy run compiled copies with the same results).
 """
 
 from __future__ import annotations

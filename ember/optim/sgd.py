@@ -2,7 +2,9 @@
 
 The book's ``SGD`` and ``Momentum`` classes (chapter 6) generalised to PyTorch's
 formulation: the momentum buffer starts as the first gradient and accumulates
-``(1 - dampening)``-scaled gradients after that.
+``(1 - dampening)``-scaled gradients after that.  The class holds the state; the
+arithmetic is the backend's ``optim.sgd_update`` (readable in
+``ember.backends.reference.optim``).
 """
 
 from __future__ import annotations
@@ -58,26 +60,10 @@ class SGD(Optimizer):
 
     def _update(self, group: dict[str, Any], w: Any, g: Any, state: dict[str, Any], xp: Any) -> None:
         momentum = group["momentum"]
-        kernels = getattr(backend_of(w), "optim_kernels", None)
-        if kernels is not None:  # the backend's one-pass update (same formulas as below)
-            buf = state.get("momentum_buffer") if momentum != 0 else None
-            first = momentum != 0 and buf is None
-            if first:
-                buf = state["momentum_buffer"] = xp.empty_like(w)
-            kernels.sgd_update(w, g, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
-                               weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-                               maximize=group["maximize"], first_step=first, xp=xp)
-            return
-        if group["maximize"]:
-            g = -g
-        if group["weight_decay"] != 0:
-            g = g + group["weight_decay"] * w
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
-            else:
-                buf *= momentum
-                buf += (1 - group["dampening"]) * g
-            g = g + momentum * buf if group["nesterov"] else buf
-        w -= group["lr"] * g
+        buf = state.get("momentum_buffer") if momentum != 0 else None
+        first = momentum != 0 and buf is None
+        if first:
+            buf = state["momentum_buffer"] = xp.empty_like(w)
+        backend_of(w).optim.sgd_update(w, g, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                                       weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                                       maximize=group["maximize"], first_step=first, xp=xp)

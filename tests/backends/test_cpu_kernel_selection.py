@@ -12,17 +12,17 @@ from ember.backends import (
     NUMBA_BACKEND,
     NUMPY_BACKEND,
     backend_of,
-    conv_kernels,
     cpu_kernels,
     get_backend,
-    numba_backend,
-    pool_kernels,
     selection,
     set_cpu_kernels,
-    threads,
     use_cpu_kernels,
 )
-from ember.backends.numba_backend import numba_installed
+from ember.backends.reference import conv as conv_kernels
+from ember.backends.numba import backend as numba_backend
+from ember.backends.reference import pool as pool_kernels
+from ember.backends.cpu import threads
+from ember.backends.numba.backend import numba_installed
 
 needs_numba = pytest.mark.skipif(not numba_installed(), reason="numba is not installed")
 
@@ -56,7 +56,7 @@ def test_first_kernel_use_loads_numba_and_limits_blas_on_small_machines():
         "x = em.randn(1, 1, 5, 5)\n"
         "print('numba' in sys.modules)\n"
         "em.nn.functional.max_pool2d(em.nn.functional.conv2d(x, em.randn(1, 1, 3, 3)), 2)\n"
-        "print('numba' in sys.modules, 'ember.backends.numba_conv' in sys.modules)\n"
+        "print('numba' in sys.modules, 'ember.backends.numba.conv' in sys.modules)\n"
         "blas = [i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas']\n"
         "print(os.cpu_count(), min(blas) if blas else -1)"
     )
@@ -127,37 +127,37 @@ def test_asking_for_numba_without_numba_is_a_clear_error(monkeypatch):
 
 @needs_numba
 def test_numba_backend_kernel_namespaces():
-    from ember.backends import numba_conv, numba_pool
+    from ember.backends.numba import conv as numba_conv
+    from ember.backends.numba import pool as numba_pool
 
     assert NUMBA_BACKEND.name == "numba" and NUMBA_BACKEND.device_type == "cpu"
-    assert NUMBA_BACKEND.conv_kernels is numba_conv
-    assert NUMBA_BACKEND.pool_kernels is numba_pool
-    for attr in ("nn_kernels", "optim_kernels"):  # numba module if present, else the reference, else absent
-        module = getattr(NUMBA_BACKEND, attr, None)
-        if module is not None:
-            assert module.__name__ in numba_backend.KERNEL_MODULES[attr]
+    assert NUMBA_BACKEND.conv is numba_conv
+    assert NUMBA_BACKEND.pool is numba_pool
+    for kind in ("nn", "optim"):  # the numba module if present, else the reference
+        assert getattr(NUMBA_BACKEND, kind).__name__ in (f"ember.backends.numba.{kind}", f"ember.backends.reference.{kind}")
 
 
 def test_namespace_falls_back_to_the_reference_when_numba_is_broken(monkeypatch):
     real_import = numba_backend.importlib.import_module
 
     def broken(name):
-        if name == "ember.backends.numba_conv":
+        if name == "ember.backends.numba.conv":
             raise ImportError("numba needs NumPy <= 2.5")
         return real_import(name)
 
     monkeypatch.setattr(numba_backend.importlib, "import_module", broken)
     backend = numba_backend.NumbaBackend()
-    with pytest.warns(RuntimeWarning, match="cannot load Numba kernels ember.backends.numba_conv"):
-        assert backend.conv_kernels is conv_kernels
-    assert backend.pool_kernels.__name__ in ("ember.backends.numba_pool", "ember.backends.pool_kernels")
+    with pytest.warns(RuntimeWarning, match="cannot load Numba kernels ember.backends.numba.conv"):
+        assert backend.conv is conv_kernels
+    assert backend.pool.__name__ in ("ember.backends.numba.pool", "ember.backends.reference.pool")
 
 
-def test_missing_namespace_is_an_attribute_error(monkeypatch):
-    monkeypatch.setitem(numba_backend.KERNEL_MODULES, "nn_kernels", ("ember.backends.no_such", "ember.backends.nope"))
+def test_a_kind_without_a_numba_module_is_the_reference(monkeypatch):
+    monkeypatch.setattr(numba_backend.NumbaBackend, "kernel_package", "ember.backends.no_such")
     backend = numba_backend.NumbaBackend()
-    assert getattr(backend, "nn_kernels", "fallback") == "fallback"
-    assert backend.pool_kernels in (pool_kernels, sys.modules.get("ember.backends.numba_pool"))
+    assert backend.pool is pool_kernels
+    assert backend.kernel_kinds() == ("conv", "pool", "nn", "optim")
+    assert getattr(backend, "nn_kernels", "absent") == "absent"  # the old attribute names are gone
 
 
 @needs_numba
@@ -226,7 +226,7 @@ def test_batch_workers_setting_and_its_errors():
 
 
 def test_allocator_policy_sets_glibc_thresholds_once(monkeypatch):
-    from ember.backends import allocator
+    from ember.backends.cpu import allocator
 
     calls = []
 
@@ -245,7 +245,7 @@ def test_allocator_policy_sets_glibc_thresholds_once(monkeypatch):
 
 
 def test_allocator_policy_leaves_a_user_setting_alone(monkeypatch):
-    from ember.backends import allocator
+    from ember.backends.cpu import allocator
 
     monkeypatch.setattr(allocator, "_glibc", lambda: pytest.fail("must not touch malloc"))
     monkeypatch.setitem(allocator._state, "applied", None)
@@ -258,7 +258,7 @@ def test_allocator_policy_stops_page_faults_of_repeated_step_buffers():
     """Alternating big buffers, as a training step does, re-fault pages only without the policy."""
     code = (
         "import resource, sys, numpy\n"
-        "from ember.backends import allocator\n"
+        "from ember.backends.cpu import allocator\n"
         "if sys.argv[1] == 'on' and not allocator.apply_allocator_policy(): print('skip'); raise SystemExit\n"
         "def step():\n"
         "    bufs = [numpy.ones(1_750_000, numpy.float32) for _ in range(6)]\n"  # six 7 MB activations

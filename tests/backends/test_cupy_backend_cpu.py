@@ -18,19 +18,22 @@ import numpy
 import pytest
 
 import ember as em
-from ember.backends import conv_kernels as rc
-from ember.backends import cupy_conv, cupy_nn, cupy_optim, cupy_pool
-from ember.backends import nn_kernels as rn
-from ember.backends import optim_kernels as ro
-from ember.backends import pool_kernels as rp
-from ember.backends.cupy_source import (
+from ember.backends.reference import conv as rc
+from ember.backends.cupy import conv as cupy_conv
+from ember.backends.cupy import nn as cupy_nn
+from ember.backends.cupy import optim as cupy_optim
+from ember.backends.cupy import pool as cupy_pool
+from ember.backends.reference import nn as rn
+from ember.backends.reference import optim as ro
+from ember.backends.reference import pool as rp
+from ember.backends.cupy.kernel_spec import (
     CTYPES,
-    all_specs,
     combined_source,
     ctype,
     launch_config,
     thread_indices,
 )
+from ember.backends.cupy.specs import all_specs
 
 devmod = importlib.import_module("ember.backends.device")  # the module, not the `device` function
 
@@ -295,7 +298,9 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
     """
     import inspect
 
-    from ember.backends import cupy_bn, cupy_source
+    from ember.backends.cupy import bn as cupy_bn
+
+    from ember.backends.cupy import kernel_spec as cupy_source
 
     seen = {}
 

@@ -12,7 +12,8 @@ import pytest
 
 import ember as em
 from ember.autograd.registry import OPS
-from ember.backends.numpy_backend import ArrayOps
+from ember.backends.arrays import ArrayOps
+from ember.backends.base import Backend
 from ember.errors import DeviceMismatchError
 
 devmod = importlib.import_module("ember.backends.device")  # the module, not the `device` function
@@ -25,7 +26,7 @@ class FakeCudaArray(numpy.ndarray):
         return numpy.asarray(arr).view(FakeCudaArray)
 
 
-class FakeCudaBackend:
+class FakeCudaBackend(Backend):
     """A stand-in GPU backend: NumPy arithmetic, a distinct array type, device ``cuda:0``."""
 
     name = "fake-cuda"

@@ -1,4 +1,4 @@
-"""``ember.backends.cupy_backend`` itself, imported on the CPU against a fake ``cupy`` module.
+"""``ember.backends.cupy.backend`` itself, imported on the CPU against a fake ``cupy`` module.
 
 The fake module is NumPy with a distinct array type that remembers its "GPU"
 (``array.device.id``), two fake devices, ``Device`` contexts, streams/events,
@@ -116,12 +116,12 @@ def fake_cupy(monkeypatch):
     by_type, by_device = dict(devmod._BACKEND_BY_ARRAY_TYPE), dict(devmod._BACKEND_BY_DEVICE_TYPE)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
-    sys.modules.pop("ember.backends.cupy_backend", None)
+    sys.modules.pop("ember.backends.cupy.backend", None)
     _State.current, _State.synced = 0, []
     try:
-        yield importlib.import_module("ember.backends.cupy_backend")
+        yield importlib.import_module("ember.backends.cupy.backend")
     finally:
-        sys.modules.pop("ember.backends.cupy_backend", None)
+        sys.modules.pop("ember.backends.cupy.backend", None)
         for registry, saved in ((devmod._BACKEND_BY_ARRAY_TYPE, by_type), (devmod._BACKEND_BY_DEVICE_TYPE, by_device)):
             registry.clear()
             registry.update(saved)
@@ -152,11 +152,13 @@ def test_backend_registers_and_places_tensors_per_device(fake_cupy, tmp_path):
 
 
 def test_kernel_namespaces_are_the_cupy_modules(fake_cupy):
-    from ember.backends import cupy_conv, cupy_nn, cupy_optim, cupy_pool
+    from ember.backends.cupy import conv as cupy_conv
+    from ember.backends.cupy import nn as cupy_nn
+    from ember.backends.cupy import optim as cupy_optim
+    from ember.backends.cupy import pool as cupy_pool
 
     b = fake_cupy.CUPY_BACKEND
-    assert (b.conv_kernels, b.pool_kernels, b.nn_kernels, b.optim_kernels) == (cupy_conv, cupy_pool, cupy_nn,
-                                                                               cupy_optim)
+    assert (b.conv, b.pool, b.nn, b.optim) == (cupy_conv, cupy_pool, cupy_nn, cupy_optim)
     assert devmod.backend_of(em.ones(1, device="cuda").data) is b
 
 
@@ -188,14 +190,12 @@ EXPECTED_KERNELS = {
 
 @pytest.mark.parametrize("model_name", sorted(EXPECTED_KERNELS))
 def test_training_step_on_fake_cuda_matches_cpu(fake_cupy, model_name, monkeypatch):
-    from ember.backends import (
-        cupy_bn,
-        cupy_conv,
-        cupy_nn,
-        cupy_optim,
-        cupy_pool,
-        cupy_source,
-    )
+    from ember.backends.cupy import bn as cupy_bn
+    from ember.backends.cupy import conv as cupy_conv
+    from ember.backends.cupy import nn as cupy_nn
+    from ember.backends.cupy import optim as cupy_optim
+    from ember.backends.cupy import pool as cupy_pool
+    from ember.backends.cupy import kernel_spec as cupy_source
 
     launched = set()
     for module in (cupy_conv, cupy_pool, cupy_nn, cupy_bn, cupy_optim):

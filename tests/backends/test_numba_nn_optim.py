@@ -1,6 +1,6 @@
 """Numba nn/optimizer kernels against their NumPy references, and the ops on both kernel sets.
 
-Kernel tests compare ``ember.backends.numba_nn`` / ``numba_optim`` with
+Kernel tests compare ``ember.backends.numba.nn`` / ``numba_optim`` with
 ``nn_kernels`` / ``optim_kernels`` on random inputs of odd sizes in float32 and
 float64 (exactly where the compiled loop keeps NumPy's operation order, to a
 tolerance where it accumulates in float64), plus the fallbacks (float16,
@@ -16,9 +16,9 @@ import pytest
 import ember as em
 from ember import optim
 from ember.autograd.registry import OPS
-from ember.backends import nn_kernels as ref_nn
-from ember.backends import optim_kernels as ref_optim
-from ember.backends.numba_backend import numba_installed
+from ember.backends.reference import nn as ref_nn
+from ember.backends.reference import optim as ref_optim
+from ember.backends.numba.backend import numba_installed
 from ember.backends.selection import use_cpu_kernels
 
 DTYPES = [np.float32, np.float64]
@@ -29,12 +29,12 @@ KERNEL_SETS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not numba
 
 @pytest.fixture(scope="module")
 def nb_nn():
-    return pytest.importorskip("ember.backends.numba_nn", reason="numba is not installed or cannot be imported")
+    return pytest.importorskip("ember.backends.numba.nn", reason="numba is not installed or cannot be imported")
 
 
 @pytest.fixture(scope="module")
 def nb_optim():
-    return pytest.importorskip("ember.backends.numba_optim", reason="numba is not installed or cannot be imported")
+    return pytest.importorskip("ember.backends.numba.optim", reason="numba is not installed or cannot be imported")
 
 
 def _close(a, b, dtype):
@@ -89,8 +89,8 @@ def test_activation_backward_equals_reference(nb_nn, rng, name, dtype, shape):
 
 @pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
 def test_activation_backward_split_over_threads_equals_reference(nb_nn, rng, monkeypatch, name):
-    from ember.backends import batch_split
-    from ember.backends.threads import set_thread_policy
+    from ember.backends.cpu import batch_split
+    from ember.backends.cpu.threads import set_thread_policy
 
     monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
     previous = set_thread_policy(batch_workers=3)
@@ -123,8 +123,8 @@ def test_relu_forward_equals_reference(nb_nn, rng, dtype, shape):
 
 
 def test_relu_forward_split_and_non_contiguous(nb_nn, rng, monkeypatch):
-    from ember.backends import batch_split
-    from ember.backends.threads import set_thread_policy
+    from ember.backends.cpu import batch_split
+    from ember.backends.cpu.threads import set_thread_policy
 
     monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
     previous = set_thread_policy(batch_workers=3)

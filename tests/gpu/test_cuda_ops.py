@@ -132,9 +132,10 @@ def _close(gpu, ref, dtype):
 def test_conv_and_pool_kernels_equal_reference(geo, dtype):
     import cupy
 
-    from ember.backends import conv_kernels as rc
-    from ember.backends import cupy_conv, cupy_pool
-    from ember.backends import pool_kernels as rp
+    from ember.backends.reference import conv as rc
+    from ember.backends.cupy import conv as cupy_conv
+    from ember.backends.cupy import pool as cupy_pool
+    from ember.backends.reference import pool as rp
 
     n, c, h, w, kh, kw, s, p = geo
     x = numpy.random.default_rng(0).normal(size=(n, c, h, w)).astype(dtype)
@@ -159,9 +160,11 @@ def test_conv_and_pool_kernels_equal_reference(geo, dtype):
 def test_nn_bn_and_optimizer_kernels_equal_reference(dtype):
     import cupy
 
-    from ember.backends import cupy_nn, cupy_optim
-    from ember.backends import nn_kernels as rn
-    from ember.backends import optim_kernels as ro
+    from ember.backends.cupy import nn as cupy_nn
+
+    from ember.backends.cupy import optim as cupy_optim
+    from ember.backends.reference import nn as rn
+    from ember.backends.reference import optim as ro
 
     rng = numpy.random.default_rng(0)
     x, t = (rng.normal(size=(300, 10)) * 4).astype(dtype), rng.integers(0, 10, 300)

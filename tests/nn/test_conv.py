@@ -130,7 +130,8 @@ def test_batch_chunks_give_the_same_values_and_grads(rng, monkeypatch):
 @pytest.mark.parametrize("stride,padding", [((1, 1), (1, 1)), ((2, 1), (0, 2))])
 def test_batch_split_over_threads_gives_the_same_values_and_grads(cpu_kernels, rng, monkeypatch, stride, padding):
     """Slices of the batch on 3 worker threads (any kernels) equal the inline run; gW up to rounding."""
-    from ember.backends import batch_split, threads
+    from ember.backends.cpu import batch_split
+    from ember.backends.cpu import threads
 
     x, W, b = _inputs(rng, (7, 2, 6, 7), (3, 2, 3, 2), True)
 

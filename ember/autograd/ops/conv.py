@@ -12,7 +12,7 @@ is still in cache, while kept columns have to come back from DRAM.
 
 Large batches are processed in chunks whose column workspace fits
 ``COL_BUDGET_BYTES``; each chunk is cut further into slices for the backend's
-batch-split workers (``ember.backends.batch_split``: Numba kernels on small
+batch-split workers (``ember.backends.cpu.batch_split``: Numba kernels on small
 machines, one BLAS thread per worker; the reference runs inline).
 
 The three linear maps involved are each other's adjoints, so each backward is
@@ -48,8 +48,8 @@ import numpy
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import conv_kernels as _reference_kernels
-from ember.backends.batch_split import map_slices, split_slices
+from ember.backends import geometry
+from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.errors import DTypeError, ShapeError
 
 # Column workspace per batch chunk (one chunk always holds at least one sample).
@@ -59,8 +59,8 @@ MIN_SLICE_ELEMENTS = 1 << 16
 
 
 def kernels(backend: Any) -> Any:
-    """The im2col/col2im kernel module for ``backend`` (the NumPy reference unless it overrides it)."""
-    return getattr(backend, "conv_kernels", _reference_kernels)
+    """The im2col/col2im kernel module of ``backend``."""
+    return backend.conv
 
 
 def _run(ctx: Function, fn: type, *args: Any, **kwargs: Any) -> Any:
@@ -75,7 +75,7 @@ def _slices(k: Any, x_shape: tuple, kh: int, kw: int, itemsize: int, stride: tup
     chunks = k.im2col_batch_chunks(x_shape, kh, kw, itemsize, COL_BUDGET_BYTES, stride=stride, padding=padding)
     workers = k.batch_workers()
     if workers > 1:
-        oh, ow = k.window_geometry(x_shape, kh, kw, stride, padding, "conv2d")[4:]
+        oh, ow = geometry.window_geometry(x_shape, kh, kw, stride, padding, "conv2d")[4:]
         per_item = x_shape[1] * kh * kw * oh * ow
         chunks = split_slices(chunks, workers, min_items=-(-MIN_SLICE_ELEMENTS // max(per_item, 1)))
     return chunks, workers
@@ -99,7 +99,7 @@ class Conv2dFunction(Function):
         xp, k = backend.xp, kernels(backend)
         n, c = x.shape[:2]
         oc, _, kh, kw = W.shape
-        oh, ow = k.window_geometry(x.shape, kh, kw, stride, padding, "conv2d")[4:]
+        oh, ow = geometry.window_geometry(x.shape, kh, kw, stride, padding, "conv2d")[4:]
         W2 = W.reshape(oc, c * kh * kw)
         y = xp.empty((n, oc, oh, ow), dtype=x.dtype)
 
@@ -317,5 +317,5 @@ def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
         )
     if b is not None and tuple(b.shape) != (ws[0],):
         raise ShapeError(f"{op}: expected b of shape ({ws[0]},) for W of shape {ws}, got shape {tuple(b.shape)}")
-    stride, padding = _check_window(op, xs, ws[2:], stride, padding, _reference_kernels)
+    stride, padding = _check_window(op, xs, ws[2:], stride, padding, geometry)
     return Conv2dFunction.apply(x, W, b, stride=stride, padding=padding)

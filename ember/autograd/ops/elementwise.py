@@ -16,7 +16,6 @@ from ember.autograd.function import Function
 from ember.autograd.ops.operands import binary_operands, broadcast_error, require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import nn_kernels as _nn_reference
 
 
 def _pair(rng: Any, shape_a: tuple, shape_b: tuple, low: float = -2.0, high: float = 2.0) -> tuple:
@@ -252,7 +251,7 @@ class Tanh(_Unary):
         (y,) = ctx.saved_tensors
         if ctx._create_graph:
             return gy * (1 - y * y)
-        return getattr(ctx.backend, "nn_kernels", _nn_reference).tanh_backward(y, gy, xp=ctx.backend.xp)
+        return ctx.backend.nn.tanh_backward(y, gy, xp=ctx.backend.xp)
 
 
 class Sigmoid(_Unary):
@@ -269,7 +268,7 @@ class Sigmoid(_Unary):
         (y,) = ctx.saved_tensors
         if ctx._create_graph:
             return gy * y * (1 - y)
-        return getattr(ctx.backend, "nn_kernels", _nn_reference).sigmoid_backward(y, gy, xp=ctx.backend.xp)
+        return ctx.backend.nn.sigmoid_backward(y, gy, xp=ctx.backend.xp)
 
 
 class Relu(_Unary):
@@ -277,7 +276,7 @@ class Relu(_Unary):
 
     @staticmethod
     def forward(ctx: Function, x: Any) -> Any:
-        y = getattr(ctx.backend, "nn_kernels", _nn_reference).relu_forward(x, xp=ctx.backend.xp)
+        y = ctx.backend.nn.relu_forward(x, xp=ctx.backend.xp)
         ctx.save_for_backward(y)
         return y
 
@@ -286,7 +285,7 @@ class Relu(_Unary):
         (y,) = ctx.saved_arrays
         if ctx._create_graph:
             return ctx.xp.where(y > 0, gy, 0)
-        return getattr(ctx.backend, "nn_kernels", _nn_reference).relu_backward(y, gy, xp=ctx.backend.xp)
+        return ctx.backend.nn.relu_backward(y, gy, xp=ctx.backend.xp)
 
 
 class Abs(_Unary):

@@ -13,7 +13,7 @@ from ember.autograd.function import Function
 from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, _run, kernels
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import conv_kernels as _reference_kernels
+from ember.backends import geometry
 from ember.errors import ShapeError
 
 
@@ -56,7 +56,7 @@ class Col2imFunction(Function):
         k = kernels(backend)
         n, c, _, _ = input_shape
         kh, kw = kernel_size
-        oh, ow = k.window_geometry(input_shape, kh, kw, stride, padding, "col2im")[4:]
+        oh, ow = geometry.window_geometry(input_shape, kh, kw, stride, padding, "col2im")[4:]
         col6 = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
         return k.col2im(col6, input_shape, kh, kw, stride, padding, xp=backend.xp)
 
@@ -101,8 +101,8 @@ def im2col(x: Tensor, kh: int, kw: int, stride: Any = 1, padding: Any = 0) -> Te
     op = "im2col"
     _check_tensor(op, "x", x)
     _check_nchw(op, x)
-    kernel = _reference_kernels.pair((kh, kw), "kernel size", op=op)
-    stride, padding = _check_window(op, tuple(x.shape), kernel, stride, padding, _reference_kernels)
+    kernel = geometry.pair((kh, kw), "kernel size", op=op)
+    stride, padding = _check_window(op, tuple(x.shape), kernel, stride, padding, geometry)
     return Im2colFunction.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
@@ -137,9 +137,9 @@ def col2im(col: Tensor, input_shape: tuple, kh: int, kw: int, stride: Any = 1, p
     input_shape = tuple(int(s) for s in input_shape)
     if len(input_shape) != 4:
         raise ShapeError(f"{op}: expected input_shape (N, C, H, W), got {input_shape}")
-    kernel = _reference_kernels.pair((kh, kw), "kernel size", op=op)
-    stride, padding = _check_window(op, input_shape, kernel, stride, padding, _reference_kernels)
-    oh, ow = _reference_kernels.window_geometry(input_shape, *kernel, stride, padding, op)[4:]
+    kernel = geometry.pair((kh, kw), "kernel size", op=op)
+    stride, padding = _check_window(op, input_shape, kernel, stride, padding, geometry)
+    oh, ow = geometry.window_geometry(input_shape, *kernel, stride, padding, op)[4:]
     n, c = input_shape[:2]
     expected = (n * oh * ow, c * kernel[0] * kernel[1])
     if tuple(col.shape) != expected:

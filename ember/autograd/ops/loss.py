@@ -4,8 +4,8 @@
 forward is a stable log-softmax, the backward the famous ``(y - t) / N``.
 Targets are never broadcast: class indices must have the logits' shape minus
 the class axis, probability targets exactly the logits' shape.  The common case,
-``(N, C)`` logits with class indices, runs on the backend's ``nn_kernels``
-(``ember.backends.nn_kernels`` is the reference); other cases and the
+``(N, C)`` logits with class indices, runs on the backend's ``nn`` kernels
+(``ember.backends.reference.nn`` is the reference); other cases and the
 ``create_graph`` backward use the array code here.
 """
 
@@ -20,7 +20,6 @@ from ember.autograd.ops.activation import compute_dtype, upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import nn_kernels as _nn_reference
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -85,7 +84,7 @@ class SoftmaxCrossEntropy(Function):
         xp = ctx.backend.xp
         if not soft and x.ndim == 2:
             # The common path, (N, C) logits and class indices: one fused kernel of the backend.
-            kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+            kernels = ctx.backend.nn
             loss, p, shift = kernels.softmax_cross_entropy_forward(x, t, xp=xp)
             ctx.reduction, ctx.soft, ctx.count = reduction, soft, loss.size
             ctx.save_for_backward(x, t, shift, p, None)
@@ -130,7 +129,7 @@ class SoftmaxCrossEntropy(Function):
                     gt = gt.astype(t.dtype)
         elif need_x:
             if t_arr.ndim == 1 and not ctx._create_graph:  # the forward's kernel path: (N, C) logits
-                kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+                kernels = ctx.backend.nn
                 gx = kernels.softmax_cross_entropy_backward(p, t_arr, g.reshape(-1) if g.ndim else g,
                                                             xp=ctx.backend.xp)
             else:

@@ -4,7 +4,7 @@ Each is one fused ``Function``: fewer graph nodes and fewer temporaries than
 the composite of matmul/add or of mean/var ops, with a backward written once
 against ``ctx.xp`` so that second derivatives come from the same code.
 Batch norm (training forward, array backward) and the dropout mask run on the
-backend's ``nn_kernels`` (``ember.backends.nn_kernels`` is the reference).
+backend's ``nn`` kernels (``ember.backends.reference.nn`` is the reference).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from ember.autograd.ops.activation import upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import nn_kernels as _nn_reference
-from ember.backends.batch_split import matmul_pair, matmul_split
+from ember.backends.cpu.batch_split import matmul_pair, matmul_split
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -41,7 +40,7 @@ def _check_same_device(op: str, x: Tensor, name: str, t: Tensor) -> None:
 # --------------------------------------------------------------------- linear
 def _workers(backend: Any) -> int:
     """Threads the backend's kernels let a large 2-D product split its rows over (1: inline)."""
-    return getattr(backend, "nn_kernels", _nn_reference).batch_workers()
+    return backend.nn.batch_workers()
 
 
 class LinearFunction(Function):
@@ -49,7 +48,7 @@ class LinearFunction(Function):
 
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
     With the Numba kernels on a small machine the three products of a 2-D batch
-    are split over threads (``ember.backends.batch_split.matmul_split``: blocks of
+    are split over threads (``ember.backends.cpu.batch_split.matmul_split``: blocks of
     the larger output axis, one BLAS call per thread).
     """
 
@@ -198,7 +197,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
     elif not isinstance(generator, numpy.random.Generator):
         raise TypeError(f"{op}: expected generator to be a numpy.random.Generator or an int seed, got {generator!r}")
     backend = backend_of(x.data)
-    kernels = getattr(backend, "nn_kernels", _nn_reference)
+    kernels = backend.nn
     mask = backend.asarray(kernels.dropout_mask(tuple(x.shape), float(p), generator, x.dtype))
     return DropoutFunction.apply(x, mask=mask)
 
@@ -225,7 +224,7 @@ class BatchNormFunction(Function):
         m = x.size // C
         if training:
             # Statistics, normalisation and affine map in one kernel of the backend; (C,) statistics.
-            kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+            kernels = ctx.backend.nn
             y, mean, var, inv_std = kernels.batch_norm_forward_train(x, weight, bias, eps, xp=xp)
             if running_mean is not None:
                 # PyTorch's rule: biased var normalises, the unbiased one is tracked.
@@ -254,7 +253,7 @@ class BatchNormFunction(Function):
         xp, axes, m = ctx.xp, ctx.axes, ctx.m
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         if not ctx._create_graph:
-            kernels = getattr(ctx.backend, "nn_kernels", _nn_reference)
+            kernels = ctx.backend.nn
             gx, gw, gb = kernels.batch_norm_backward(
                 x, gy, mean, inv_std, weight, ctx.training, need_x, need_w, need_b, xp=ctx.backend.xp
             )

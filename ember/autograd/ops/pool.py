@@ -1,4 +1,4 @@
-"""2-D max and average pooling (NCHW), on the kernels of ``ember.backends.pool_kernels``.
+"""2-D max and average pooling (NCHW), on the kernels of ``ember.backends.reference.pool``.
 
 Max pooling keeps only the window-local ``argmax`` (an int64 constant), never the
 input.  Its subgradient routes each output gradient to one element: the first
@@ -22,13 +22,12 @@ from ember.autograd.function import Function
 from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, _run
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import conv_kernels as _conv_reference
-from ember.backends import pool_kernels as _reference_kernels
+from ember.backends import geometry
 
 
 def kernels(backend: Any) -> Any:
-    """The pooling kernel module for ``backend`` (the NumPy reference unless it overrides it)."""
-    return getattr(backend, "pool_kernels", _reference_kernels)
+    """The pooling kernel module of ``backend``."""
+    return backend.pool
 
 
 # ---------------------------------------------------------------- max pooling
@@ -185,9 +184,9 @@ def _pool_args(op: str, x: Any, kernel_size: Any, stride: Any, padding: Any) -> 
     """Validate a pooling call and normalise its geometry to pairs."""
     _check_tensor(op, "x", x)
     _check_nchw(op, x)
-    kernel = _conv_reference.pair(kernel_size, "kernel_size", op=op)
+    kernel = geometry.pair(kernel_size, "kernel_size", op=op)
     stride, padding = _check_window(op, tuple(x.shape), kernel, kernel if stride is None else stride,
-                                    padding, _conv_reference)
+                                    padding, geometry)
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
         raise ValueError(
             f"{op}: expected padding at most half the kernel size {kernel}, got padding {padding}"

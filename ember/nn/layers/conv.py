@@ -14,7 +14,7 @@ from ember import dtypes
 from ember.autograd.ops.conv import conv2d
 from ember.autograd.ops.pool import avg_pool2d, max_pool2d
 from ember.autograd.tensor import Tensor
-from ember.backends.conv_kernels import pair
+from ember.backends.geometry import pair
 from ember.errors import ShapeError
 from ember.nn.module import Module
 from ember.nn.parameter import Parameter

@@ -32,7 +32,7 @@ medians, one process per run, runs alternated; noisy, +-30%):
 A second BLAS thread gains up to 1.5x on an idle machine but loses up to 2.4x
 (10x under heavier load) as soon as another process holds a core, because the
 two OpenBLAS workers wait for each other.  So the second core is used by
-splitting the *batch* instead (``ember.backends.batch_split``): conv2d's three
+splitting the *batch* instead (``ember.backends.cpu.batch_split``): conv2d's three
 products, linear's products and the pooling/activation-backward kernels run
 their batch slices on one worker per core, each calling BLAS with one thread,
 with no barrier inside a GEMM.  Measured with ``python -m benchmarks.thread_policy
@@ -165,7 +165,7 @@ def set_thread_policy(
             elements run their ``prange`` variant (0: always; ``inf``: never).
         blas_threads: Limit the BLAS pools to this many threads (None: unchanged).
         batch_workers: Threads that batched ops (convolution) split the batch
-            over (``ember.backends.batch_split``); 1 runs them inline.
+            over (``ember.backends.cpu.batch_split``); 1 runs them inline.
 
     Returns:
         The policy before the change.

@@ -1,12 +1,12 @@
 """Array-level reference optimizer updates (no autograd): SGD and Adam/AdamW, in place.
 
-The readable spec of ``ember.backends.numba_optim``, which runs the same
-formulas in one compiled pass over each parameter.  The formulas are
-``torch.optim.SGD`` / ``torch.optim.Adam`` exactly as ``ember.optim`` writes them
-(including the order of operations and ``lerp``'s two-sided form), so the
-NumPy and Numba kernel sets give the same parameters; the optimizer classes keep
-the state (buffers, the step count) and call these through
-``getattr(backend, "optim_kernels", None)``.
+The readable spec of ``ember.backends.numba.optim``, which runs the same
+formulas in one compiled pass over each parameter.  This is the one home of the
+``torch.optim.SGD`` / ``torch.optim.Adam`` formulas (including the order of
+operations and ``lerp``'s two-sided form): the optimizer classes of
+``ember.optim`` keep the state (buffers, the step count) and always call the
+backend's ``optim.sgd_update`` / ``optim.adam_update``, which are these
+functions or compiled copies that give the same parameters.
 
 Each function takes the array module as ``xp`` and updates ``w`` and the state
 arrays in place; ``g`` is never written to.  All arrays have one shape and
@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy
+
+from ember.backends.arrays import lerp_
 
 
 def sgd_update(
@@ -48,17 +50,6 @@ def sgd_update(
     w -= lr * g
 
 
-def _lerp_(a: Any, b: Any, weight: float) -> None:
-    """``a += weight * (b - a)`` in place, from ``a`` below 1/2 and from ``b`` above (``torch.lerp``)."""
-    d = b - a
-    if weight < 0.5:
-        d *= weight
-        a += d
-    else:
-        d *= 1 - weight
-        a[...] = b - d
-
-
 def adam_update(
     w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
     beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
@@ -83,7 +74,7 @@ def adam_update(
             w *= 1 - lr * weight_decay
         else:
             g = g + weight_decay * w
-    _lerp_(exp_avg, g, 1 - beta1)
+    lerp_(exp_avg, g, 1 - beta1)
     exp_avg_sq *= beta2
     exp_avg_sq += (1 - beta2) * (g * g)
     v = exp_avg_sq

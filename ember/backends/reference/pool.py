@@ -1,6 +1,6 @@
 """Array-level 2-D max and average pooling kernels (no autograd).
 
-Same conventions as ``ember.backends.conv_kernels``: NCHW arrays, ``stride`` and
+Same conventions as ``ember.backends.reference.conv``: NCHW arrays, ``stride`` and
 ``padding`` as an int or an ``(h, w)`` pair, the array module passed as ``xp``,
 dtype preserved (float16/32/64 in, same dtype out).
 
@@ -23,35 +23,8 @@ from typing import Any
 
 import numpy
 
-from ember.backends.conv_kernels import (
-    IntOrPair,
-    check_nchw,
-    im2col,
-    pair,
-    window_geometry,
-)
-from ember.errors import ShapeError
-
-
-def _pool_geometry(
-    x_shape: tuple[int, ...], kh: int, kw: int, stride: Any, padding: Any, op: str
-) -> tuple[int, ...]:
-    """``window_geometry`` plus PyTorch's rule ``padding <= kernel // 2``."""
-    kh, kw = pair((kh, kw), "kernel size", op=op)
-    ph, pw = pair(padding, "padding", op=op)
-    if ph > kh // 2 or pw > kw // 2:
-        raise ValueError(
-            f"{op}: expected padding at most half the kernel size {(kh, kw)}, "
-            f"got padding {(ph, pw)}"
-        )
-    return window_geometry(tuple(x_shape), kh, kw, stride, padding, op)
-
-
-def _check_grad(gy: Any, expected: tuple[int, ...], op: str, name: str = "gy") -> None:
-    if tuple(gy.shape) != expected:
-        raise ShapeError(
-            f"{op}: expected {name} of shape {expected}, got {tuple(gy.shape)}"
-        )
+from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
+from ember.backends.reference.conv import im2col
 
 
 def max_pool2d_forward(
@@ -85,7 +58,7 @@ def max_pool2d_forward(
         ValueError: Bad geometry, or ``x`` is not 4-D (``ShapeError``).
     """
     check_nchw(x, "max_pool2d")
-    sh, sw, ph, pw, oh, ow = _pool_geometry(
+    sh, sw, ph, pw, oh, ow = pool_geometry(
         x.shape, kh, kw, stride, padding, "max_pool2d"
     )
     n, c = x.shape[:2]
@@ -139,12 +112,12 @@ def max_pool2d_backward(
         ValueError: Bad geometry or mismatched shapes (``ShapeError``).
     """
     x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = _pool_geometry(
+    sh, sw, ph, pw, oh, ow = pool_geometry(
         x_shape, kh, kw, stride, padding, "max_pool2d_backward"
     )
     n, c, h, w = x_shape
-    _check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
-    _check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
+    check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
+    check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
     gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
     zero = xp.zeros((), dtype=gy.dtype)
     # Per kernel offset, the windows whose max sits at that offset write to a
@@ -188,7 +161,7 @@ def avg_pool2d_forward(
         ValueError: Bad geometry, or ``x`` is not 4-D (``ShapeError``).
     """
     check_nchw(x, "avg_pool2d")
-    sh, sw, ph, pw, oh, ow = _pool_geometry(
+    sh, sw, ph, pw, oh, ow = pool_geometry(
         x.shape, kh, kw, stride, padding, "avg_pool2d"
     )
     n, c = x.shape[:2]
@@ -232,11 +205,11 @@ def avg_pool2d_backward(
         ValueError: Bad geometry or mismatched shapes (``ShapeError``).
     """
     x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = _pool_geometry(
+    sh, sw, ph, pw, oh, ow = pool_geometry(
         x_shape, kh, kw, stride, padding, "avg_pool2d_backward"
     )
     n, c, h, w = x_shape
-    _check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
+    check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
     g = gy / (kh * kw)
     gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
     for i in range(kh):

@@ -13,7 +13,7 @@ Trade-off: the process keeps up to ``TRIM_THRESHOLD`` bytes of freed heap at the
 top instead of returning it, so its resident size stays at its peak rather than
 shrinking between steps (flat, not growing).  Arrays above ``MMAP_THRESHOLD``
 still get their own mappings and are returned at once.  The policy is applied
-with the CPU kernels (``ember.backends.numba_backend``), only on glibc, and not
+with the CPU kernels (``ember.backends.numba.backend``), only on glibc, and not
 when the user tunes malloc through ``MALLOC_MMAP_THRESHOLD_`` /
 ``MALLOC_TRIM_THRESHOLD_`` (their choice wins).
 """

@@ -1,18 +1,14 @@
-"""The NumPy reference backend: host arrays, plus the array namespace op bodies use.
+"""The array namespace op bodies call as ``ctx.xp``, shared by every backend.
 
-``ArrayOps`` is what ``ctx.xp`` is bound to in ordinary forward/backward calls:
-NumPy's own functions under their NumPy names, plus the few helpers (``sum_to``,
-``index_add``) that NumPy spells awkwardly.  ``ember.autograd.tensor_ops``
-provides the same names over Tensors for ``create_graph=True``.
+``ArrayOps`` holds an array module's own functions under their NumPy names,
+plus the few helpers (``sum_to``, ``index_add``) that NumPy spells awkwardly.
+``ember.autograd.tensor_ops`` provides the same names over Tensors for
+``create_graph=True``.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-import numpy
-
-from ember.backends.device import CPU, register_backend
 
 # The names op bodies may call on ctx.xp. tensor_ops must provide each of them too;
 # a test checks that the two namespaces agree.
@@ -78,33 +74,16 @@ def sum_to(g: Any, shape: tuple) -> Any:
     return g.reshape(shape) if lead else g
 
 
-class NumpyBackend:
-    """Reference CPU backend over NumPy arrays."""
+def lerp_(a: Any, b: Any, weight: float) -> None:
+    """``a += weight * (b - a)`` in place, in the form that is exact at both ends of ``weight``.
 
-    name = "numpy"
-    device_type = "cpu"
-    array_type = numpy.ndarray
-
-    def __init__(self) -> None:
-        self.xp = numpy
-        self.ops = ArrayOps(numpy)
-
-    def device_of(self, array: Any) -> Any:
-        """Every NumPy array lives on the cpu."""
-        return CPU
-
-    def asarray(self, data: Any, dtype: Any = None) -> Any:
-        """Host data (lists, scalars, NumPy arrays) as a NumPy array."""
-        return numpy.asarray(data, dtype=dtype)
-
-    @staticmethod
-    def to_host(array: Any) -> numpy.ndarray:
-        """A NumPy view of ``array`` (no copy on the CPU)."""
-        return array
-
-    def synchronize(self) -> None:
-        """Nothing to wait for: NumPy is synchronous."""
-
-
-NUMPY_BACKEND = NumpyBackend()
-register_backend(NUMPY_BACKEND, (numpy.ndarray,))
+    Like ``torch.lerp_``: from ``a`` for weights below 1/2, from ``b`` above, so
+    ``weight == 1`` gives exactly ``b``.
+    """
+    d = b - a
+    if weight < 0.5:
+        d *= weight
+        a += d
+    else:
+        d *= 1 - weight
+        a[...] = b - d

@@ -1,4 +1,4 @@
-"""CUDA max/average pooling for the CuPy backend (same signatures as ``pool_kernels``).
+"""CUDA max/average pooling for the CuPy backend (same signatures as ``reference.pool``).
 
 Forwards run one thread per output and scan the window, skipping positions in
 the padding (equivalent to the reference's ``-inf`` / zero padding).  Max
@@ -17,10 +17,9 @@ from typing import Any
 
 import numpy
 
-from ember.backends import pool_kernels as _ref
-from ember.backends.conv_kernels import IntOrPair, check_nchw
-from ember.backends.cupy_source import CTYPES, KernelSpec, launch
-from ember.backends.pool_kernels import _check_grad, _pool_geometry
+from ember.backends.reference import pool as _ref
+from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
 
 _GEOMETRY_ARGS = """long long C, long long H, long long W, long long KH, long long KW,
     long long SH, long long SW, long long PH, long long PW, long long OH, long long OW"""
@@ -190,7 +189,7 @@ SPECS = [MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD]
 
 def _geometry(x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any, op: str) -> tuple:
     """``(C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)`` as the kernels take them."""
-    sh, sw, ph, pw, oh, ow = _pool_geometry(x_shape, kh, kw, stride, padding, op)
+    sh, sw, ph, pw, oh, ow = pool_geometry(x_shape, kh, kw, stride, padding, op)
     _, c, h, w = (int(s) for s in x_shape)
     return (c, h, w, int(kh), int(kw), sh, sw, ph, pw, oh, ow)
 
@@ -198,7 +197,7 @@ def _geometry(x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any, op: s
 def max_pool2d_forward(
     x: Any, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> tuple[Any, Any]:
-    """``(y, argmax)`` like ``pool_kernels.max_pool2d_forward``; argmax is int64 ``i*KW + j``."""
+    """``(y, argmax)`` like ``reference.pool.max_pool2d_forward``; argmax is int64 ``i*KW + j``."""
     if x.dtype not in CTYPES:
         return _ref.max_pool2d_forward(x, kh, kw, stride, padding, xp=xp)
     check_nchw(x, "max_pool2d")
@@ -221,8 +220,8 @@ def max_pool2d_backward(
     x_shape = tuple(int(s) for s in x_shape)
     geo = _geometry(x_shape, kh, kw, stride, padding, "max_pool2d_backward")
     expected = (x_shape[0], x_shape[1], geo[-2], geo[-1])
-    _check_grad(gy, expected, "max_pool2d_backward")
-    _check_grad(argmax, expected, "max_pool2d_backward", "argmax")
+    check_grad(gy, expected, "max_pool2d_backward")
+    check_grad(argmax, expected, "max_pool2d_backward", "argmax")
     gy = xp.ascontiguousarray(gy)
     argmax = xp.ascontiguousarray(argmax, dtype=xp.int64)
     gx = xp.empty(x_shape, dtype=gy.dtype)
@@ -252,7 +251,7 @@ def avg_pool2d_backward(
         return _ref.avg_pool2d_backward(gy, x_shape, kh, kw, stride, padding, xp=xp)
     x_shape = tuple(int(s) for s in x_shape)
     geo = _geometry(x_shape, kh, kw, stride, padding, "avg_pool2d_backward")
-    _check_grad(gy, (x_shape[0], x_shape[1], geo[-2], geo[-1]), "avg_pool2d_backward")
+    check_grad(gy, (x_shape[0], x_shape[1], geo[-2], geo[-1]), "avg_pool2d_backward")
     gy = xp.ascontiguousarray(gy)
     gx = xp.empty(x_shape, dtype=gy.dtype)
     launch(AVG_BWD, gy.dtype, gx.size, (gy, gx) + geo)

@@ -1,4 +1,4 @@
-"""CUDA versions of ``ember.backends.optim_kernels``: one launch per parameter tensor.
+"""CUDA versions of ``ember.backends.reference.optim``: one launch per parameter tensor.
 
 CuPy spends an Adam step on about fifteen kernels and as many temporaries per
 parameter; here one thread per element reads ``w, g, m, v`` once and writes
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy
 
-from ember.backends import optim_kernels as _ref
-from ember.backends.cupy_source import CTYPES, KernelSpec, launch
+from ember.backends.reference import optim as _ref
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
 
 _LOOP = """
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
@@ -146,7 +146,7 @@ def sgd_update(
     w: Any, g: Any, buf: Any, *, lr: float, momentum: float, dampening: float, weight_decay: float,
     nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
 ) -> None:
-    """One SGD step in place, in one launch (see ``optim_kernels.sgd_update``)."""
+    """One SGD step in place, in one launch (see ``reference.optim.sgd_update``)."""
     if not _fusable(w, g, buf):
         return _ref.sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                                nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
@@ -161,7 +161,7 @@ def adam_update(
     w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
     beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
 ) -> None:
-    """One Adam / AdamW step in place, in one launch (see ``optim_kernels.adam_update``)."""
+    """One Adam / AdamW step in place, in one launch (see ``reference.optim.adam_update``)."""
     if not _fusable(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq):
         return _ref.adam_update(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, beta1=beta1,
                                 beta2=beta2, eps=eps, weight_decay=weight_decay,

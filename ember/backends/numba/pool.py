@@ -1,4 +1,4 @@
-"""Numba max/average pooling: drop-in replacements for ``ember.backends.pool_kernels``.
+"""Numba max/average pooling: drop-in replacements for ``ember.backends.reference.pool``.
 
 Same functions, signatures and results as the reference (bit for bit): max
 pooling scans each window in row-major order with padding read as ``-inf`` and
@@ -10,7 +10,7 @@ contributions with kernel offsets ``(i, j)`` outermost, the reference's order.
 
 Each kernel is a compiled per-plane function driven by a serial loop or a
 ``prange`` loop over ``(n, c)`` planes (chosen per call by
-``ember.backends.threads``); each iteration owns its output plane, so
+``ember.backends.cpu.threads``); each iteration owns its output plane, so
 overlapping windows (stride < kernel) never race.  No ``KH*KW`` workspace is
 built (the reference's max pooling unfolds with ``im2col``); padding is a padded
 copy of the input (``-inf`` for max, zeros for average), as in the reference, so
@@ -32,11 +32,11 @@ from typing import Any
 import numba
 import numpy
 
-from ember.backends import pool_kernels as _reference
-from ember.backends.conv_kernels import IntOrPair, check_nchw
-from ember.backends.numba_conv import supported
-from ember.backends.batch_split import call_split
-from ember.backends.threads import apply_thread_policy, batch_workers, use_parallel
+from ember.backends.reference import pool as _reference
+from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
+from ember.backends.numba.conv import supported
+from ember.backends.cpu.batch_split import call_split
+from ember.backends.cpu.threads import apply_thread_policy, batch_workers, use_parallel
 
 apply_thread_policy()
 
@@ -260,7 +260,7 @@ def _avg_grad_parallel(g, kh, kw, sh, sw, gx):  # pragma: no cover - compiled
 
 
 def _geometry(x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any, op: str) -> tuple:
-    return _reference._pool_geometry(tuple(int(s) for s in x_shape), kh, kw, stride, padding, op)
+    return pool_geometry(tuple(int(s) for s in x_shape), kh, kw, stride, padding, op)
 
 
 def _padded(x: Any, ph: int, pw: int, value: float) -> Any:
@@ -282,7 +282,7 @@ def max_pool2d_forward(
 ) -> tuple[Any, Any]:
     """Max over each ``KH x KW`` window, with the window-local argmax (int64 ``i * KW + j``).
 
-    Same arguments, result and errors as ``pool_kernels.max_pool2d_forward``; float16
+    Same arguments, result and errors as ``reference.pool.max_pool2d_forward``; float16
     and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
     """
     if xp is not numpy or not supported(x):
@@ -316,7 +316,7 @@ def max_pool2d_backward(
 ) -> Any:
     """Route each output gradient to its window's argmax; an argmax outside ``[0, KH*KW)`` raises ValueError.
 
-    Same arguments, result and errors as ``pool_kernels.max_pool2d_backward``; float16
+    Same arguments, result and errors as ``reference.pool.max_pool2d_backward``; float16
     and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
     """
     if xp is not numpy or not supported(gy) or type(argmax) is not numpy.ndarray:
@@ -324,8 +324,8 @@ def max_pool2d_backward(
     x_shape = tuple(int(s) for s in x_shape)
     sh, sw, ph, pw, oh, ow = _geometry(x_shape, kh, kw, stride, padding, "max_pool2d_backward")
     n, c, h, w = x_shape
-    _reference._check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
-    _reference._check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
+    check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
+    check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
     gx = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
     if gx.size:
         di, dj = numpy.divmod(numpy.arange(kh * kw), kw)
@@ -348,7 +348,7 @@ def avg_pool2d_forward(
 ) -> Any:
     """Mean over each ``KH x KW`` window, zero padding counted (``count_include_pad``).
 
-    Same arguments, result and errors as ``pool_kernels.avg_pool2d_forward``; float16
+    Same arguments, result and errors as ``reference.pool.avg_pool2d_forward``; float16
     and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
     """
     if xp is not numpy or not supported(x):
@@ -378,7 +378,7 @@ def avg_pool2d_backward(
 ) -> Any:
     """Spread each output gradient evenly over its window.
 
-    Same arguments, result and errors as ``pool_kernels.avg_pool2d_backward``; float16
+    Same arguments, result and errors as ``reference.pool.avg_pool2d_backward``; float16
     and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
     """
     if xp is not numpy or not supported(gy):
@@ -386,7 +386,7 @@ def avg_pool2d_backward(
     x_shape = tuple(int(s) for s in x_shape)
     sh, sw, ph, pw, oh, ow = _geometry(x_shape, kh, kw, stride, padding, "avg_pool2d_backward")
     n, c, h, w = x_shape
-    _reference._check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
+    check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
     gx = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
     if gx.size:
         # Divide first, as the reference does, so the sums match bit for bit.

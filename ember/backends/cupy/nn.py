@@ -1,4 +1,4 @@
-"""CUDA versions of the fused nn kernels of ``ember.backends.nn_kernels`` (same signatures).
+"""CUDA versions of the fused nn kernels of ``ember.backends.reference.nn`` (same signatures).
 
 * Softmax cross-entropy forward: one thread per row computes the row max, the
   exponentials, their sum, the softmax and the loss in one launch (the
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy
 
-from ember.backends import nn_kernels as _ref
-from ember.backends.cupy_bn import batch_norm_backward, batch_norm_forward_train  # noqa: F401
-from ember.backends.cupy_source import CTYPES, KernelSpec, launch
-from ember.backends.nn_kernels import (  # noqa: F401  (re-exported: same namespace as the reference)
+from ember.backends.reference import nn as _ref
+from ember.backends.cupy.bn import batch_norm_backward, batch_norm_forward_train  # noqa: F401
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
+from ember.backends.reference.nn import (  # noqa: F401  (re-exported: same namespace as the reference)
     batch_workers,
     compute_dtype,
     dropout_mask,
@@ -146,7 +146,7 @@ def _contiguous_pair(a: Any, b: Any) -> bool:
 
 
 def softmax_cross_entropy_forward(x: Any, t: Any, *, xp: Any = numpy) -> tuple:
-    """``(loss, p, shift)`` as ``nn_kernels.softmax_cross_entropy_forward``, one launch."""
+    """``(loss, p, shift)`` as ``reference.nn.softmax_cross_entropy_forward``, one launch."""
     if x.dtype not in CTYPES or x.ndim != 2 or t.ndim != 1 or x.shape[0] != t.shape[0] or x.shape[1] == 0:
         return _ref.softmax_cross_entropy_forward(x, t, xp=xp)
     n, c = (int(s) for s in x.shape)

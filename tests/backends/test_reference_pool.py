@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ember.backends import pool_kernels as pk
+from ember.backends.reference import pool as pk
 
 # (H, W, kh, kw, stride, padding) with padding <= kernel // 2 (PyTorch's rule):
 # overlapping windows (stride < kernel), rectangular kernels, odd sizes,

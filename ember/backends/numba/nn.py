@@ -1,8 +1,8 @@
-"""Numba versions of the fused nn kernels of ``ember.backends.nn_kernels`` (same signatures).
+"""Numba versions of the fused nn kernels of ``ember.backends.reference.nn`` (same signatures).
 
 Each public function checks its arrays and either runs a compiled loop or hands
 the call to the reference: float16 (Numba cannot load or store it), arrays that
-are not C-contiguous, or mixed dtypes go to ``nn_kernels`` unchanged, so every
+are not C-contiguous, or mixed dtypes go to ``reference.nn`` unchanged, so every
 input still gets the reference answer.
 
 Design choices (measurements in ``NUMBA_NN_README_SECTION.md``, reproduced by
@@ -10,7 +10,7 @@ Design choices (measurements in ``NUMBA_NN_README_SECTION.md``, reproduced by
 
 * Serial ``@njit(cache=True)``, no ``parallel=True``: these kernels are one or
   two passes over at most a few MB, where a 2-thread pool on a 2-core machine
-  costs more than it saves (ACCELERATION.md §4.4, ``ember.backends.threads``).
+  costs more than it saves (ACCELERATION.md §4.4, ``ember.backends.cpu.threads``).
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy instead of
   raising, and without that check LLVM vectorises the loops (the Python error
   model kept ``sqrt`` and ``/`` scalar and made Adam 3x slower than NumPy).
@@ -35,9 +35,9 @@ from typing import Any
 import numba
 import numpy
 
-from ember.backends import nn_kernels as _ref
-from ember.backends.batch_split import call_split
-from ember.backends.threads import batch_workers
+from ember.backends.reference import nn as _ref
+from ember.backends.cpu.batch_split import call_split
+from ember.backends.cpu.threads import batch_workers
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
@@ -89,7 +89,7 @@ def _sce_backward(p, t, g, gx, one):  # pragma: no cover - compiled
 
 
 def softmax_cross_entropy_forward(x: Any, t: Any, *, xp: Any = numpy) -> tuple:
-    """Compiled ``nn_kernels.softmax_cross_entropy_forward``: max, exp-sum and loss in one sweep per row."""
+    """Compiled ``reference.nn.softmax_cross_entropy_forward``: max, exp-sum and loss in one sweep per row."""
     if x.ndim != 2 or x.size == 0 or not _fast(x) or t.dtype.kind not in "iu" or t.shape != x.shape[:1]:
         return _ref.softmax_cross_entropy_forward(x, t, xp=xp)
     n, c = x.shape
@@ -101,7 +101,7 @@ def softmax_cross_entropy_forward(x: Any, t: Any, *, xp: Any = numpy) -> tuple:
 
 
 def softmax_cross_entropy_backward(p: Any, t: Any, g: Any, *, xp: Any = numpy) -> Any:
-    """Compiled ``nn_kernels.softmax_cross_entropy_backward``: ``gx = (p - onehot(t)) * g``."""
+    """Compiled ``reference.nn.softmax_cross_entropy_backward``: ``gx = (p - onehot(t)) * g``."""
     if p.ndim != 2 or p.size == 0 or not _fast(p) or t.dtype.kind not in "iu" or t.shape != p.shape[:1]:
         return _ref.softmax_cross_entropy_backward(p, t, g, xp=xp)
     n = p.shape[0]
@@ -155,7 +155,7 @@ def _elementwise(kernel: Any, reference: Any, y: Any, gy: Any, xp: Any, constant
 
 
 def relu_forward(x: Any, *, xp: Any = numpy) -> Any:
-    """Compiled ``nn_kernels.relu_forward``: ``y = max(x, 0)``, NaN kept.
+    """Compiled ``reference.nn.relu_forward``: ``y = max(x, 0)``, NaN kept.
 
     NumPy's ``maximum(x, 0)`` ran at 0.8 ms for a (100, 16, 28, 28) float32
     batch where this loop takes 0.17 ms (NaN-aware SIMD max vs one compare and
@@ -169,17 +169,17 @@ def relu_forward(x: Any, *, xp: Any = numpy) -> Any:
 
 
 def relu_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
-    """Compiled ``nn_kernels.relu_backward``: ``gx = gy where y > 0 else 0``."""
+    """Compiled ``reference.nn.relu_backward``: ``gx = gy where y > 0 else 0``."""
     return _elementwise(_relu_backward, _ref.relu_backward, y, gy, xp, 0)
 
 
 def sigmoid_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
-    """Compiled ``nn_kernels.sigmoid_backward``: ``gx = gy * y * (1 - y)``."""
+    """Compiled ``reference.nn.sigmoid_backward``: ``gx = gy * y * (1 - y)``."""
     return _elementwise(_sigmoid_backward, _ref.sigmoid_backward, y, gy, xp, 1)
 
 
 def tanh_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
-    """Compiled ``nn_kernels.tanh_backward``: ``gx = gy * (1 - y * y)``."""
+    """Compiled ``reference.nn.tanh_backward``: ``gx = gy * (1 - y * y)``."""
     return _elementwise(_tanh_backward, _ref.tanh_backward, y, gy, xp, 1)
 
 
@@ -256,7 +256,7 @@ def _channel(p: Any, c: int, fill: float) -> Any:
 
 
 def batch_norm_forward_train(x: Any, weight: Any, bias: Any, eps: float, *, xp: Any = numpy) -> tuple:
-    """Compiled ``nn_kernels.batch_norm_forward_train``: one statistics pass and one output pass over ``x``.
+    """Compiled ``reference.nn.batch_norm_forward_train``: one statistics pass and one output pass over ``x``.
 
     The statistics are float64 sums of ``x - x[0, k]`` and of its square (the
     shifted one-pass algorithm: accurate while the mean is within a few standard
@@ -283,7 +283,7 @@ def batch_norm_backward(
     x: Any, gy: Any, mean: Any, inv_std: Any, weight: Any, training: bool,
     need_x: bool = True, need_w: bool = True, need_b: bool = True, *, xp: Any = numpy,
 ) -> tuple:
-    """Compiled ``nn_kernels.batch_norm_backward``: one pass for the channel sums, one for ``gx``.
+    """Compiled ``reference.nn.batch_norm_backward``: one pass for the channel sums, one for ``gx``.
 
     With ``gb = sum(gy)`` and ``gw = inv_std * sum(gy (x - mean))``, training gives
     ``gx = w inv_std (gy - gb / m - (x - mean) inv_std gw / m)``, evaluation ``gx = w inv_std gy``.

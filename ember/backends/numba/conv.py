@@ -1,4 +1,4 @@
-"""Numba im2col/col2im: drop-in replacements for ``ember.backends.conv_kernels``.
+"""Numba im2col/col2im: drop-in replacements for ``ember.backends.reference.conv``.
 
 Same functions and signatures as the reference module (the geometry helpers
 are re-exported from it), same column layout ``(N, C, KH, KW, OH, OW)`` and the
@@ -8,7 +8,7 @@ order of additions.
 Design choices:
 
 * Each kernel is a compiled per-plane function driven by a serial loop or a
-  ``prange`` loop over ``(n, c)`` planes (``ember.backends.threads`` picks one
+  ``prange`` loop over ``(n, c)`` planes (``ember.backends.cpu.threads`` picks one
   per call by output size).  Each iteration owns one plane of the output, so no
   two iterations write the same element (ACCELERATION.md §4.2) and ``N = 1``
   batches still split across channels.
@@ -23,7 +23,7 @@ Design choices:
   non-negative, which lets LLVM vectorise them, and no padded copy of the
   whole batch is allocated.
 * Every kernel releases the GIL (``nogil=True``) so that
-  ``ember.backends.batch_split`` can run slices of a batch on several threads.
+  ``ember.backends.cpu.batch_split`` can run slices of a batch on several threads.
 * Inputs are made C-contiguous at the boundary (one compiled layout per dtype);
   float16 (unsupported by Numba, §4.5) and non-NumPy arrays go to the reference.
 * ``cache=True``: compiled code is stored next to this file or in
@@ -42,17 +42,11 @@ from typing import Any
 import numba
 import numpy
 
-from ember.backends import conv_kernels as _reference
-from ember.backends.conv_kernels import (  # noqa: F401  (re-exported: same namespace as the reference)
-    IntOrPair,
-    Pair,
-    check_nchw,
-    conv_output_size,
-    im2col_batch_chunks,
-    pair,
-    window_geometry,
-)
-from ember.backends.threads import apply_thread_policy, batch_workers, use_parallel  # noqa: F401
+from ember.backends.reference import conv as _reference
+from ember.backends.geometry import IntOrPair, check_nchw, check_out, window_geometry
+from ember.backends.reference.conv import im2col_batch_chunks  # noqa: F401  (the reference's)
+from ember.errors import ShapeError
+from ember.backends.cpu.threads import apply_thread_policy, batch_workers, use_parallel  # noqa: F401
 
 apply_thread_policy()
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -184,7 +178,7 @@ def im2col(
     pad_value: float = 0.0,
     out: Any = None,
 ) -> Any:
-    """Unfold sliding ``KH x KW`` windows of ``x`` into columns (see ``conv_kernels.im2col``).
+    """Unfold sliding ``KH x KW`` windows of ``x`` into columns (see ``reference.conv.im2col``).
 
     Args:
         x: ``(N, C, H, W)``, floating.
@@ -208,7 +202,7 @@ def im2col(
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "im2col")
     n, c = x.shape[:2]
     shape = (n, c, kh, kw, oh, ow)
-    col = numpy.empty(shape, dtype=x.dtype) if out is None else _reference.check_out(out, shape, x.dtype, "im2col")
+    col = numpy.empty(shape, dtype=x.dtype) if out is None else check_out(out, shape, x.dtype, "im2col")
     if col.size:
         kernel = _im2col_parallel if use_parallel(col.size) else _im2col_serial
         kernel(numpy.ascontiguousarray(x), kh, kw, sh, sw, ph, pw, x.dtype.type(pad_value), col)
@@ -226,7 +220,7 @@ def col2im(
     xp: Any = numpy,
     out: Any = None,
 ) -> Any:
-    """Fold columns back into an image, summing overlaps (see ``conv_kernels.col2im``).
+    """Fold columns back into an image, summing overlaps (see ``reference.conv.col2im``).
 
     Args:
         col: ``(N, C, KH, KW, OH, OW)``, floating (any strides; copied to C order).
@@ -251,10 +245,10 @@ def col2im(
     n, c, h, w = x_shape
     expected = (n, c, kh, kw, oh, ow)
     if tuple(col.shape) != expected:
-        raise _reference.ShapeError(
+        raise ShapeError(
             f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}"
         )
-    img = numpy.empty(x_shape, dtype=col.dtype) if out is None else _reference.check_out(out, x_shape, col.dtype)
+    img = numpy.empty(x_shape, dtype=col.dtype) if out is None else check_out(out, x_shape, col.dtype)
     if img.size:
         kernel = _col2im_parallel if use_parallel(col.size) else _col2im_serial
         kernel(numpy.ascontiguousarray(col), sh, sw, ph, pw, img)

@@ -1,4 +1,4 @@
-"""Numba versions of ``ember.backends.optim_kernels``: each update is one pass over the parameter.
+"""Numba versions of ``ember.backends.reference.optim``: each update is one pass over the parameter.
 
 NumPy spends an Adam step on about fifteen array passes and as many temporaries
 per parameter; here one loop reads ``w, g, m, v`` once and writes them once.
@@ -24,7 +24,7 @@ from typing import Any
 import numba
 import numpy
 
-from ember.backends import optim_kernels as _ref
+from ember.backends.reference import optim as _ref
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
@@ -68,7 +68,7 @@ def sgd_update(
     w: Any, g: Any, buf: Any, *, lr: float, momentum: float, dampening: float, weight_decay: float,
     nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
 ) -> None:
-    """Compiled ``optim_kernels.sgd_update`` (same arguments, same results)."""
+    """Compiled ``reference.optim.sgd_update`` (same arguments, same results)."""
     if not _fast(w, g, buf):
         _ref.sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
@@ -119,7 +119,7 @@ def adam_update(
     w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
     beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
 ) -> None:
-    """Compiled ``optim_kernels.adam_update`` (same arguments, same results)."""
+    """Compiled ``reference.optim.adam_update`` (same arguments, same results)."""
     if not _fast(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq):
         _ref.adam_update(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, beta1=beta1, beta2=beta2,
                          eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,

@@ -1,4 +1,4 @@
-"""CUDA im2col/col2im for the CuPy backend (same signatures as ``conv_kernels``).
+"""CUDA im2col/col2im for the CuPy backend (same signatures as ``reference.conv``).
 
 ``im2col`` runs one thread per ``col`` element of the ``(N, C, KH, KW, OH, OW)``
 layout: consecutive threads write consecutive addresses, and the reads of one
@@ -19,17 +19,10 @@ from typing import Any
 
 import numpy
 
-from ember.backends import conv_kernels as _ref
-from ember.backends.conv_kernels import (  # noqa: F401  (re-exported for kernels(backend))
-    IntOrPair,
-    batch_workers,
-    check_nchw,
-    conv_output_size,
-    im2col_batch_chunks,
-    pair,
-    window_geometry,
-)
-from ember.backends.cupy_source import CTYPES, KernelSpec, launch
+from ember.backends.reference import conv as _ref
+from ember.backends.geometry import IntOrPair, check_nchw, check_out, window_geometry
+from ember.backends.reference.conv import batch_workers, im2col_batch_chunks  # noqa: F401  (the reference's)
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
 from ember.errors import ShapeError
 
 _IM2COL_BODY = """
@@ -119,7 +112,7 @@ def im2col(
     x: Any, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *, xp: Any = numpy,
     pad_value: float = 0.0, out: Any = None,
 ) -> Any:
-    """``col[n, c, i, j, oh, ow] = x_pad[n, c, oh*sh + i, ow*sw + j]`` (see ``conv_kernels.im2col``).
+    """``col[n, c, i, j, oh, ow] = x_pad[n, c, oh*sh + i, ow*sw + j]`` (see ``reference.conv.im2col``).
 
     Args:
         x: ``(N, C, H, W)``, float16/32/64 (other dtypes use the reference).
@@ -143,7 +136,7 @@ def im2col(
     kh, kw = int(kh), int(kw)
     x = xp.ascontiguousarray(x)
     shape = (n, c, kh, kw, oh, ow)
-    direct = out is not None and _ref.check_out(out, shape, x.dtype, "im2col").flags.c_contiguous
+    direct = out is not None and check_out(out, shape, x.dtype, "im2col").flags.c_contiguous
     col = out if direct else xp.empty(shape, dtype=x.dtype)
     launch(IM2COL, x.dtype, col.size, (x, col, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, float(pad_value)))
     if out is not None and not direct:
@@ -173,7 +166,7 @@ def col2im(
     if tuple(col.shape) != expected:
         raise ShapeError(f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}")
     col = xp.ascontiguousarray(col)
-    direct = out is not None and _ref.check_out(out, x_shape, col.dtype).flags.c_contiguous
+    direct = out is not None and check_out(out, x_shape, col.dtype).flags.c_contiguous
     img = out if direct else xp.empty(x_shape, dtype=col.dtype)
     launch(COL2IM, col.dtype, img.size, (col, img, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow))
     if out is not None and not direct:

@@ -1,7 +1,7 @@
 """Array-level reference kernels of the fused nn ops (no autograd): the readable spec.
 
-Ops in ``ember.autograd.ops`` call these through ``getattr(backend, "nn_kernels",
-this_module)``; ``ember.backends.numba_nn`` provides the same functions with the
+Ops in ``ember.autograd.ops`` call these as ``backend.nn.<name>``;
+``ember.backends.numba.nn`` and ``ember.backends.cupy.nn`` provide the same functions with the
 same signatures, compiled, and must agree with these to float tolerance.  Every
 function takes the array module as the ``xp`` keyword (``numpy`` or ``cupy``)
 and uses only ``xp.`` functions, except ``dropout_mask`` which always draws on
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy
 
-from ember.backends.conv_kernels import batch_workers  # noqa: F401  (the reference runs inline: 1)
+from ember.backends.reference.conv import batch_workers  # noqa: F401  (the reference runs inline: 1)
 
 
 def compute_dtype(dtype: Any) -> numpy.dtype:

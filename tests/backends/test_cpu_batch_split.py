@@ -1,4 +1,4 @@
-"""ember.backends.batch_split: fixed slices of a batch, run on worker threads in order."""
+"""ember.backends.cpu.batch_split: fixed slices of a batch, run on worker threads in order."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from ember.backends import batch_split
+from ember.backends.cpu import batch_split
 
 
 def _covered(slices):
@@ -94,7 +94,7 @@ def test_linear_splits_its_products_over_workers(monkeypatch):
     np = pytest.importorskip("numpy")
     import ember as em
     import ember.nn.functional as F
-    from ember.backends.threads import set_thread_policy
+    from ember.backends.cpu.threads import set_thread_policy
 
     rng = np.random.default_rng(1)
     x, W, b = rng.normal(size=(9, 6)), rng.normal(size=(4, 6)), rng.normal(size=(4,))

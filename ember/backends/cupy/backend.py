@@ -4,9 +4,8 @@ Imported lazily by ``ember.backends.device.get_backend`` the first time a CUDA
 device is asked for, so ``import ember`` never imports CuPy.  Op bodies run
 unchanged through ``xp = cupy``; the hot kernels (im2col/col2im, pooling,
 fused softmax-cross-entropy, activation backward, batch-norm, optimizer
-updates) come from the ``cupy_*`` kernel modules as the same namespaces the
-NumPy and Numba backends expose (``conv_kernels``, ``pool_kernels``,
-``nn_kernels``, ``optim_kernels``).
+updates) are the kernel kinds of ``ember.backends.cupy`` (``conv``, ``pool``,
+``nn``, ``optim``), exposed like every backend's (``ember.backends.base``).
 
 Devices.  One ``CupyBackend`` is registered for the ``cupy.ndarray`` type, so
 ops find it with one dict lookup and run on CuPy's *current* device (cuda:0
@@ -26,9 +25,9 @@ from typing import Any
 import cupy
 import numpy
 
-from ember.backends import cupy_conv, cupy_nn, cupy_optim, cupy_pool
+from ember.backends.base import Backend
 from ember.backends.device import Device, register_backend
-from ember.backends.numpy_backend import ArrayOps, _is_basic_index
+from ember.backends.arrays import ArrayOps, _is_basic_index
 
 
 class CupyArrayOps(ArrayOps):
@@ -100,16 +99,13 @@ class PinnedStager:
         return out
 
 
-class CupyBackend:
+class CupyBackend(Backend):
     """GPU backend over CuPy arrays; ``index`` None means CuPy's current device."""
 
     name = "cupy"
     device_type = "cuda"
     array_type = cupy.ndarray
-    conv_kernels = cupy_conv
-    pool_kernels = cupy_pool
-    nn_kernels = cupy_nn
-    optim_kernels = cupy_optim
+    kernel_package = "ember.backends.cupy"
 
     def __init__(self, index: int | None = None):
         self.index = index

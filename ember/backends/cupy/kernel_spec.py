@@ -4,7 +4,7 @@ Each GPU kernel is a ``KernelSpec``: a CUDA C template (instantiated per dtype
 through a dtype -> C type map) and a NumPy *emulation* with the same parameter
 names that evaluates the same index formulas vectorised over the thread index.
 ``launch`` runs the compiled kernel on CuPy arrays and the emulation on NumPy
-arrays, so the wrappers in ``cupy_conv``/``cupy_pool``/``cupy_nn``/``cupy_optim``
+arrays, so the wrappers in the ``conv``/``pool``/``nn``/``bn``/``optim`` modules of this package
 and their index math are tested on a machine without a GPU; only compilation
 (checked with ``nvcc -ptx``) and execution on a device remain GPU-only.
 
@@ -188,13 +188,3 @@ def _compiled(spec: KernelSpec, dtype: numpy.dtype) -> Any:
     import cupy
 
     return cupy.RawKernel(spec.source(dtype), spec.function_name(dtype))
-
-
-def all_specs() -> list[KernelSpec]:
-    """Every kernel ember defines (for the compile test and the GPU check)."""
-    from ember.backends import cupy_bn, cupy_conv, cupy_nn, cupy_optim, cupy_pool
-
-    specs = []
-    for module in (cupy_conv, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
-        specs.extend(module.SPECS)
-    return specs

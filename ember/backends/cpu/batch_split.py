@@ -5,14 +5,14 @@ dozen GEMMs with 16-64 rows (``W @ col`` per image) plus memory-bound im2col
 and col2im loops.  OpenBLAS parallelises each GEMM on its own and its workers
 spin-wait for each other at the end of every call, so small GEMMs gain little
 from a second thread, and as soon as another process holds a core they lose
-badly (``ember.backends.threads``).  Splitting the *batch* instead gives each
+badly (``ember.backends.cpu.threads``).  Splitting the *batch* instead gives each
 thread whole images: im2col, the GEMMs (one BLAS thread each) and col2im of its
 slice run with no synchronisation until the slice is done, so both the GEMMs
 and the memory-bound loops scale, and a thread that loses its core only delays
 its own slices while the other thread takes the remaining ones.
 
 Measured (DeepConvNet training step, batch 100, float32, 2-vCPU idle machine,
-``python -m benchmarks train``): see ``ember.backends.threads`` for the numbers.
+``python -m benchmarks train``): see ``ember.backends.cpu.threads`` for the numbers.
 
 Rules that keep results reproducible and race-free:
 

@@ -1,4 +1,4 @@
-"""CUDA batch norm for the CuPy backend (signatures of ``nn_kernels.batch_norm_*``).
+"""CUDA batch norm for the CuPy backend (signatures of ``reference.nn.batch_norm_*``).
 
 Per-channel statistics use one block per channel and a shared-memory tree
 reduction: deterministic (no atomics), two passes over the channel (mean, then
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy
 
-from ember.backends import nn_kernels as _ref
-from ember.backends.cupy_source import BLOCK, CTYPES, KernelSpec, launch, launch_blocks
-from ember.backends.nn_kernels import compute_dtype
+from ember.backends.reference import nn as _ref
+from ember.backends.cupy.kernel_spec import BLOCK, CTYPES, KernelSpec, launch, launch_blocks
+from ember.backends.reference.nn import compute_dtype
 
 _TREE = """
   buf[threadIdx.x] = s;
@@ -171,7 +171,7 @@ def _affine(value: Any, fill: float, C: int, acc: Any, xp: Any) -> Any:
 
 
 def batch_norm_forward_train(x: Any, weight: Any, bias: Any, eps: float, *, xp: Any = numpy) -> tuple:
-    """``(y, mean, var, inv_std)`` as ``nn_kernels.batch_norm_forward_train``, in two launches."""
+    """``(y, mean, var, inv_std)`` as ``reference.nn.batch_norm_forward_train``, in two launches."""
     if x.dtype not in CTYPES or x.ndim < 2 or x.size == 0:
         return _ref.batch_norm_forward_train(x, weight, bias, eps, xp=xp)
     C, inner, m = _layout(x)
@@ -189,7 +189,7 @@ def batch_norm_backward(
     x: Any, gy: Any, mean: Any, inv_std: Any, weight: Any, training: bool,
     need_x: bool = True, need_w: bool = True, need_b: bool = True, *, xp: Any = numpy,
 ) -> tuple:
-    """``(gx, gw, gb)`` as ``nn_kernels.batch_norm_backward``, in two launches."""
+    """``(gx, gw, gb)`` as ``reference.nn.batch_norm_backward``, in two launches."""
     if x.dtype not in CTYPES or gy.dtype != x.dtype or tuple(gy.shape) != tuple(x.shape) or x.ndim < 2:
         return _ref.batch_norm_backward(x, gy, mean, inv_std, weight, training, need_x, need_w, need_b, xp=xp)
     C, inner, m = _layout(x)

@@ -1,0 +1,18 @@
+"""Every CUDA kernel of the CuPy backend, collected for the compile test and the GPU check.
+
+Its own module, above the kernel modules, so that ``kernel_spec`` (which they
+import) never imports them back.
+"""
+
+from __future__ import annotations
+
+from ember.backends.cupy import bn, conv, nn, optim, pool
+from ember.backends.cupy.kernel_spec import KernelSpec
+
+
+def all_specs() -> list[KernelSpec]:
+    """Every ``KernelSpec`` of the conv, pool, nn, bn and optim modules, in that order."""
+    specs: list[KernelSpec] = []
+    for module in (conv, pool, nn, bn, optim):
+        specs.extend(module.SPECS)
+    return specs

@@ -1,0 +1,1 @@
+"""The NumPy reference backend: the readable kernels every other backend must match."""
