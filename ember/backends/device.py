@@ -1,7 +1,9 @@
 """The ``Device`` value type and the registry that maps devices and array types to backends.
 
 Lookup by array type is a dict hit (``backend_of``) because it runs once per op
-call; CuPy registers itself on first use so ``import ember`` never imports it.
+call.  This module imports no backend: each registers itself here when imported,
+and the CuPy backend is named by ``register_backend_module`` (in the package root)
+and imported on first use, so ``import ember`` never imports CuPy.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 _BACKEND_BY_ARRAY_TYPE: dict[type, Any] = {}
 _BACKEND_BY_DEVICE_TYPE: dict[str, Any] = {}
+_BACKEND_MODULES: dict[str, str] = {}  # device type -> module whose import registers its backend
 
 
 class Device:
@@ -71,6 +74,11 @@ def register_backend(backend: Any, array_types: tuple[type, ...]) -> None:
     _BACKEND_BY_DEVICE_TYPE[backend.device_type] = backend
 
 
+def register_backend_module(device_type: str, module: str) -> None:
+    """Name the module that registers the backend of ``device_type`` when imported (loaded on first use)."""
+    _BACKEND_MODULES[device_type] = module
+
+
 def cuda_available() -> bool:
     """True when CuPy imports and sees at least one CUDA device."""
     try:
@@ -84,11 +92,11 @@ def get_backend(dev: "str | Device | None") -> Any:
     """The backend that runs tensors on ``dev`` (default cpu); loads CuPy lazily."""
     dev = CPU if dev is None else Device(dev)
     backend = _BACKEND_BY_DEVICE_TYPE.get(dev.type)
-    if backend is None and dev.type == "cuda":
-        if not cuda_available():
+    if backend is None and dev.type in _BACKEND_MODULES:
+        if dev.type == "cuda" and not cuda_available():
             raise RuntimeError(cuda_unavailable_message(dev))
-        importlib.import_module("ember.backends.cupy.backend")
-        backend = _BACKEND_BY_DEVICE_TYPE["cuda"]
+        importlib.import_module(_BACKEND_MODULES[dev.type])
+        backend = _BACKEND_BY_DEVICE_TYPE[dev.type]
     if dev.index is not None and hasattr(backend, "for_device"):
         backend = backend.for_device(dev)  # factories and copies go to cuda:N
     return backend
