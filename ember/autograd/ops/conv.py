@@ -1,42 +1,17 @@
-"""2-D convolution via im2col (STYLE §5); the public 2-D ``im2col``/``col2im`` ops are in ``ops/im2col.py``.
+"""2-D convolution via im2col; the public 2-D ``im2col``/``col2im`` ops are in ``ops/im2col.py``.
 
 ``conv2d`` unfolds the input into columns ``(N, C, KH, KW, OH, OW)`` and runs one
-batched GEMM with ``W`` reshaped to ``(OC, C*KH*KW)`` — the book's ch. 7 trick.
-Its node keeps only ``x`` and ``W``: ``gW`` recomputes the columns, and ``gx``
-folds the weight-transposed product back with ``col2im``.  Keeping the forward's
-columns for ``gW`` instead was tried (DeepConvNet, batch 100, 2 vCPUs): expected
-to save the ~9 ms/step of the second im2col, measured 95 ms vs 90 ms per step
-(6 alternating rounds, within the noise) for ~130 MB more memory, so the columns
-are recomputed: a recomputed slice is written just before its GEMM reads it and
-is still in cache, while kept columns have to come back from DRAM.
+batched GEMM per image with ``W`` reshaped to ``(OC, C*KH*KW)`` (the book's ch. 7
+trick).  Its node keeps only ``x`` and ``W``: ``gW`` recomputes the columns, and
+``gx`` folds the weight-transposed product back with ``col2im``.  Large batches
+run in chunks whose column workspace fits ``COL_BUDGET_BYTES``, each cut into
+slices for the backend's batch-split workers (``ember.backends.cpu.batch_split``).
 
-Large batches are processed in chunks whose column workspace fits
-``COL_BUDGET_BYTES``; each chunk is cut further into slices for the backend's
-batch-split workers (``ember.backends.cpu.batch_split``: Numba kernels on small
-machines, one BLAS thread per worker; the reference runs inline).
-
-The three linear maps involved are each other's adjoints, so each backward is
-written in terms of the other two Functions: conv2d's ``gx`` is a transposed
-convolution of ``gy``, its ``gW`` a weight-gradient convolution of ``(x, gy)``,
-and the backward of each of those is again one of the three.  In an ordinary
-backward they run directly on arrays; under ``create_graph=True`` they are
-applied as Functions on Tensors, which makes double backward of conv2d exact.
-
-Kernels are looked up through ``kernels(backend)`` so a backend (Numba, CuPy)
-can replace the NumPy reference ``im2col``/``col2im``.
-
-GEMM layout (measured, 1 BLAS thread, SimpleConvNet and DeepConvNet shapes at
-batch 100): one batched GEMM per image (``W2 @ col[n]``, written straight into
-NCHW ``y``; ``gW`` as a batched ``gy[n] @ col[n]^T`` summed over ``n``) against
-one large GEMM over a ``(K, N*OH*OW)`` column matrix plus the transposes it needs
-(``y`` back to NCHW, ``gy`` to ``(OC, N*OH*OW)``).  Neither won consistently: the
-large GEMM was up to 2x faster for small ``OH*OW`` (7x7, 14x14) and up to 3x
-slower for the 28x28 input layers, within the machine's noise elsewhere, so the
-batched form stays; with 25-image slices the per-slice large GEMM for ``gW``
-(transposes included) was 15.5 ms against 8.7 ms for the batched form, summed
-over the DeepConvNet and SimpleConvNet layers.  A direct (col-free) convolution was not written: on the
-SimpleConvNet step, Numba's im2col costs ~0.3 ms of a ~3 ms conv forward, so it
-could save at most ~10% and would have to match BLAS on the GEMM itself.
+The three linear maps are each other's adjoints, so each backward is written in
+terms of the other two Functions; under ``create_graph=True`` they are applied
+as Functions on Tensors, which makes double backward of conv2d exact.  Kernels
+come from ``backend.conv``.  Why these layouts and not others (with timings):
+``docs/engineering/conv.md``.
 """
 
 from __future__ import annotations

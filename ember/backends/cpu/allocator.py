@@ -2,12 +2,10 @@
 
 A training step allocates and frees the same multi-MB arrays every iteration
 (activations, im2col columns, gradients).  glibc serves large requests with
-``mmap`` and gives freed memory back to the kernel (``munmap``, heap trimming),
-so the next step touches fresh pages again: 2,800 page faults per SimpleConvNet
-step (batch 100) on the development VM, where each costs microseconds.  With
-glibc's ``M_MMAP_THRESHOLD`` at 64 MiB and ``M_TRIM_THRESHOLD`` at 512 MiB the
-same buffers are reused from the heap: 0 faults per step, and the step went from
-26-33 ms to 16-20 ms (2 alternating runs each, 2-vCPU machine, load ~1.5).
+``mmap`` and gives freed memory back to the kernel, so the next step faults
+fresh pages in again.  With glibc's ``M_MMAP_THRESHOLD`` at 64 MiB and
+``M_TRIM_THRESHOLD`` at 512 MiB the same buffers are reused from the heap (no
+page faults per step; numbers in ``docs/engineering/cpu-threads.md``).
 
 Trade-off: the process keeps up to ``TRIM_THRESHOLD`` bytes of freed heap at the
 top instead of returning it, so its resident size stays at its peak rather than

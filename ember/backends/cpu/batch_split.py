@@ -11,8 +11,7 @@ slice run with no synchronisation until the slice is done, so both the GEMMs
 and the memory-bound loops scale, and a thread that loses its core only delays
 its own slices while the other thread takes the remaining ones.
 
-Measured (DeepConvNet training step, batch 100, float32, 2-vCPU idle machine,
-``python -m benchmarks train``): see ``ember.backends.cpu.threads`` for the numbers.
+Measurements: ``docs/engineering/cpu-threads.md`` and ``benchmarks/results/thread_policy*.md``.
 
 Rules that keep results reproducible and race-free:
 
@@ -23,12 +22,7 @@ Rules that keep results reproducible and race-free:
 * kernels that run inside a slice must release the GIL (Numba ``nogil=True``,
   NumPy's BLAS calls do), otherwise the threads only take turns.
 
-Tried and dropped: helper threads that spin with the GIL released before they
-sleep (as OpenBLAS's do) cut an empty hand-off from 121 to 32 us and a split
-128x512 @ 512x512 product from 0.80 to 0.63 ms, yet the MLP training step did
-not move (5.1 vs 5.2 ms median, three alternating pairs of processes) nor did
-the conv nets: what is left of each hand-off is the GIL passing between the
-threads around every BLAS and kernel call, which spinning cannot shorten.
+Spinning helper threads were tried and dropped (``docs/engineering/cpu-threads.md``).
 
 The pool is created on first use and again after ``fork`` (a forked child has
 no pool threads).  With one worker, or one slice, everything runs inline.

@@ -1,64 +1,13 @@
 """Thread policy of the CPU kernels: who may use the cores, OpenBLAS, Numba or ember's batch workers.
 
-Problem (ACCELERATION.md §4.4): NumPy's OpenBLAS and Numba's OpenMP pool both
-start one worker per core and spin while idle.  On a 2-core machine they take
-the cores from each other (and from any other process), and one conv step ran
-up to 10x slower than with one thread each.
+On a 2-core machine NumPy's OpenBLAS and Numba's OpenMP pool each start one
+worker per core and spin while idle, taking the cores from each other and from
+any other process; a second BLAS thread also collapses as soon as another
+process holds a core.  So the second core is used by splitting the *batch*
+(``ember.backends.cpu.batch_split``), each worker calling BLAS with one thread.
+Measurements: ``docs/engineering/cpu-threads.md``; latest run:
+``benchmarks/results/thread_policy*.md`` (``python -m benchmarks.thread_policy``).
 
-Measured here (training step, batch 100, float32, 2 vCPU; wall ms/step,
-medians, one process per run, runs alternated; noisy, +-30%):
-
-1. Heavy external load (other jobs, load 4-8), SimpleConvNet, 3 rounds:
-
-   =====================================================  ===============
-   configuration                                           ms/step
-   =====================================================  ===============
-   Numba ``parallel`` 2 threads (omp layer) + OpenBLAS 2    245 / 253 / 338
-   Numba 1 thread + OpenBLAS 2                              145 /  81 / 484
-   Numba 2 threads (workqueue layer) + OpenBLAS 2           146 /  91 / 500
-   Numba 2 threads (workqueue layer) + OpenBLAS 1            74 /  53 /  60
-   Numba 1 thread + OpenBLAS 1 (chosen)                      54 /  50 / 112
-   =====================================================  ===============
-
-2. Serial Numba kernels (the choice above), final code, OpenBLAS 1 vs 2 threads:
-
-   ==========================================  ==============  ==============
-   machine state                                SimpleConvNet   DeepConvNet
-   ==========================================  ==============  ==============
-   idle: OpenBLAS 1 / 2                         21 / 14         164-179 / 133
-   one busy process on a core: OpenBLAS 1 / 2   18-23 / 27-34   145 / 346
-   ==========================================  ==============  ==============
-
-A second BLAS thread gains up to 1.5x on an idle machine but loses up to 2.4x
-(10x under heavier load) as soon as another process holds a core, because the
-two OpenBLAS workers wait for each other.  So the second core is used by
-splitting the *batch* instead (``ember.backends.cpu.batch_split``): conv2d's three
-products, linear's products and the pooling/activation-backward kernels run
-their batch slices on one worker per core, each calling BLAS with one thread,
-with no barrier inside a GEMM.  Measured with ``python -m benchmarks.thread_policy
-[--busy]`` (each model stepped in one process, configurations alternated over
-5-6 rounds, medians; 2-vCPU AMD EPYC, 2026-12-01 03:56 UTC, with 4 slices per
-worker and linear's gx/gW side by side; ``w`` = batch workers, ``b`` = BLAS
-threads; ms/step; results/thread_policy*.md):
-
-   ==================================  ==============  =============  =====
-   machine state, configuration        SimpleConvNet   DeepConvNet    MLP
-   ==================================  ==============  =============  =====
-   idle, w1 b1                          21.1            148            5.4
-   idle, w2 b1 (chosen)                 13.2             84            5.0
-   idle, w1 b2                          18.9            121            4.2
-   one busy process, w1 b1              17.4            147            5.1
-   one busy process, w2 b1 (chosen)     16.3            139            5.7
-   one busy process, w1 b2              16.6            433            7.8
-   ==================================  ==============  =============  =====
-
-Batch workers win on the conv nets when idle and lose little under load (the
-MLP: 5.7 against 5.1 ms with one worker).  OpenBLAS's own threads are still
-faster on the BLAS-bound MLP when the machine is idle (its spinning workers
-share the packed operands and never sleep) but collapse as soon as a core is
-taken.  SimpleConvNet gains less than
-DeepConvNet because its step is memory-bound, and one core already saturates
-this VM's memory bandwidth (a 2.9 MB copy ran no faster on two threads).
 The policy, applied when the Numba kernels are first loaded:
 
 * machines with at most ``SMALL_MACHINE_CORES`` (2) cores: the BLAS pools
@@ -76,8 +25,8 @@ The policy, applied when the Numba kernels are first loaded:
 ``set_thread_policy`` changes all three knobs at run time (tests use it to exercise
 the parallel variants).  The parallel variants are separate compiled functions
 (``_x_parallel`` next to ``_x_serial``): sharing one Python function between a
-serial and a parallel ``njit`` breaks Numba's on-disk cache (§4.3), and a variant
-that never runs is never compiled.
+serial and a parallel ``njit`` breaks Numba's on-disk cache, and a variant that
+never runs is never compiled.
 """
 
 from __future__ import annotations

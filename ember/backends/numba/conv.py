@@ -10,13 +10,13 @@ Design choices:
 * Each kernel is a compiled per-plane function driven by a serial loop or a
   ``prange`` loop over ``(n, c)`` planes (``ember.backends.cpu.threads`` picks one
   per call by output size).  Each iteration owns one plane of the output, so no
-  two iterations write the same element (ACCELERATION.md §4.2) and ``N = 1``
+  two iterations write the same element, and ``N = 1``
   batches still split across channels.
 * ``col2im`` scatters inside the plane it owns, looping kernel offsets
   ``(i, j)`` outermost as the reference does (so sums match exactly).  This is
   the race-free "per-plane ownership" pattern; a per-pixel gather was not
-  implemented because ACCELERATION.md §4.1 measured it slower than per-image
-  scatter on this CPU (its index arithmetic is per term instead of per row).
+  written because it was slower than per-image scatter on the development CPU
+  (its index arithmetic is per term instead of per row).
 * Padding goes through one padded plane-sized buffer per thread (im2col copies
   each input plane into its interior; col2im accumulates into it and crops),
   so the loops carry no bounds tests and their indices are provably
@@ -25,14 +25,11 @@ Design choices:
 * Every kernel releases the GIL (``nogil=True``) so that
   ``ember.backends.cpu.batch_split`` can run slices of a batch on several threads.
 * Inputs are made C-contiguous at the boundary (one compiled layout per dtype);
-  float16 (unsupported by Numba, §4.5) and non-NumPy arrays go to the reference.
+  float16 (unsupported by Numba) and non-NumPy arrays go to the reference.
 * ``cache=True``: compiled code is stored next to this file or in
   ``NUMBA_CACHE_DIR``; no ``fastmath`` (NaN must propagate).
 
-Measured (CPU time, one thread, SimpleConvNet conv1: x (100, 1, 28, 28), 5x5,
-float32; 2-vCPU machine under load, about +-30%): im2col 0.3-0.5 ms vs 0.7-1.0 ms
-for the reference, col2im 0.6 ms vs 2.1-2.7 ms.  A first version that took row
-views and signed offsets inside the loops ran im2col in 2.4 ms.
+Timings against the reference: ``docs/engineering/conv.md``.
 """
 
 from __future__ import annotations

@@ -5,12 +5,11 @@ the call to the reference: float16 (Numba cannot load or store it), arrays that
 are not C-contiguous, or mixed dtypes go to ``reference.nn`` unchanged, so every
 input still gets the reference answer.
 
-Design choices (measurements in ``NUMBA_NN_README_SECTION.md``, reproduced by
-``python -m benchmarks.kernels_nn_optim``):
+Design choices (timings: ``python -m benchmarks.kernels_nn_optim``):
 
 * Serial ``@njit(cache=True)``, no ``parallel=True``: these kernels are one or
   two passes over at most a few MB, where a 2-thread pool on a 2-core machine
-  costs more than it saves (ACCELERATION.md §4.4, ``ember.backends.cpu.threads``).
+  costs more than it saves (``ember.backends.cpu.threads``).
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy instead of
   raising, and without that check LLVM vectorises the loops (the Python error
   model kept ``sqrt`` and ``/`` scalar and made Adam 3x slower than NumPy).

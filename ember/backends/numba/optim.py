@@ -13,7 +13,7 @@ zero-division check, which otherwise keeps LLVM from vectorising ``sqrt`` and
 Arrays that are not C-contiguous NumPy float32/float64 arrays of one shape and
 dtype go to the reference unchanged.  Serial ``@njit(cache=True)``: the largest
 SimpleConvNet parameter has 432k elements, too small for a thread pool to pay
-on two cores (ACCELERATION.md §4.4).
+on two cores (``ember.backends.cpu.threads``).
 """
 
 from __future__ import annotations

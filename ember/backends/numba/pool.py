@@ -17,11 +17,7 @@ copy of the input (``-inf`` for max, zeros for average), as in the reference, so
 the compiled loops carry no bounds tests.  float16 and
 non-NumPy arrays go to the reference.
 
-Measured (CPU time, one thread, SimpleConvNet pool: x (100, 30, 24, 24), 2x2
-stride 2, float32; 2-vCPU machine under load, about +-30%): forward 1.5-2.5 ms
-vs 9-13 ms for the reference, backward 1.7-2.3 ms vs 9.5-12.7 ms.  The unrolled
-2x2 loop runs ~4x faster than the general one, and keeping the NaN test out of
-the window loop ~5x.
+Timings against the reference: ``docs/engineering/conv.md``.
 """
 
 from __future__ import annotations
