@@ -177,7 +177,45 @@ def pool_geometry(
 
 
 def check_grad(gy: Any, expected: tuple[int, ...], op: str, name: str = "gy") -> None:
+    """Raise ``ShapeError`` naming ``op`` unless ``gy`` (or the array called ``name``) has shape ``expected``."""
     if tuple(gy.shape) != expected:
         raise ShapeError(
             f"{op}: expected {name} of shape {expected}, got {tuple(gy.shape)}"
         )
+
+
+def pool_backward_geometry(
+    gy: Any, x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any, op: str, argmax: Any = None
+) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
+    """``(x_shape as ints, (sh, sw, ph, pw, oh, ow))`` of a pooling backward, after checking ``gy`` (and ``argmax``).
+
+    Raises:
+        ValueError: bad geometry.
+        ShapeError: ``gy`` or ``argmax`` is not ``(N, C, OH, OW)``.
+    """
+    x_shape = tuple(int(s) for s in x_shape)
+    geo = pool_geometry(x_shape, kh, kw, stride, padding, op)
+    expected = (x_shape[0], x_shape[1], geo[4], geo[5])
+    check_grad(gy, expected, op)
+    if argmax is not None:
+        check_grad(argmax, expected, op, "argmax")
+    return x_shape, geo
+
+
+def col2im_geometry(
+    col: Any, x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any
+) -> tuple[tuple[int, int, int, int], tuple[int, ...]]:
+    """``(x_shape as ints, (sh, sw, ph, pw, oh, ow))`` of a col2im call, after checking ``col``'s shape.
+
+    Raises:
+        ValueError: bad geometry.
+        ShapeError: ``col`` is not ``(N, C, KH, KW, OH, OW)`` for ``x_shape``.
+    """
+    x_shape = tuple(int(s) for s in x_shape)
+    geo = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
+    expected = (x_shape[0], x_shape[1], kh, kw, geo[4], geo[5])
+    if tuple(col.shape) != expected:
+        raise ShapeError(
+            f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}"
+        )
+    return x_shape, geo

@@ -20,10 +20,9 @@ from typing import Any
 import numpy
 
 from ember.backends.reference import conv as _ref
-from ember.backends.geometry import IntOrPair, check_nchw, check_out, window_geometry
+from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 from ember.backends.reference.conv import batch_workers, im2col_batch_chunks  # noqa: F401  (the reference's)
 from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
-from ember.errors import ShapeError
 
 _IM2COL_BODY = """
 extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,
@@ -158,13 +157,9 @@ def col2im(
     """
     if col.dtype not in CTYPES:
         return _ref.col2im(col, x_shape, kh, kw, stride, padding, xp=xp, out=out)
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
-    n, c, h, w = x_shape
     kh, kw = int(kh), int(kw)
-    expected = (n, c, kh, kw, oh, ow)
-    if tuple(col.shape) != expected:
-        raise ShapeError(f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}")
+    x_shape, (sh, sw, ph, pw, oh, ow) = col2im_geometry(col, x_shape, kh, kw, stride, padding)
+    _, c, h, w = x_shape
     col = xp.ascontiguousarray(col)
     direct = out is not None and check_out(out, x_shape, col.dtype).flags.c_contiguous
     img = out if direct else xp.empty(x_shape, dtype=col.dtype)

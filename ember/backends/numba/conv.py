@@ -40,9 +40,8 @@ import numba
 import numpy
 
 from ember.backends.reference import conv as _reference
-from ember.backends.geometry import IntOrPair, check_nchw, check_out, window_geometry
+from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks  # noqa: F401  (the reference's)
-from ember.errors import ShapeError
 from ember.backends.cpu.threads import apply_thread_policy, batch_workers, use_parallel  # noqa: F401
 
 apply_thread_policy()
@@ -165,40 +164,15 @@ def _col2im_parallel(col, sh, sw, ph, pw, img):  # pragma: no cover - compiled
 
 
 def im2col(
-    x: Any,
-    kh: int,
-    kw: int,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    *,
-    xp: Any = numpy,
-    pad_value: float = 0.0,
-    out: Any = None,
+    x: Any, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *, xp: Any = numpy,
+    pad_value: float = 0.0, out: Any = None,
 ) -> Any:
-    """Unfold sliding ``KH x KW`` windows of ``x`` into columns (see ``reference.conv.im2col``).
-
-    Args:
-        x: ``(N, C, H, W)``, floating.
-        kh: Kernel height.
-        kw: Kernel width.
-        stride: ``sh`` or ``(sh, sw)``, each >= 1.
-        padding: ``ph`` or ``(ph, pw)``, each >= 0.
-        xp: Array module of ``x``; anything but NumPy goes to the reference.
-        pad_value: Value of the padding border (``-inf`` for max pooling).
-        out: Optional C-contiguous ``(N, C, KH, KW, OH, OW)`` array of ``x``'s dtype to write into.
-
-    Returns:
-        ``col``: ``(N, C, KH, KW, OH, OW)``, same dtype as ``x``, C-contiguous (``out`` when given).
-
-    Raises:
-        ValueError: Bad stride/padding/kernel, or ``x`` is not 4-D (``ShapeError``).
-    """
+    """Compiled ``reference.conv.im2col`` (same arguments, results and errors); ``out`` must be C-contiguous."""
     if xp is not numpy or not supported(x) or (out is not None and not _writable_target(out, x.dtype)):
         return _reference.im2col(x, kh, kw, stride, padding, xp=xp, pad_value=pad_value, out=out)
     check_nchw(x, "im2col")
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "im2col")
-    n, c = x.shape[:2]
-    shape = (n, c, kh, kw, oh, ow)
+    shape = (*x.shape[:2], kh, kw, oh, ow)
     col = numpy.empty(shape, dtype=x.dtype) if out is None else check_out(out, shape, x.dtype, "im2col")
     if col.size:
         kernel = _im2col_parallel if use_parallel(col.size) else _im2col_serial
@@ -207,44 +181,13 @@ def im2col(
 
 
 def col2im(
-    col: Any,
-    x_shape: tuple[int, int, int, int],
-    kh: int,
-    kw: int,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    *,
-    xp: Any = numpy,
-    out: Any = None,
+    col: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair = 1, padding: IntOrPair = 0, *,
+    xp: Any = numpy, out: Any = None,
 ) -> Any:
-    """Fold columns back into an image, summing overlaps (see ``reference.conv.col2im``).
-
-    Args:
-        col: ``(N, C, KH, KW, OH, OW)``, floating (any strides; copied to C order).
-        x_shape: ``(N, C, H, W)`` of the image ``col`` was unfolded from.
-        kh: Kernel height.
-        kw: Kernel width.
-        stride: ``sh`` or ``(sh, sw)``.
-        padding: ``ph`` or ``(ph, pw)``.
-        xp: Array module of ``col``; anything but NumPy goes to the reference.
-        out: Optional C-contiguous ``(N, C, H, W)`` array of ``col``'s dtype to write into.
-
-    Returns:
-        ``x``: ``(N, C, H, W)``, same dtype as ``col`` (``out`` when given).
-
-    Raises:
-        ValueError: Bad arguments, or ``col`` does not fit ``x_shape`` (``ShapeError``).
-    """
+    """Compiled ``reference.conv.col2im`` (same arguments, results and errors); ``col`` may have any strides."""
     if xp is not numpy or not supported(col) or (out is not None and not _writable_target(out, col.dtype)):
         return _reference.col2im(col, x_shape, kh, kw, stride, padding, xp=xp, out=out)
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
-    n, c, h, w = x_shape
-    expected = (n, c, kh, kw, oh, ow)
-    if tuple(col.shape) != expected:
-        raise ShapeError(
-            f"col2im: expected col of shape {expected} for x_shape {x_shape}, got {tuple(col.shape)}"
-        )
+    x_shape, (sh, sw, ph, pw, _, _) = col2im_geometry(col, x_shape, kh, kw, stride, padding)
     img = numpy.empty(x_shape, dtype=col.dtype) if out is None else check_out(out, x_shape, col.dtype)
     if img.size:
         kernel = _col2im_parallel if use_parallel(col.size) else _col2im_serial

@@ -29,7 +29,7 @@ import numba
 import numpy
 
 from ember.backends.reference import pool as _reference
-from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
+from ember.backends.geometry import IntOrPair, check_nchw, pool_backward_geometry, pool_geometry
 from ember.backends.numba.conv import supported
 from ember.backends.cpu.batch_split import call_split
 from ember.backends.cpu.threads import apply_thread_policy, batch_workers, use_parallel
@@ -255,10 +255,6 @@ def _avg_grad_parallel(g, kh, kw, sh, sw, gx):  # pragma: no cover - compiled
         _avg_grad_plane(g[nc // c, nc % c], kh, kw, sh, sw, gx[nc // c, nc % c])
 
 
-def _geometry(x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any, op: str) -> tuple:
-    return pool_geometry(tuple(int(s) for s in x_shape), kh, kw, stride, padding, op)
-
-
 def _padded(x: Any, ph: int, pw: int, value: float) -> Any:
     """``x`` C-contiguous and padded by ``(ph, pw)`` with ``value`` (the reference pads the same way)."""
     if ph or pw:
@@ -273,65 +269,55 @@ def _cropped(gx: Any, ph: int, pw: int) -> Any:
     return gx
 
 
+def _run(serial: Any, parallel: Any, args: tuple, split: tuple, size: int) -> list:
+    """``parallel(*args)`` for outputs of at least ``size`` elements on big machines, else ``serial`` over batch slices.
+
+    Returns the per-slice results (the backward's bad-argmax flags).
+    """
+    if use_parallel(size):
+        return [parallel(*args)]
+    return call_split(serial, args, split, batch_workers())
+
+
+def _reference_runs(*arrays: Any, xp: Any) -> bool:
+    """True when the reference must serve the call: not NumPy, or a dtype Numba cannot run."""
+    return xp is not numpy or not supported(*arrays)
+
+
 def max_pool2d_forward(
     x: Any, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> tuple[Any, Any]:
-    """Max over each ``KH x KW`` window, with the window-local argmax (int64 ``i * KW + j``).
-
-    Same arguments, result and errors as ``reference.pool.max_pool2d_forward``; float16
-    and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
-    """
-    if xp is not numpy or not supported(x):
+    """Compiled ``reference.pool.max_pool2d_forward`` (same arguments, results and errors)."""
+    if _reference_runs(x, xp=xp):
         return _reference.max_pool2d_forward(x, kh, kw, stride, padding, xp=xp)
     check_nchw(x, "max_pool2d")
-    sh, sw, ph, pw, oh, ow = _geometry(x.shape, kh, kw, stride, padding, "max_pool2d")
-    n, c = x.shape[:2]
-    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
-    argmax = numpy.empty((n, c, oh, ow), dtype=numpy.int64)
+    sh, sw, ph, pw, oh, ow = pool_geometry(x.shape, kh, kw, stride, padding, "max_pool2d")
+    y = numpy.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
+    argmax = numpy.empty(y.shape, dtype=numpy.int64)
     if y.size:
         xpad = _padded(x, ph, pw, -numpy.inf)
         # One vectorised NaN test (~0.1 ms per MB) keeps the NaN rule out of the hot loop.
         has_nan = bool(numpy.isnan(xpad).any())
-        if use_parallel(x.size):
-            _max_pool_parallel(xpad, kh, kw, sh, sw, has_nan, y, argmax)
-        else:
-            call_split(_max_pool_serial, (xpad, kh, kw, sh, sw, has_nan, y, argmax), (0, 6, 7), batch_workers())
+        _run(_max_pool_serial, _max_pool_parallel, (xpad, kh, kw, sh, sw, has_nan, y, argmax), (0, 6, 7), x.size)
     return y, argmax
 
 
 def max_pool2d_backward(
-    gy: Any,
-    argmax: Any,
-    x_shape: tuple[int, int, int, int],
-    kh: int,
-    kw: int,
-    stride: IntOrPair,
-    padding: IntOrPair = 0,
-    *,
+    gy: Any, argmax: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *,
     xp: Any = numpy,
 ) -> Any:
-    """Route each output gradient to its window's argmax; an argmax outside ``[0, KH*KW)`` raises ValueError.
-
-    Same arguments, result and errors as ``reference.pool.max_pool2d_backward``; float16
-    and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
-    """
-    if xp is not numpy or not supported(gy) or type(argmax) is not numpy.ndarray:
+    """Compiled ``reference.pool.max_pool2d_backward``; an argmax outside ``[0, KH*KW)`` raises ValueError."""
+    if _reference_runs(gy, xp=xp) or type(argmax) is not numpy.ndarray:
         return _reference.max_pool2d_backward(gy, argmax, x_shape, kh, kw, stride, padding, xp=xp)
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = _geometry(x_shape, kh, kw, stride, padding, "max_pool2d_backward")
-    n, c, h, w = x_shape
-    check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
-    check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
-    gx = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    x_shape, (sh, sw, ph, pw, _, _) = pool_backward_geometry(
+        gy, x_shape, kh, kw, stride, padding, "max_pool2d_backward", argmax
+    )
+    gx = numpy.empty((*x_shape[:2], x_shape[2] + 2 * ph, x_shape[3] + 2 * pw), dtype=gy.dtype)
     if gx.size:
         di, dj = numpy.divmod(numpy.arange(kh * kw), kw)
         argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int64)
         args = (numpy.ascontiguousarray(gy), argmax, di, dj, sh, sw, gx)
-        if use_parallel(gx.size):
-            bad = [_max_grad_parallel(*args)]
-        else:
-            bad = call_split(_max_grad_serial, args, (0, 1, 6), batch_workers())
-        if any(bad):
+        if any(_run(_max_grad_serial, _max_grad_parallel, args, (0, 1, 6), gx.size)):
             raise ValueError(
                 f"max_pool2d_backward: expected argmax in [0, {kh * kw}) for a {(kh, kw)} kernel, "
                 f"got values in [{argmax.min()}, {argmax.max()}]"
@@ -342,53 +328,29 @@ def max_pool2d_backward(
 def avg_pool2d_forward(
     x: Any, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> Any:
-    """Mean over each ``KH x KW`` window, zero padding counted (``count_include_pad``).
-
-    Same arguments, result and errors as ``reference.pool.avg_pool2d_forward``; float16
-    and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
-    """
-    if xp is not numpy or not supported(x):
+    """Compiled ``reference.pool.avg_pool2d_forward`` (same arguments, results and errors)."""
+    if _reference_runs(x, xp=xp):
         return _reference.avg_pool2d_forward(x, kh, kw, stride, padding, xp=xp)
     check_nchw(x, "avg_pool2d")
-    sh, sw, ph, pw, oh, ow = _geometry(x.shape, kh, kw, stride, padding, "avg_pool2d")
-    n, c = x.shape[:2]
-    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
+    sh, sw, ph, pw, oh, ow = pool_geometry(x.shape, kh, kw, stride, padding, "avg_pool2d")
+    y = numpy.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
     if y.size:
         args = (_padded(x, ph, pw, 0.0), kh, kw, sh, sw, x.dtype.type(0), y)
-        if use_parallel(x.size):
-            _avg_parallel(*args)
-        else:
-            call_split(_avg_serial, args, (0, 6), batch_workers())
+        _run(_avg_serial, _avg_parallel, args, (0, 6), x.size)
     return y
 
 
 def avg_pool2d_backward(
-    gy: Any,
-    x_shape: tuple[int, int, int, int],
-    kh: int,
-    kw: int,
-    stride: IntOrPair,
-    padding: IntOrPair = 0,
-    *,
-    xp: Any = numpy,
+    gy: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> Any:
-    """Spread each output gradient evenly over its window.
-
-    Same arguments, result and errors as ``reference.pool.avg_pool2d_backward``; float16
-    and non-NumPy arrays (``xp`` other than NumPy) are passed to it.
-    """
-    if xp is not numpy or not supported(gy):
+    """Compiled ``reference.pool.avg_pool2d_backward`` (same arguments, results and errors)."""
+    if _reference_runs(gy, xp=xp):
         return _reference.avg_pool2d_backward(gy, x_shape, kh, kw, stride, padding, xp=xp)
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = _geometry(x_shape, kh, kw, stride, padding, "avg_pool2d_backward")
-    n, c, h, w = x_shape
-    check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
-    gx = numpy.empty((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    x_shape, (sh, sw, ph, pw, _, _) = pool_backward_geometry(gy, x_shape, kh, kw, stride, padding,
+                                                             "avg_pool2d_backward")
+    gx = numpy.empty((*x_shape[:2], x_shape[2] + 2 * ph, x_shape[3] + 2 * pw), dtype=gy.dtype)
     if gx.size:
         # Divide first, as the reference does, so the sums match bit for bit.
         args = (numpy.ascontiguousarray(gy / (kh * kw)), kh, kw, sh, sw, gx)
-        if use_parallel(gx.size):
-            _avg_grad_parallel(*args)
-        else:
-            call_split(_avg_grad_serial, args, (0, 5), batch_workers())
+        _run(_avg_grad_serial, _avg_grad_parallel, args, (0, 5), gx.size)
     return _cropped(gx, ph, pw)

@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy
 
-from ember.backends.geometry import IntOrPair, check_nchw, check_out, window_geometry
-from ember.errors import ShapeError
+from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 
 
 def im2col(
@@ -124,15 +123,8 @@ def col2im(
     Raises:
         ValueError: Bad arguments, or ``col`` does not fit ``x_shape`` (``ShapeError``).
     """
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = window_geometry(x_shape, kh, kw, stride, padding, "col2im")
+    x_shape, (sh, sw, ph, pw, oh, ow) = col2im_geometry(col, x_shape, kh, kw, stride, padding)
     n, c, h, w = x_shape
-    expected = (n, c, kh, kw, oh, ow)
-    if tuple(col.shape) != expected:
-        raise ShapeError(
-            f"col2im: expected col of shape {expected} for x_shape {x_shape}, "
-            f"got {tuple(col.shape)}"
-        )
     img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
     # Each kernel offset writes a disjoint strided lattice, so `+=` on the slice
     # view never aliases within one step; overlaps are summed across steps.

@@ -15,6 +15,12 @@ correctly, and neither materialises a ``KH * KW``-times workspace.
 
 Like PyTorch, padding may be at most half the kernel, so every window touches
 at least one real input element (no ``-inf`` outputs).
+
+Arguments shared by every function: ``x`` or ``gy`` NCHW floating arrays;
+``x_shape`` the forward input's ``(N, C, H, W)``; ``kh, kw`` the kernel size;
+``stride`` and ``padding`` an int or an ``(h, w)`` pair; ``xp`` the arrays'
+module.  Bad geometry raises ``ValueError`` and a non-NCHW input or a gradient
+of the wrong shape ``ShapeError``, naming the function.
 """
 
 from __future__ import annotations
@@ -23,18 +29,12 @@ from typing import Any
 
 import numpy
 
-from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
+from ember.backends.geometry import IntOrPair, check_nchw, pool_backward_geometry, pool_geometry
 from ember.backends.reference.conv import im2col
 
 
 def max_pool2d_forward(
-    x: Any,
-    kh: int,
-    kw: int,
-    stride: IntOrPair,
-    padding: IntOrPair = 0,
-    *,
-    xp: Any = numpy,
+    x: Any, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> tuple[Any, Any]:
     """Max over each ``KH x KW`` window; padding is ``-inf`` so it never wins.
 
@@ -42,25 +42,12 @@ def max_pool2d_forward(
     semantics), so the subgradient is routed to one element only. A NaN in a
     window propagates to ``y`` and ``argmax`` points at the first NaN.
 
-    Args:
-        x: ``(N, C, H, W)``, floating.
-        kh: Kernel height.
-        kw: Kernel width.
-        stride: ``sh`` or ``(sh, sw)``.
-        padding: ``ph`` or ``(ph, pw)``, at most half the kernel.
-        xp: Array module of ``x``.
-
     Returns:
         ``(y, argmax)``: ``y`` is ``(N, C, OH, OW)`` with ``x``'s dtype; ``argmax`` is
         ``(N, C, OH, OW)`` int64 holding ``i * KW + j`` of the max in its window.
-
-    Raises:
-        ValueError: Bad geometry, or ``x`` is not 4-D (``ShapeError``).
     """
     check_nchw(x, "max_pool2d")
-    sh, sw, ph, pw, oh, ow = pool_geometry(
-        x.shape, kh, kw, stride, padding, "max_pool2d"
-    )
+    sh, sw, ph, pw, oh, ow = pool_geometry(x.shape, kh, kw, stride, padding, "max_pool2d")
     n, c = x.shape[:2]
     col = im2col(x, kh, kw, (sh, sw), (ph, pw), xp=xp, pad_value=-numpy.inf)
     col = col.reshape(n, c, kh * kw, oh, ow)
@@ -83,87 +70,26 @@ def max_pool2d_forward(
 
 
 def max_pool2d_backward(
-    gy: Any,
-    argmax: Any,
-    x_shape: tuple[int, int, int, int],
-    kh: int,
-    kw: int,
-    stride: IntOrPair,
-    padding: IntOrPair = 0,
-    *,
+    gy: Any, argmax: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *,
     xp: Any = numpy,
 ) -> Any:
-    """Route each output gradient to its window's argmax: ``gx[argmax(win)] += gy``.
-
-    Args:
-        gy: ``(N, C, OH, OW)``, floating.
-        argmax: ``(N, C, OH, OW)`` integer, from ``max_pool2d_forward``.
-        x_shape: ``(N, C, H, W)`` of the forward input.
-        kh: Kernel height.
-        kw: Kernel width.
-        stride: ``sh`` or ``(sh, sw)``.
-        padding: ``ph`` or ``(ph, pw)``.
-        xp: Array module of ``gy``.
-
-    Returns:
-        ``gx``: ``(N, C, H, W)``, same dtype as ``gy``.
-
-    Raises:
-        ValueError: Bad geometry or mismatched shapes (``ShapeError``).
-    """
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = pool_geometry(
-        x_shape, kh, kw, stride, padding, "max_pool2d_backward"
-    )
-    n, c, h, w = x_shape
-    check_grad(gy, (n, c, oh, ow), "max_pool2d_backward")
-    check_grad(argmax, (n, c, oh, ow), "max_pool2d_backward", "argmax")
-    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    """Route each output gradient to its window's argmax (from ``max_pool2d_forward``): ``gx[argmax(win)] += gy``."""
+    x_shape, geo = pool_backward_geometry(gy, x_shape, kh, kw, stride, padding, "max_pool2d_backward", argmax)
     zero = xp.zeros((), dtype=gy.dtype)
-    # Per kernel offset, the windows whose max sits at that offset write to a
-    # disjoint strided lattice of gx; overlapping windows sum across offsets.
     # `where`, not `gy * mask`, so a non-finite gy reaches only its argmax
     # (inf * 0 would put NaN elsewhere).
-    for i in range(kh):
-        for j in range(kw):
-            contrib = xp.where(argmax == i * kw + j, gy, zero)
-            gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += contrib
-    if ph or pw:
-        gx = xp.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + w])
-    return gx
+    return _scatter_windows(lambda k: xp.where(argmax == k, gy, zero), x_shape, kh, kw, geo, gy.dtype, xp)
 
 
 def avg_pool2d_forward(
-    x: Any,
-    kh: int,
-    kw: int,
-    stride: IntOrPair,
-    padding: IntOrPair = 0,
-    *,
-    xp: Any = numpy,
+    x: Any, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> Any:
     """Mean over each ``KH x KW`` window, zero padding counted (``count_include_pad``).
 
-    float16 inputs are summed in float32 and cast back.
-
-    Args:
-        x: ``(N, C, H, W)``, floating.
-        kh: Kernel height.
-        kw: Kernel width.
-        stride: ``sh`` or ``(sh, sw)``.
-        padding: ``ph`` or ``(ph, pw)``, at most half the kernel.
-        xp: Array module of ``x``.
-
-    Returns:
-        ``y``: ``(N, C, OH, OW)``, same dtype as ``x``.
-
-    Raises:
-        ValueError: Bad geometry, or ``x`` is not 4-D (``ShapeError``).
+    float16 inputs are summed in float32 and cast back.  Returns ``(N, C, OH, OW)`` in ``x``'s dtype.
     """
     check_nchw(x, "avg_pool2d")
-    sh, sw, ph, pw, oh, ow = pool_geometry(
-        x.shape, kh, kw, stride, padding, "avg_pool2d"
-    )
+    sh, sw, ph, pw, oh, ow = pool_geometry(x.shape, kh, kw, stride, padding, "avg_pool2d")
     n, c = x.shape[:2]
     if ph or pw:
         x = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
@@ -178,43 +104,26 @@ def avg_pool2d_forward(
 
 
 def avg_pool2d_backward(
-    gy: Any,
-    x_shape: tuple[int, int, int, int],
-    kh: int,
-    kw: int,
-    stride: IntOrPair,
-    padding: IntOrPair = 0,
-    *,
-    xp: Any = numpy,
+    gy: Any, x_shape: tuple, kh: int, kw: int, stride: IntOrPair, padding: IntOrPair = 0, *, xp: Any = numpy
 ) -> Any:
-    """Spread each output gradient over its window: ``gx[win] += gy / (KH * KW)``.
-
-    Args:
-        gy: ``(N, C, OH, OW)``, floating.
-        x_shape: ``(N, C, H, W)`` of the forward input.
-        kh: Kernel height.
-        kw: Kernel width.
-        stride: ``sh`` or ``(sh, sw)``.
-        padding: ``ph`` or ``(ph, pw)``.
-        xp: Array module of ``gy``.
-
-    Returns:
-        ``gx``: ``(N, C, H, W)``, same dtype as ``gy``.
-
-    Raises:
-        ValueError: Bad geometry or mismatched shapes (``ShapeError``).
-    """
-    x_shape = tuple(int(s) for s in x_shape)
-    sh, sw, ph, pw, oh, ow = pool_geometry(
-        x_shape, kh, kw, stride, padding, "avg_pool2d_backward"
-    )
-    n, c, h, w = x_shape
-    check_grad(gy, (n, c, oh, ow), "avg_pool2d_backward")
+    """Spread each output gradient over its window: ``gx[win] += gy / (KH * KW)``."""
+    x_shape, geo = pool_backward_geometry(gy, x_shape, kh, kw, stride, padding, "avg_pool2d_backward")
     g = gy / (kh * kw)
-    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=gy.dtype)
+    return _scatter_windows(lambda k: g, x_shape, kh, kw, geo, gy.dtype, xp)
+
+
+def _scatter_windows(term: Any, x_shape: tuple, kh: int, kw: int, geo: tuple, dtype: Any, xp: Any) -> Any:
+    """``gx`` (``x_shape``, ``dtype``): ``term(i * kw + j)`` added at kernel offset ``(i, j)`` of every window.
+
+    Each offset writes a disjoint strided lattice of the padded gradient, so
+    overlapping windows sum across offsets; the padding border is cropped.
+    """
+    sh, sw, ph, pw, oh, ow = geo
+    n, c, h, w = x_shape
+    gx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=dtype)
     for i in range(kh):
         for j in range(kw):
-            gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += g
+            gx[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += term(i * kw + j)
     if ph or pw:
         gx = xp.ascontiguousarray(gx[:, :, ph : ph + h, pw : pw + w])
     return gx
