@@ -53,6 +53,7 @@ class Backend:
     pool = KernelKind()
     nn = KernelKind()
     optim = KernelKind()
+    softmax = KernelKind()
 
     @classmethod
     def kernel_kinds(cls) -> tuple[str, ...]:

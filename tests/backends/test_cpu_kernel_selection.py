@@ -156,7 +156,7 @@ def test_a_kind_without_a_numba_module_is_the_reference(monkeypatch):
     monkeypatch.setattr(numba_backend.NumbaBackend, "kernel_package", "ember.backends.no_such")
     backend = numba_backend.NumbaBackend()
     assert backend.pool is pool_kernels
-    assert backend.kernel_kinds() == ("conv", "pool", "nn", "optim")
+    assert backend.kernel_kinds() == ("conv", "pool", "nn", "optim", "softmax")
     assert getattr(backend, "nn_kernels", "absent") == "absent"  # the old attribute names are gone
 
 

@@ -40,10 +40,7 @@ class SoftmaxFunction(Function):
     @staticmethod
     def forward(ctx: Function, x: Any, axis: int) -> Any:
         ctx.axis = axis
-        xp = ctx.backend.xp
-        z = upcast(x)
-        e = xp.exp(z - z.max(axis=axis, keepdims=True))
-        y = (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype, copy=False)
+        y = ctx.backend.softmax.softmax_forward(x, axis, xp=ctx.backend.xp)
         ctx.save_for_backward(y)
         return y
 
@@ -62,10 +59,7 @@ class LogSoftmaxFunction(Function):
     @staticmethod
     def forward(ctx: Function, x: Any, axis: int) -> Any:
         ctx.axis = axis
-        xp = ctx.backend.xp
-        z = upcast(x)
-        z = z - z.max(axis=axis, keepdims=True)
-        y = (z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))).astype(x.dtype, copy=False)
+        y = ctx.backend.softmax.log_softmax_forward(x, axis, xp=ctx.backend.xp)
         ctx.save_for_backward(y)
         return y
 

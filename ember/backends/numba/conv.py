@@ -116,9 +116,7 @@ def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, pad_value, col):  # pragma: no c
 def _col2im_plane(cp, sh, sw, xp):  # pragma: no cover - compiled
     """``xp = sum over (i, j)`` of ``cp[i, j]`` placed at offset ``(i, j)`` of a padded plane."""
     kh, kw, oh, ow = cp.shape
-    for yy in range(xp.shape[0]):
-        for xx in range(xp.shape[1]):
-            xp[yy, xx] = 0
+    xp[:, :] = 0
     for i in range(kh):
         for j in range(kw):
             for oy in range(oh):
