@@ -22,7 +22,7 @@ import numpy
 from ember.backends.reference import conv as _ref
 from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 from ember.backends.reference.conv import batch_workers, im2col_batch_chunks  # noqa: F401  (the reference's)
-from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, gather_body, launch
 
 _IM2COL_BODY = """
 extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,
@@ -54,51 +54,25 @@ def _emulate_im2col(total, x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, pad_
     col.reshape(-1)[:] = numpy.where(inside, x.reshape(-1)[src], col.dtype.type(pad_value))
 
 
-_COL2IM_BODY = """
+_COL2IM_BODY = gather_body(
+    """
 extern "C" __global__ void ${name}(const T* __restrict__ col, T* __restrict__ img,
     long long C, long long H, long long W, long long KH, long long KW,
     long long SH, long long SW, long long PH, long long PW, long long OH, long long OW,
-    long long total) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long x = i % W, y = (i / W) % H, c = (i / (W * H)) % C, n = i / (W * H * C);
-    ACC acc = 0;
-    for (long long ky = 0; ky < KH; ++ky) {
-      long long t = y + PH - ky;
-      if (t < 0 || t % SH != 0) continue;
-      long long oy = t / SH;
-      if (oy >= OH) continue;
-      for (long long kx = 0; kx < KW; ++kx) {
-        long long u = x + PW - kx;
-        if (u < 0 || u % SW != 0) continue;
-        long long ox = u / SW;
-        if (ox >= OW) continue;
-        acc += to_acc(col[((((n * C + c) * KH + ky) * KW + kx) * OH + oy) * OW + ox]);
-      }
-    }
-    img[i] = from_acc(acc);
-  }
-}
-"""
+    long long total) {""",
+    "acc += to_acc(col[(((p * KH + ky) * KW + kx) * OH + oy) * OW + ox]);",
+    "img[i] = from_acc(acc);",
+)
 
 
 def _emulate_col2im(total, col, img, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     """NumPy evaluation of the col2im gather kernel (same loops, vectorised over ``i``)."""
-    i = numpy.arange(total, dtype=numpy.int64)
-    x, y, c, n = i % W, (i // W) % H, (i // (W * H)) % C, i // (W * H * C)
-    acc_dtype = numpy.float64 if col.dtype == numpy.float64 else numpy.float32
-    acc = numpy.zeros(total, dtype=acc_dtype)
     flat = col.reshape(-1)
-    for ky in range(KH):
-        t = y + PH - ky
-        oy = t // SH
-        ok_y = (t >= 0) & (t % SH == 0) & (oy < OH)
-        for kx in range(KW):
-            u = x + PW - kx
-            ox = u // SW
-            ok = ok_y & (u >= 0) & (u % SW == 0) & (ox < OW)
-            src = ((((n * C + c) * KH + ky) * KW + kx) * OH + oy) * OW + ox
-            acc += numpy.where(ok, flat[numpy.where(ok, src, 0)].astype(acc_dtype), 0)
+
+    def term(p, ky, kx, oy, ox, ok):
+        return flat[numpy.where(ok, (((p * KH + ky) * KW + kx) * OH + oy) * OW + ox, 0)], ok
+
+    acc = emulate_gather(total, col.dtype, (H, W, KH, KW, SH, SW, PH, PW, OH, OW), term)
     img.reshape(-1)[:] = acc.astype(img.dtype)
 
 

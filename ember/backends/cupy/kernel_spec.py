@@ -81,6 +81,64 @@ _PRELUDE_COMMON = """
 """
 
 
+# The loop of a gather kernel (col2im, the pooling backwards): one thread per
+# input pixel ``i`` of plane ``p`` sums @TERM@ (a statement adding to ``acc``)
+# over every window ``(ky, kx, oy, ox)`` that covers it, then runs @STORE@.
+# No atomics and a fixed summation order: deterministic.
+GATHER_LOOP = """
+  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    long long x = i % W, y = (i / W) % H, p = i / (W * H);
+    ACC acc = 0;
+    for (long long ky = 0; ky < KH; ++ky) {
+      long long t = y + PH - ky;
+      if (t < 0 || t % SH != 0) continue;
+      long long oy = t / SH;
+      if (oy >= OH) continue;
+      for (long long kx = 0; kx < KW; ++kx) {
+        long long u = x + PW - kx;
+        if (u < 0 || u % SW != 0) continue;
+        long long ox = u / SW;
+        if (ox >= OW) continue;
+        @TERM@
+      }
+    }
+    @STORE@
+  }
+}
+"""
+
+
+def gather_body(signature: str, term: str, store: str) -> str:
+    """A gather kernel's text: ``signature`` (up to the opening brace), ``GATHER_LOOP`` with ``term`` and ``store``."""
+    return signature + GATHER_LOOP.replace("@TERM@", term).replace("@STORE@", store)
+
+
+def emulate_gather(total: int, dtype: Any, geometry: tuple, term: Callable[..., tuple]) -> Any:
+    """NumPy evaluation of ``GATHER_LOOP`` vectorised over ``i``: the accumulator, in the kernel's ACC type.
+
+    ``geometry`` is ``(H, W, KH, KW, SH, SW, PH, PW, OH, OW)``; ``term(p, ky, kx, oy, ox, ok)``
+    returns ``(values, ok)``, the summands of the windows where ``ok`` holds (indices
+    are only valid there).
+    """
+    H, W, KH, KW, SH, SW, PH, PW, OH, OW = geometry
+    i = numpy.arange(total, dtype=numpy.int64)
+    x, y, p = i % W, (i // W) % H, i // (W * H)
+    acc_dtype = numpy.float64 if dtype == numpy.float64 else numpy.float32
+    acc = numpy.zeros(total, dtype=acc_dtype)
+    for ky in range(KH):
+        t = y + PH - ky
+        oy = t // SH
+        ok_y = (t >= 0) & (t % SH == 0) & (oy < OH)
+        for kx in range(KW):
+            u = x + PW - kx
+            ox = u // SW
+            ok = ok_y & (u >= 0) & (u % SW == 0) & (ox < OW)
+            values, ok = term(p, ky, kx, oy, ox, ok)
+            acc += numpy.where(ok, values.astype(acc_dtype), 0)
+    return acc
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """A CUDA kernel: its name, its C body template and its NumPy emulation.

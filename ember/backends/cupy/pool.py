@@ -19,20 +19,20 @@ import numpy
 
 from ember.backends.reference import pool as _ref
 from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
-from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, gather_body, launch
 
 _GEOMETRY_ARGS = """long long C, long long H, long long W, long long KH, long long KW,
     long long SH, long long SW, long long PH, long long PW, long long OH, long long OW"""
 
-_MAX_FWD_BODY = """
-extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ y,
-    long long* __restrict__ argmax, GEOMETRY, long long total) {
+# The loop of a pooling forward: one thread per output ``i`` scans its window in
+# row-major order, skipping the padding; @INIT@ declares the accumulator, @TERM@
+# folds in ``v`` (the input value at window offset ``(ky, kx)``), @STORE@ writes.
+_WINDOW_SCAN = """
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     long long ox = i % OW, oy = (i / OW) % OH, p = i / (OW * OH);
     const T* plane = x + p * H * W;
-    ACC best = ${NEG_INF};
-    long long best_k = 0;
+    @INIT@
     for (long long ky = 0; ky < KH; ++ky) {
       long long iy = oy * SH - PH + ky;
       if (iy < 0 || iy >= H) continue;
@@ -40,14 +40,29 @@ extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ y,
         long long ix = ox * SW - PW + kx;
         if (ix < 0 || ix >= W) continue;
         ACC v = to_acc(plane[iy * W + ix]);
-        if (v > best || (is_nan(v) && !is_nan(best))) { best = v; best_k = ky * KW + kx; }
+        @TERM@
       }
     }
-    y[i] = from_acc(best);
-    argmax[i] = best_k;
+    @STORE@
   }
 }
-""".replace("GEOMETRY", _GEOMETRY_ARGS)
+"""
+
+
+def _scan_body(signature: str, init: str, term: str, store: str) -> str:
+    """A pooling forward kernel: ``signature`` then ``_WINDOW_SCAN`` with its three statements."""
+    loop = _WINDOW_SCAN.replace("@INIT@", init).replace("@TERM@", term).replace("@STORE@", store)
+    return (signature + loop).replace("GEOMETRY", _GEOMETRY_ARGS)
+
+
+_MAX_FWD_BODY = _scan_body(
+    """
+extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ y,
+    long long* __restrict__ argmax, GEOMETRY, long long total) {""",
+    "ACC best = ${NEG_INF};\n    long long best_k = 0;",
+    "if (v > best || (is_nan(v) && !is_nan(best))) { best = v; best_k = ky * KW + kx; }",
+    "y[i] = from_acc(best);\n    argmax[i] = best_k;",
+)
 
 
 def _window_cells(i, OH, OW, KH, KW, SH, SW, PH, PW, H, W):
@@ -77,90 +92,47 @@ def _emulate_max_fwd(total, x, y, argmax, C, H, W, KH, KW, SH, SW, PH, PW, OH, O
     argmax.reshape(-1)[:] = best_k
 
 
-_GATHER_LOOP = """
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long x = i % W, y = (i / W) % H, p = i / (W * H);
-    ACC acc = 0;
-    for (long long ky = 0; ky < KH; ++ky) {
-      long long t = y + PH - ky;
-      if (t < 0 || t % SH != 0) continue;
-      long long oy = t / SH;
-      if (oy >= OH) continue;
-      for (long long kx = 0; kx < KW; ++kx) {
-        long long u = x + PW - kx;
-        if (u < 0 || u % SW != 0) continue;
-        long long ox = u / SW;
-        if (ox >= OW) continue;
-        long long o = (p * OH + oy) * OW + ox;
-        TERM
-      }
-    }
-    gx[i] = from_acc(acc SCALE);
-  }
-}
-"""
-
-_MAX_BWD_BODY = (
+_MAX_BWD_BODY = gather_body(
     """
 extern "C" __global__ void ${name}(const T* __restrict__ gy, const long long* __restrict__ argmax,
-    T* __restrict__ gx, GEOMETRY, long long total) {"""
-    + _GATHER_LOOP.replace("TERM", "if (argmax[o] == ky * KW + kx) acc += to_acc(gy[o]);").replace("SCALE", "")
-).replace("GEOMETRY", _GEOMETRY_ARGS)
+    T* __restrict__ gx, GEOMETRY, long long total) {""".replace("GEOMETRY", _GEOMETRY_ARGS),
+    "long long o = (p * OH + oy) * OW + ox;\n        if (argmax[o] == ky * KW + kx) acc += to_acc(gy[o]);",
+    "gx[i] = from_acc(acc);",
+)
 
-_AVG_BWD_BODY = (
+_AVG_BWD_BODY = gather_body(
     """
 extern "C" __global__ void ${name}(const T* __restrict__ gy, T* __restrict__ gx, GEOMETRY,
-    long long total) {"""
-    + _GATHER_LOOP.replace("TERM", "acc += to_acc(gy[o]);").replace("SCALE", "/ (ACC)(KH * KW)")
-).replace("GEOMETRY", _GEOMETRY_ARGS)
+    long long total) {""".replace("GEOMETRY", _GEOMETRY_ARGS),
+    "long long o = (p * OH + oy) * OW + ox;\n        acc += to_acc(gy[o]);",
+    "gx[i] = from_acc(acc / (ACC)(KH * KW));",
+)
 
 
 def _emulate_gather(total, gy, argmax, gx, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     """NumPy evaluation of the pooling backward gathers (``argmax`` None: average)."""
-    i = numpy.arange(total, dtype=numpy.int64)
-    x, y, p = i % W, (i // W) % H, i // (W * H)
-    acc_dtype = numpy.float64 if gy.dtype == numpy.float64 else numpy.float32
-    acc = numpy.zeros(total, dtype=acc_dtype)
     g, am = gy.reshape(-1), None if argmax is None else argmax.reshape(-1)
-    for ky in range(KH):
-        t = y + PH - ky
-        oy = t // SH
-        ok_y = (t >= 0) & (t % SH == 0) & (oy < OH)
-        for kx in range(KW):
-            u = x + PW - kx
-            ox = u // SW
-            ok = ok_y & (u >= 0) & (u % SW == 0) & (ox < OW)
-            o = numpy.where(ok, (p * OH + oy) * OW + ox, 0)
-            if am is not None:
-                ok = ok & (am[o] == ky * KW + kx)
-            acc += numpy.where(ok, g[o].astype(acc_dtype), 0)
+
+    def term(p, ky, kx, oy, ox, ok):
+        o = numpy.where(ok, (p * OH + oy) * OW + ox, 0)
+        if am is not None:
+            ok = ok & (am[o] == ky * KW + kx)
+        return g[o], ok
+
+    acc = emulate_gather(total, gy.dtype, (H, W, KH, KW, SH, SW, PH, PW, OH, OW), term)
     if argmax is None:
-        acc = acc / acc_dtype(KH * KW)
+        acc = acc / acc.dtype.type(KH * KW)
     gx.reshape(-1)[:] = acc.astype(gx.dtype)
 
 
-_AVG_FWD_BODY = """
+_AVG_FWD_BODY = _scan_body(
+    """
 extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ y, GEOMETRY,
-    long long total) {
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long ox = i % OW, oy = (i / OW) % OH, p = i / (OW * OH);
-    const T* plane = x + p * H * W;
-    ACC acc = 0;
-    for (long long ky = 0; ky < KH; ++ky) {
-      long long iy = oy * SH - PH + ky;
-      if (iy < 0 || iy >= H) continue;
-      for (long long kx = 0; kx < KW; ++kx) {
-        long long ix = ox * SW - PW + kx;
-        if (ix < 0 || ix >= W) continue;
-        acc += to_acc(plane[iy * W + ix]);
-      }
-    }
-    y[i] = from_acc(acc / (ACC)(KH * KW));
-  }
-}
-""".replace("GEOMETRY", _GEOMETRY_ARGS)
+    long long total) {""",
+    "ACC acc = 0;",
+    "acc += v;",
+    "y[i] = from_acc(acc / (ACC)(KH * KW));",
+)
 
 
 def _emulate_avg_fwd(total, x, y, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
