@@ -94,10 +94,9 @@ def run_backward(
                         captured[k] = g
             if len(gys) > 1:
                 gys = _fill_missing(fn, gys, create_graph)
-            if _function._ANOMALY:  # ember.autograd.detect_anomaly: the loop's only extra test
-                from ember.autograd.anomaly import checked_backward
-
-                gxs = checked_backward(_call_backward, fn, gys, create_graph)
+            anomaly_hooks = _function._anomaly_hooks  # ember.autograd.detect_anomaly: the loop's only extra test
+            if anomaly_hooks is not None:
+                gxs = anomaly_hooks[1](_call_backward, fn, gys, create_graph)
             else:
                 gxs = _call_backward(fn, gys, create_graph)
             if not retain_graph and fn._saved:

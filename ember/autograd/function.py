@@ -31,7 +31,19 @@ from ember.errors import DeviceMismatchError, GraphError
 
 _FREED = object()  # marks saved values released after backward
 _seq = itertools.count()
-_ANOMALY = False  # set by ember.autograd.anomaly; the only test anomaly mode adds to apply()
+# The hook point of anomaly mode: ember.autograd.anomaly installs a pair
+# ``(check_forward(cls, ctx, arrays, out), checked_backward(call_backward, fn, gys, create_graph))``
+# with set_anomaly_hooks (this module never imports it); None when off, which costs apply()
+# and the engine's loop one global read each.
+_anomaly_hooks: tuple | None = None
+
+
+def set_anomaly_hooks(hooks: tuple | None) -> tuple | None:
+    """Install anomaly mode's ``(forward check, backward wrapper)`` pair, or None; returns the previous one."""
+    global _anomaly_hooks
+    previous, _anomaly_hooks = _anomaly_hooks, hooks
+    return previous
+
 # ember.amp.autocast sets this to its caster, ``caster(cls, args) -> args``, which casts an
 # op's Tensor arguments by the autocast policy; None (autocast off) costs apply() one read.
 AUTOCAST_CASTER: ContextVar = ContextVar("ember_autocast_caster", default=None)
@@ -178,10 +190,8 @@ class Function:
         ctx.backend = backend
         ctx.needs_input_grad = tuple(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
-        if _ANOMALY:
-            from ember.autograd.anomaly import check_forward
-
-            check_forward(cls, ctx, arrays, out)
+        if _anomaly_hooks is not None:
+            _anomaly_hooks[0](cls, ctx, arrays, out)
         if type(out) is tuple:
             return _finish_multi(ctx, out, any_grad, generation, edges, arrays, versions)
         raw_out = out

@@ -190,7 +190,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
     if not training or p == 0:
         return x
     if generator is None:
-        from ember.random import default_generator
+        from ember.generator import default_generator
 
         generator = default_generator()
     elif isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool):
