@@ -42,23 +42,23 @@ import numpy
 
 from ember import dtypes
 from ember.autograd.function import AUTOCAST_CASTER, Function
-from ember.autograd.ops.activation import LogSoftmaxFunction, SoftmaxFunction
-from ember.autograd.ops.conv import Conv2dFunction, Conv2dGradWeightFunction, ConvTranspose2dFunction
+from ember.autograd.ops.activation import LogNormalizedExponential, NormalizedExponential
+from ember.autograd.ops.conv import Convolution2d, Convolution2dWeightGrad, TransposedConvolution2d
 from ember.autograd.ops.convert import Cast
 from ember.autograd.ops.elementwise import Exp, Log, Pow
 from ember.autograd.ops.linalg import MatMul
-from ember.autograd.ops.loss import MeanSquaredError, NLLLoss, SoftmaxCrossEntropy
-from ember.autograd.ops.nn_ops import BatchNormFunction, LinearFunction
+from ember.autograd.ops.loss import MeanSquaredError, NegativeLogLikelihood, SoftmaxCrossEntropy
+from ember.autograd.ops.nn_ops import Affine, BatchNormalization
 from ember.autograd.ops.reduce import Mean, Sum
 from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError
 
 LOW_PRECISION_OPS = frozenset(
-    [MatMul, LinearFunction, Conv2dFunction, ConvTranspose2dFunction, Conv2dGradWeightFunction]
+    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad]
 )
 FLOAT32_OPS = frozenset(
-    [SoftmaxFunction, LogSoftmaxFunction, SoftmaxCrossEntropy, NLLLoss, MeanSquaredError, BatchNormFunction,
-     Sum, Mean, Exp, Log, Pow]
+    [NormalizedExponential, LogNormalizedExponential, SoftmaxCrossEntropy, NegativeLogLikelihood, MeanSquaredError,
+     BatchNormalization, Sum, Mean, Exp, Log, Pow]
 )
 SUPPORTED_DTYPES = (dtypes.float16,)
 

@@ -14,6 +14,13 @@ Tensors wired into the graph (inputs as their tensors, outputs as tensors whose
 creator is this node), so the same backward code records a differentiable
 graph.  Any other saved value is a constant (masks, indices): correct as long
 as it carries no gradient, which is how every ember op uses it.
+
+Naming rule for Function subclasses: the CamelCase name of the operation they
+compute (``Add``, ``MatMul``, ``Convolution2d``, ``MaxPooling2d``), with no
+``Function`` suffix and never the name of an ``ember.nn`` layer (compared
+case-insensitively: ``Logistic``, not ``Sigmoid``), so a traceback's op is never
+mistaken for a layer.  A node that only serves another op's backward appends
+what it computes (``Convolution2dWeightGrad``, ``MaxPooling2dGrad``).
 """
 
 from __future__ import annotations
@@ -104,6 +111,11 @@ class Function:
         if self._create_graph:
             return tuple(self._saved_as_tensor(i, v) for i, v in enumerate(saved))
         return saved
+
+    @property
+    def create_graph(self) -> bool:
+        """True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then Tensor-level)."""
+        return self._create_graph
 
     @property
     def saved_arrays(self) -> tuple:

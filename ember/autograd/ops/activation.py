@@ -34,8 +34,8 @@ def upcast(a: Any) -> Any:
     return a.astype(numpy.float32) if a.dtype == numpy.float16 else a
 
 
-class SoftmaxFunction(Function):
-    """``y = exp(x) / sum(exp(x), axis)``; ``gx = y * (gy - sum(gy * y, axis))``."""
+class NormalizedExponential(Function):
+    """Softmax: ``y = exp(x) / sum(exp(x), axis)``; ``gx = y * (gy - sum(gy * y, axis))``."""
 
     @staticmethod
     def forward(ctx: Function, x: Any, axis: int) -> Any:
@@ -56,8 +56,8 @@ class SoftmaxFunction(Function):
         return gx.astype(dtype) if gx.dtype != dtype else gx
 
 
-class LogSoftmaxFunction(Function):
-    """``y = x - log(sum(exp(x), axis))``; ``gx = gy - exp(y) * sum(gy, axis)``."""
+class LogNormalizedExponential(Function):
+    """Log-softmax: ``y = x - log(sum(exp(x), axis))``; ``gx = gy - exp(y) * sum(gy, axis)``."""
 
     @staticmethod
     def forward(ctx: Function, x: Any, axis: int) -> Any:
@@ -114,7 +114,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
         DTypeError: ``x`` is not floating.
         ShapeError: ``x`` is 0-d, or ``axis`` is out of range or has size 0.
     """
-    return SoftmaxFunction.apply(x, axis=_softmax_axis("softmax", x, axis))
+    return NormalizedExponential.apply(x, axis=_softmax_axis("softmax", x, axis))
 
 
 @register("log_softmax", methods=("log_softmax",), samples=_softmax_samples)
@@ -132,4 +132,4 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
         DTypeError: ``x`` is not floating.
         ShapeError: ``x`` is 0-d, or ``axis`` is out of range or has size 0.
     """
-    return LogSoftmaxFunction.apply(x, axis=_softmax_axis("log_softmax", x, axis))
+    return LogNormalizedExponential.apply(x, axis=_softmax_axis("log_softmax", x, axis))

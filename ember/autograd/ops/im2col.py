@@ -17,7 +17,7 @@ from ember.backends import conv_kernels as _reference_kernels
 from ember.errors import ShapeError
 
 
-class Im2colFunction(Function):
+class Im2col(Function):
     """The book's ``im2col``: ``col[(n, oh, ow), (c, i, j)] = x_pad[n, c, oh*sh + i, ow*sw + j]``.
 
     ``x: (N, C, H, W)`` -> ``(N*OH*OW, C*KH*KW)``.  Backward: ``gx = col2im(gy)`` (its adjoint).
@@ -34,16 +34,16 @@ class Im2colFunction(Function):
     @staticmethod
     def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
         ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
-        return Im2colFunction.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
+        return Im2col.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, Col2imFunction, gy, input_shape=ctx.x_shape, kernel_size=kernel_size,
+        return _run(ctx, Col2im, gy, input_shape=ctx.x_shape, kernel_size=kernel_size,
                     stride=stride, padding=padding)
 
 
-class Col2imFunction(Function):
+class Col2im(Function):
     """The book's ``col2im``: the adjoint of ``im2col``, summing overlapping windows.
 
     ``col: (N*OH*OW, C*KH*KW)`` -> ``(N, C, H, W)``.  Backward: ``gcol = im2col(gy)``.
@@ -64,13 +64,13 @@ class Col2imFunction(Function):
     def forward(ctx: Function, col: Any, *, input_shape: tuple, kernel_size: tuple, stride: tuple,
                 padding: tuple) -> Any:
         ctx.geom = (kernel_size, stride, padding)
-        return Col2imFunction.compute(ctx.backend, col, input_shape=input_shape, kernel_size=kernel_size,
+        return Col2im.compute(ctx.backend, col, input_shape=input_shape, kernel_size=kernel_size,
                                       stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, gx: Any) -> Any:
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, Im2colFunction, gx, kernel_size=kernel_size, stride=stride, padding=padding)
+        return _run(ctx, Im2col, gx, kernel_size=kernel_size, stride=stride, padding=padding)
 
 
 def _im2col_samples(rng: Any) -> list:
@@ -103,7 +103,7 @@ def im2col(x: Tensor, kh: int, kw: int, stride: Any = 1, padding: Any = 0) -> Te
     _check_nchw(op, x)
     kernel = _reference_kernels.pair((kh, kw), "kernel size", op=op)
     stride, padding = _check_window(op, tuple(x.shape), kernel, stride, padding, _reference_kernels)
-    return Im2colFunction.apply(x, kernel_size=kernel, stride=stride, padding=padding)
+    return Im2col.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
 def _col2im_samples(rng: Any) -> list:
@@ -147,4 +147,4 @@ def col2im(col: Tensor, input_shape: tuple, kh: int, kw: int, stride: Any = 1, p
             f"{op}: expected col of shape {expected} (N*OH*OW, C*KH*KW) for input_shape {input_shape}, "
             f"got {tuple(col.shape)}"
         )
-    return Col2imFunction.apply(col, input_shape=input_shape, kernel_size=kernel, stride=stride, padding=padding)
+    return Col2im.apply(col, input_shape=input_shape, kernel_size=kernel, stride=stride, padding=padding)

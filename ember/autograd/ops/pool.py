@@ -34,7 +34,7 @@ def kernels(backend: Any) -> Any:
 # ---------------------------------------------------------------- max pooling
 
 
-class MaxPool2dFunction(Function):
+class MaxPooling2d(Function):
     """``y[n, c, oh, ow] = max`` of the ``KH x KW`` window at ``(oh*sh - ph, ow*sw - pw)``.
 
     ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward:
@@ -53,11 +53,11 @@ class MaxPool2dFunction(Function):
     def backward(ctx: Function, gy: Any) -> Any:
         (argmax,) = ctx.saved_arrays
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPool2dGradFunction, gy, argmax=argmax, x_shape=ctx.x_shape,
+        return _run(ctx, MaxPooling2dGrad, gy, argmax=argmax, x_shape=ctx.x_shape,
                     kernel_size=kernel_size, stride=stride, padding=padding)
 
 
-class MaxPool2dGradFunction(Function):
+class MaxPooling2dGrad(Function):
     """Scatter ``gy: (N, C, OH, OW)`` to each window's argmax -> ``(N, C, H, W)``.
 
     Backward (its adjoint): gather ``g`` at the argmax positions.
@@ -76,18 +76,18 @@ class MaxPool2dGradFunction(Function):
                 padding: tuple) -> Any:
         ctx.save_for_backward(argmax)
         ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
-        return MaxPool2dGradFunction.compute(ctx.backend, gy, argmax=argmax, x_shape=x_shape,
+        return MaxPooling2dGrad.compute(ctx.backend, gy, argmax=argmax, x_shape=x_shape,
                                              kernel_size=kernel_size, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, g: Any) -> Any:
         (argmax,) = ctx.saved_arrays
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPool2dGatherFunction, g, argmax=argmax, x_shape=ctx.x_shape,
+        return _run(ctx, MaxPooling2dGather, g, argmax=argmax, x_shape=ctx.x_shape,
                     kernel_size=kernel_size, stride=stride, padding=padding)
 
 
-class MaxPool2dGatherFunction(Function):
+class MaxPooling2dGather(Function):
     """Read ``g: (N, C, H, W)`` at each window's argmax -> ``(N, C, OH, OW)``.
 
     Backward (its adjoint): scatter back to the argmax positions.
@@ -114,21 +114,21 @@ class MaxPool2dGatherFunction(Function):
                 padding: tuple) -> Any:
         ctx.save_for_backward(argmax)
         ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
-        return MaxPool2dGatherFunction.compute(ctx.backend, g, argmax=argmax, x_shape=x_shape,
+        return MaxPooling2dGather.compute(ctx.backend, g, argmax=argmax, x_shape=x_shape,
                                                kernel_size=kernel_size, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (argmax,) = ctx.saved_arrays
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPool2dGradFunction, gy, argmax=argmax, x_shape=ctx.x_shape,
+        return _run(ctx, MaxPooling2dGrad, gy, argmax=argmax, x_shape=ctx.x_shape,
                     kernel_size=kernel_size, stride=stride, padding=padding)
 
 
 # ------------------------------------------------------------ average pooling
 
 
-class AvgPool2dFunction(Function):
+class AvgPooling2d(Function):
     """``y[n, c, oh, ow] = mean`` of the zero-padded ``KH x KW`` window (padding counted).
 
     ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward: ``gx[window] += gy / (KH*KW)``.
@@ -143,16 +143,16 @@ class AvgPool2dFunction(Function):
     @staticmethod
     def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
         ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
-        return AvgPool2dFunction.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
+        return AvgPooling2d.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, AvgPool2dGradFunction, gy, x_shape=ctx.x_shape, kernel_size=kernel_size,
+        return _run(ctx, AvgPooling2dGrad, gy, x_shape=ctx.x_shape, kernel_size=kernel_size,
                     stride=stride, padding=padding)
 
 
-class AvgPool2dGradFunction(Function):
+class AvgPooling2dGrad(Function):
     """Spread ``gy: (N, C, OH, OW)`` evenly over each window -> ``(N, C, H, W)``.
 
     Backward (its adjoint): average pooling of ``g``.
@@ -169,13 +169,13 @@ class AvgPool2dGradFunction(Function):
     def forward(ctx: Function, gy: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple,
                 padding: tuple) -> Any:
         ctx.geom = (kernel_size, stride, padding)
-        return AvgPool2dGradFunction.compute(ctx.backend, gy, x_shape=x_shape, kernel_size=kernel_size,
+        return AvgPooling2dGrad.compute(ctx.backend, gy, x_shape=x_shape, kernel_size=kernel_size,
                                              stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, g: Any) -> Any:
         kernel_size, stride, padding = ctx.geom
-        return _run(ctx, AvgPool2dFunction, g, kernel_size=kernel_size, stride=stride, padding=padding)
+        return _run(ctx, AvgPooling2d, g, kernel_size=kernel_size, stride=stride, padding=padding)
 
 
 # ----------------------------------------------------------------- functional
@@ -223,7 +223,7 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
         ValueError: stride < 1, padding < 0 or more than half the kernel.
     """
-    return MaxPool2dFunction.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
+    return MaxPooling2d.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
 @register("avg_pool2d", samples=_pool_samples)
@@ -243,4 +243,4 @@ def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
         ValueError: stride < 1, padding < 0 or more than half the kernel.
     """
-    return AvgPool2dFunction.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
+    return AvgPooling2d.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
