@@ -4,7 +4,7 @@ Run from the repository root: ``python -m benchmarks.kernels_nn_optim`` (add
 ``--quick`` for fewer runs).  Prints medians of repeated runs after warm-up
 (``time.perf_counter``), float32, batch 100, at the shapes of the book's
 SimpleConvNet and an MLP.  Set ``OPENBLAS_NUM_THREADS=1`` on 2-core machines
-(ACCELERATION.md §4.4); numbers on a shared machine are noisy.
+for steadier numbers; numbers on a shared machine are noisy.
 
 Sections: (1) each kernel alone; (2) ``opt.step()`` over SimpleConvNet's
 parameters; (3) one training step (forward, loss, backward, Adam) with all

@@ -14,23 +14,8 @@ after PyTorch's autocast op lists:
   float16 activation plus a float32 bias), all run in the widest dtype;
   inputs of one dtype pass through untouched.
 
-Mechanism: one table, consulted at one place.  ``Function.apply`` reads a
-context variable (``ember.autograd.function.AUTOCAST_CASTER``); outside
-autocast it is None and that read is the whole cost.  Inside, it holds
-``_cast_inputs``, which looks the op's Function class up in the table and
-replaces Tensor arguments by differentiable ``cast`` nodes, so gradients flow
-back through the cast into the float32 parameters in float32.  The op
-wrappers' "mixed float dtypes" errors step aside while autocast is on (an
-error path, so free outside it) and let ``apply`` decide.
-
-Trade-offs: the table is keyed by Function class, which keeps the float16
-policy in this one module (STYLE §4) at the price of knowing the op classes by
-name; ops defined by users default to "promote".  Casts are not cached across
-uses of one weight within a region (PyTorch caches leaf casts): every use of
-a parameter pays one cast, cheap next to the matmul that follows.  Backward
-runs outside autocast with the dtypes the forward chose, as in PyTorch; call
-``backward()`` after leaving the region.  Autocast state is per thread and
-per asyncio task (a ``ContextVar``), like grad mode.
+Mechanism and trade-offs (one table keyed by Function class, consulted in
+``Function.apply``; no cast cache): docs/engineering/notes.md, "Autocast".
 """
 
 from __future__ import annotations

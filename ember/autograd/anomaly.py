@@ -11,19 +11,9 @@
 * any exception raised inside an op's backward gets a note with that op's
   creation location (``BaseException.add_note``; the exception type is kept).
 
-Trade-offs.  The switch is one process-wide hook point in ``function`` (this
-module installs its checks there with ``set_anomaly_hooks``; ``function`` never
-imports this module), not a per-thread ``contextvars`` value like grad mode:
-reading a module global is the cheapest test Python has, and the hook point is
-read on every op call
-(``Function.apply``) and every node of a backward (the engine loop), which must
-cost nothing measurable when anomaly mode is off.  The price is that turning it
-on in one thread turns it on in all of them; it is a debugging tool, so that is
-acceptable.  When on, every op pays an ``isfinite`` pass over its outputs and a
-walk of the Python stack, several times the normal dispatch cost: do not train
-with it on.  An op is blamed only if its own inputs (forward) or incoming
-gradients and saved values (backward) were finite: NaN data that a user feeds
-in is not blamed on the ops it flows through (they did not produce it).
+The switch is one process-wide hook point in ``function`` (installed with
+``set_anomaly_hooks``; ``function`` never imports this module).  Why a global
+and what anomaly mode costs: docs/engineering/notes.md, "Anomaly mode".
 """
 
 from __future__ import annotations
