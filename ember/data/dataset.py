@@ -52,3 +52,31 @@ class TensorDataset:
 
     def __repr__(self) -> str:
         return f"TensorDataset({', '.join(str(a.shape) for a in self._arrays)})"
+
+
+class ImageClassification:
+    """Base of the image datasets: ``images`` (float32) and ``labels`` (int64) held as whole arrays.
+
+    Subclasses fill ``self.images``, ``self.labels``, ``self.train`` and
+    ``self.flatten`` in ``__init__``; this base gives them the dataset protocol.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    train: bool
+    flatten: bool
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The full ``(images, labels)`` arrays; DataLoader batches them directly."""
+        return self.images, self.labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """One sample ``(image, label)``: a float32 image and an int label."""
+        return self.images[index], int(self.labels[index])
+
+    def __repr__(self) -> str:
+        split = "train" if self.train else "test"
+        return f"{type(self).__name__}(split={split}, n={len(self)}, images={self.images.shape}, flatten={self.flatten})"
