@@ -1,7 +1,7 @@
 """The import layering of ember/: no lower layer imports a higher one, and one import circle at most.
 
 Layers, bottom to top (a module may import its own layer or lower ones):
-ground (dtypes, errors, generator) < backends < autograd < nn/optim/amp/data/random/
+ground (dtypes, errors, generator, atomic_files) < backends < autograd < nn/optim/amp/data/random/
 serialization/cuda < models < the ``ember`` package itself < training/train.
 Every import counts, including the ones deferred into a function body: a
 deferred import still runs back up.  The one circle allowed is the Tensor/Function
@@ -19,7 +19,7 @@ import pytest
 EMBER = Path(__file__).resolve().parent.parent / "ember"
 
 LAYERS = {
-    "ember.dtypes": 0, "ember.errors": 0, "ember.generator": 0,
+    "ember.dtypes": 0, "ember.errors": 0, "ember.generator": 0, "ember.atomic_files": 0,
     "ember.backends": 1,
     "ember.autograd": 2,
     "ember.nn": 3, "ember.optim": 3, "ember.amp": 3, "ember.data": 3,
