@@ -34,49 +34,51 @@ def upcast(a: Any) -> Any:
     return a.astype(numpy.float32) if a.dtype == numpy.float16 else a
 
 
-class NormalizedExponential(Function):
+class _ShiftedExponential(Function):
+    """The frame softmax and log-softmax share: shift by the max along ``axis``, compute float16 in float32.
+
+    A subclass gives ``values(xp, shifted, axis) -> y`` and ``gradient(xp, y, gy, axis) -> gx``.
+    """
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, axis: int) -> Any:
+        ctx.axis = axis
+        z = upcast(x)
+        y = ctx.values(ctx.backend.xp, z - z.max(axis=axis, keepdims=True), axis).astype(x.dtype, copy=False)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Function, gy: Any) -> Any:
+        (y,) = ctx.saved_tensors
+        dtype = y.dtype
+        gx = ctx.gradient(ctx.xp, upcast(y), upcast(gy), ctx.axis)
+        return gx.astype(dtype) if gx.dtype != dtype else gx
+
+
+class NormalizedExponential(_ShiftedExponential):
     """Softmax: ``y = exp(x) / sum(exp(x), axis)``; ``gx = y * (gy - sum(gy * y, axis))``."""
 
     @staticmethod
-    def forward(ctx: Function, x: Any, axis: int) -> Any:
-        ctx.axis = axis
-        xp = ctx.backend.xp
-        z = upcast(x)
-        e = xp.exp(z - z.max(axis=axis, keepdims=True))
-        y = (e / e.sum(axis=axis, keepdims=True)).astype(x.dtype, copy=False)
-        ctx.save_for_backward(y)
-        return y
+    def values(xp: Any, shifted: Any, axis: int) -> Any:
+        e = xp.exp(shifted)
+        return e / e.sum(axis=axis, keepdims=True)
 
     @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        dtype = y.dtype
-        y, gy = upcast(y), upcast(gy)
-        gx = y * (gy - ctx.xp.sum(gy * y, axis=ctx.axis, keepdims=True))
-        return gx.astype(dtype) if gx.dtype != dtype else gx
+    def gradient(xp: Any, y: Any, gy: Any, axis: int) -> Any:
+        return y * (gy - xp.sum(gy * y, axis=axis, keepdims=True))
 
 
-class LogNormalizedExponential(Function):
+class LogNormalizedExponential(_ShiftedExponential):
     """Log-softmax: ``y = x - log(sum(exp(x), axis))``; ``gx = gy - exp(y) * sum(gy, axis)``."""
 
     @staticmethod
-    def forward(ctx: Function, x: Any, axis: int) -> Any:
-        ctx.axis = axis
-        xp = ctx.backend.xp
-        z = upcast(x)
-        z = z - z.max(axis=axis, keepdims=True)
-        y = (z - xp.log(xp.exp(z).sum(axis=axis, keepdims=True))).astype(x.dtype, copy=False)
-        ctx.save_for_backward(y)
-        return y
+    def values(xp: Any, shifted: Any, axis: int) -> Any:
+        return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
 
     @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        xp = ctx.xp
-        dtype = y.dtype
-        y, gy = upcast(y), upcast(gy)
-        gx = gy - xp.exp(y) * xp.sum(gy, axis=ctx.axis, keepdims=True)
-        return gx.astype(dtype) if gx.dtype != dtype else gx
+    def gradient(xp: Any, y: Any, gy: Any, axis: int) -> Any:
+        return gy - xp.exp(y) * xp.sum(gy, axis=axis, keepdims=True)
 
 
 def _softmax_axis(op: str, x: Any, axis: int) -> int:
