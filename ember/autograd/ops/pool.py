@@ -10,7 +10,7 @@ divisor (PyTorch's ``count_include_pad=True``), so every window divides by
 Both backwards are linear maps whose adjoints are Functions here too (max:
 scatter to the argmax <-> gather from the argmax; average: spread <-> average),
 so under ``create_graph=True`` the backward is recorded and double backward is
-exact.  Kernels are looked up through ``kernels(backend)`` so a backend can
+exact (the ``WindowMap`` frame).  Kernels are looked up through ``kernels(backend)`` so a backend can
 replace the NumPy reference.
 """
 
@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from ember.autograd.function import Function
-from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, _run
+from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window
+from ember.autograd.ops.window_map import WindowMap
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import conv_kernels as _conv_reference
@@ -34,34 +35,31 @@ def kernels(backend: Any) -> Any:
 # ---------------------------------------------------------------- max pooling
 
 
-class MaxPooling2d(Function):
+class MaxPooling2d(WindowMap):
     """``y[n, c, oh, ow] = max`` of the ``KH x KW`` window at ``(oh*sh - ph, ow*sw - pw)``.
 
     ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward:
     ``gx[argmax(window)] += gy`` (first maximum on ties).
     """
 
+    saved_keys = ("argmax",)
+
     @staticmethod
     def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
         kh, kw = kernel_size
         y, argmax = kernels(ctx.backend).max_pool2d_forward(x, kh, kw, stride, padding, xp=ctx.backend.xp)
         ctx.save_for_backward(argmax)
-        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
+        ctx.geometry = {"x_shape": tuple(x.shape), "kernel_size": kernel_size, "stride": stride, "padding": padding}
         return y
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (argmax,) = ctx.saved_arrays
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPooling2dGrad, gy, argmax=argmax, x_shape=ctx.x_shape,
-                    kernel_size=kernel_size, stride=stride, padding=padding)
 
-
-class MaxPooling2dGrad(Function):
+class MaxPooling2dGrad(WindowMap):
     """Scatter ``gy: (N, C, OH, OW)`` to each window's argmax -> ``(N, C, H, W)``.
 
     Backward (its adjoint): gather ``g`` at the argmax positions.
     """
+
+    saved_keys = ("argmax",)
 
     @staticmethod
     def compute(backend: Any, gy: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
@@ -71,27 +69,14 @@ class MaxPooling2dGrad(Function):
         return kernels(backend).max_pool2d_backward(gy, argmax, x_shape, kh, kw, stride, padding,
                                                     xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, gy: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.save_for_backward(argmax)
-        ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
-        return MaxPooling2dGrad.compute(ctx.backend, gy, argmax=argmax, x_shape=x_shape,
-                                             kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, g: Any) -> Any:
-        (argmax,) = ctx.saved_arrays
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPooling2dGather, g, argmax=argmax, x_shape=ctx.x_shape,
-                    kernel_size=kernel_size, stride=stride, padding=padding)
-
-
-class MaxPooling2dGather(Function):
+class MaxPooling2dGather(WindowMap):
     """Read ``g: (N, C, H, W)`` at each window's argmax -> ``(N, C, OH, OW)``.
 
     Backward (its adjoint): scatter back to the argmax positions.
     """
+
+    saved_keys = ("argmax",)
 
     @staticmethod
     def compute(backend: Any, g: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
@@ -109,50 +94,29 @@ class MaxPooling2dGather(Function):
                 out = xp.where(argmax == i * kw + j, window, out)
         return out
 
-    @staticmethod
-    def forward(ctx: Function, g: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.save_for_backward(argmax)
-        ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
-        return MaxPooling2dGather.compute(ctx.backend, g, argmax=argmax, x_shape=x_shape,
-                                               kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (argmax,) = ctx.saved_arrays
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPooling2dGrad, gy, argmax=argmax, x_shape=ctx.x_shape,
-                    kernel_size=kernel_size, stride=stride, padding=padding)
+MaxPooling2d.adjoint = MaxPooling2dGrad
+MaxPooling2dGrad.adjoint = MaxPooling2dGather
+MaxPooling2dGather.adjoint = MaxPooling2dGrad
 
 
 # ------------------------------------------------------------ average pooling
 
 
-class AvgPooling2d(Function):
+class AvgPooling2d(WindowMap):
     """``y[n, c, oh, ow] = mean`` of the zero-padded ``KH x KW`` window (padding counted).
 
     ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward: ``gx[window] += gy / (KH*KW)``.
     """
 
     @staticmethod
-    def compute(backend: Any, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        """The average pooling on arrays."""
+    def compute(backend: Any, x: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        """The average pooling on arrays (``x_shape`` is ``x``'s own shape)."""
         kh, kw = kernel_size
         return kernels(backend).avg_pool2d_forward(x, kh, kw, stride, padding, xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
-        return AvgPooling2d.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, AvgPooling2dGrad, gy, x_shape=ctx.x_shape, kernel_size=kernel_size,
-                    stride=stride, padding=padding)
-
-
-class AvgPooling2dGrad(Function):
+class AvgPooling2dGrad(WindowMap):
     """Spread ``gy: (N, C, OH, OW)`` evenly over each window -> ``(N, C, H, W)``.
 
     Backward (its adjoint): average pooling of ``g``.
@@ -165,17 +129,9 @@ class AvgPooling2dGrad(Function):
         kh, kw = kernel_size
         return kernels(backend).avg_pool2d_backward(gy, x_shape, kh, kw, stride, padding, xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, gy: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.geom = (kernel_size, stride, padding)
-        return AvgPooling2dGrad.compute(ctx.backend, gy, x_shape=x_shape, kernel_size=kernel_size,
-                                             stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, g: Any) -> Any:
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, AvgPooling2d, g, kernel_size=kernel_size, stride=stride, padding=padding)
+AvgPooling2d.adjoint = AvgPooling2dGrad
+AvgPooling2dGrad.adjoint = AvgPooling2d
 
 
 # ----------------------------------------------------------------- functional
