@@ -162,9 +162,7 @@ def _pool_samples(rng: Any) -> list:
     ]
 
 
-@register("max_pool2d", samples=_pool_samples)
-def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
-    """Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).
+_POOL_DOC = """
 
     Args:
         x: ``(N, C, H, W)``, floating.
@@ -179,24 +177,21 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
         ValueError: stride < 1, padding < 0 or more than half the kernel.
     """
-    return MaxPooling2d.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
-@register("avg_pool2d", samples=_pool_samples)
-def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
-    """Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).
+def _pooling(name: str, fn: type, summary: str) -> Any:
+    """The functional op ``name`` (validated geometry, then ``fn.apply``), registered with the pooling samples."""
 
-    Args:
-        x: ``(N, C, H, W)``, floating.
-        kernel_size: ``k`` or ``(kh, kw)``.
-        stride: ``s`` or ``(sh, sw)``; defaults to ``kernel_size``.
-        padding: ``p`` or ``(ph, pw)``, at most half the kernel.
+    def op(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
+        return fn.apply(x, **_pool_args(name, x, kernel_size, stride, padding))
 
-    Returns:
-        ``(N, C, OH, OW)``.
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = summary + _POOL_DOC
+    return register(name, samples=_pool_samples)(op)
 
-    Raises:
-        ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
-        ValueError: stride < 1, padding < 0 or more than half the kernel.
-    """
-    return AvgPooling2d.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
+
+max_pool2d = _pooling("max_pool2d", MaxPooling2d, "Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).")
+avg_pool2d = _pooling(
+    "avg_pool2d", AvgPooling2d,
+    "Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).",
+)
