@@ -1,7 +1,7 @@
 """Ember: a define-by-run autograd engine with a PyTorch-style API.
 
 ``import ember as em``; see README.md for a tour.  This module re-exports the
-public names of DESIGN.md; the subpackages hold the implementations.
+public API; the subpackages hold the implementations.
 """
 
 from ember import autograd

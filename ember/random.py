@@ -1,8 +1,9 @@
-"""Ember's global random state: one NumPy ``Generator`` for the cpu (and, later, one per GPU).
+"""Random Tensor factories (``rand``, ``randn``, ``randint``, ``randperm``) and the seed API.
 
-``manual_seed`` reseeds it; ``get_rng_state``/``set_rng_state`` make it part of a
-checkpoint so a resumed run draws the same numbers.  Draws happen on the host
-and are copied to the target device, so cpu and cuda runs with one seed match.
+The generator state itself lives in ``ember.generator`` (below autograd, so ops
+can draw from it); this module re-exports ``manual_seed``, ``get_rng_state``,
+``set_rng_state`` and ``default_generator``.  Draws happen on the host and are
+copied to the target device, so cpu and cuda runs with one seed match.
 """
 
 from __future__ import annotations
@@ -13,31 +14,7 @@ import numpy
 
 from ember import dtypes
 
-_generator = numpy.random.default_rng()
-
-
-def manual_seed(seed: int) -> numpy.random.Generator:
-    """Reseed the global generator; returns it."""
-    global _generator
-    if not isinstance(seed, (int, numpy.integer)) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative integer, got {seed!r}")
-    _generator = numpy.random.default_rng(int(seed))
-    return _generator
-
-
-def default_generator() -> numpy.random.Generator:
-    """The generator every random factory and layer init draws from."""
-    return _generator
-
-
-def get_rng_state() -> dict:
-    """The generator state as a JSON-able dict."""
-    return _generator.bit_generator.state
-
-
-def set_rng_state(state: dict) -> None:
-    """Restore a state from ``get_rng_state``."""
-    _generator.bit_generator.state = state
+from ember.generator import default_generator, get_rng_state, manual_seed, set_rng_state  # noqa: F401  (public here)
 
 
 def _random(op: str, draw: Any, shape: tuple, dtype: Any, device: Any, requires_grad: bool) -> Any:
@@ -54,12 +31,12 @@ def _random(op: str, draw: Any, shape: tuple, dtype: Any, device: Any, requires_
 
 def rand(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
     """Uniform samples in [0, 1)."""
-    return _random("rand", lambda s: _generator.random(s), shape, dtype, device, requires_grad)
+    return _random("rand", lambda s: default_generator().random(s), shape, dtype, device, requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Any:
     """Standard normal samples."""
-    return _random("randn", lambda s: _generator.standard_normal(s), shape, dtype, device, requires_grad)
+    return _random("randn", lambda s: default_generator().standard_normal(s), shape, dtype, device, requires_grad)
 
 
 def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None, device: Any = None) -> Any:
@@ -74,7 +51,7 @@ def randint(low: int, high: int | None = None, size: Any = (), dtype: Any = None
         raise ValueError(f"randint: expected low < high, got low={low}, high={high}")
     shape = _shape_args((size,) if isinstance(size, int) else (tuple(size),), "randint")
     dtype = dtypes.int64 if dtype is None else dtypes.to_dtype(dtype, "randint")
-    host = _generator.integers(low, high, size=shape).astype(dtype)
+    host = default_generator().integers(low, high, size=shape).astype(dtype)
     return Tensor._make(get_backend(device).asarray(host))
 
 
@@ -83,4 +60,4 @@ def randperm(n: int, device: Any = None) -> Any:
     from ember.autograd.tensor import Tensor
     from ember.backends.device import get_backend
 
-    return Tensor._make(get_backend(device).asarray(_generator.permutation(n).astype(numpy.int64)))
+    return Tensor._make(get_backend(device).asarray(default_generator().permutation(n).astype(numpy.int64)))

@@ -10,8 +10,7 @@ tuples are tagged so they come back with their type and their key types.
 Nothing is ever pickled: ``numpy.load(..., allow_pickle=False)`` reads the
 file, so a crafted checkpoint cannot run code.  Arrays are read from the host
 (``Tensor.numpy()``), so saving never moves or modifies a live model.
-Writes go to a temporary file in the target directory, are flushed and
-fsynced, then ``os.replace``d over the target: a crash leaves either the old
+Writes are atomic (``ember.atomic_files``): a crash leaves either the old
 checkpoint or the new one, never a torn file.
 """
 
@@ -20,12 +19,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import OrderedDict
 from typing import Any
 
 import numpy
 
+from ember.atomic_files import atomic_write
+from ember.atomic_files import fsync_directory as _fsync_directory  # noqa: F401  (ember.training imports it)
 from ember.autograd.tensor import Tensor
 from ember.backends.device import get_backend
 
@@ -115,53 +115,8 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     arrays = dict(writer.arrays)
     arrays[META_KEY] = numpy.frombuffer(meta.encode("utf-8"), dtype=numpy.uint8)
 
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        _chmod_like_open(fd)
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_directory(directory)
-
-
-def _chmod_like_open(fd: int) -> None:
-    """Give the temp file the mode ``open()`` would (0666 less the umask), not mkstemp's private 0600."""
-    if not hasattr(os, "fchmod"):
-        return
-    umask = None
-    try:  # Linux: read it without touching it (os.umask would change it for every thread a moment)
-        with open("/proc/self/status") as f:
-            umask = next((int(line.split()[1], 8) for line in f if line.startswith("Umask:")), None)
-    except OSError:
-        pass
-    if umask is None:
-        umask = os.umask(0o022)
-        os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make the rename durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
+    with atomic_write(path) as f:
+        numpy.savez(f, **arrays)
 
 
 class _Reader:

@@ -14,23 +14,8 @@ after PyTorch's autocast op lists:
   float16 activation plus a float32 bias), all run in the widest dtype;
   inputs of one dtype pass through untouched.
 
-Mechanism: one table, consulted at one place.  ``Function.apply`` reads a
-context variable (``ember.autograd.function.AUTOCAST_CASTER``); outside
-autocast it is None and that read is the whole cost.  Inside, it holds
-``_cast_inputs``, which looks the op's Function class up in the table and
-replaces Tensor arguments by differentiable ``cast`` nodes, so gradients flow
-back through the cast into the float32 parameters in float32.  The op
-wrappers' "mixed float dtypes" errors step aside while autocast is on (an
-error path, so free outside it) and let ``apply`` decide.
-
-Trade-offs: the table is keyed by Function class, which keeps the float16
-policy in this one module (STYLE §4) at the price of knowing the op classes by
-name; ops defined by users default to "promote".  Casts are not cached across
-uses of one weight within a region (PyTorch caches leaf casts): every use of
-a parameter pays one cast, cheap next to the matmul that follows.  Backward
-runs outside autocast with the dtypes the forward chose, as in PyTorch; call
-``backward()`` after leaving the region.  Autocast state is per thread and
-per asyncio task (a ``ContextVar``), like grad mode.
+Mechanism and trade-offs (one table keyed by Function class, consulted in
+``Function.apply``; no cast cache): docs/engineering/notes.md, "Autocast".
 """
 
 from __future__ import annotations
@@ -42,23 +27,23 @@ import numpy
 
 from ember import dtypes
 from ember.autograd.function import AUTOCAST_CASTER, Function
-from ember.autograd.ops.activation import LogSoftmaxFunction, SoftmaxFunction
-from ember.autograd.ops.conv import Conv2dFunction, Conv2dGradWeightFunction, ConvTranspose2dFunction
+from ember.autograd.ops.activation import LogNormalizedExponential, NormalizedExponential
+from ember.autograd.ops.conv import Convolution2d, Convolution2dWeightGrad, TransposedConvolution2d
 from ember.autograd.ops.convert import Cast
 from ember.autograd.ops.elementwise import Exp, Log, Pow
 from ember.autograd.ops.linalg import MatMul
-from ember.autograd.ops.loss import MeanSquaredError, NLLLoss, SoftmaxCrossEntropy
-from ember.autograd.ops.nn_ops import BatchNormFunction, LinearFunction
+from ember.autograd.ops.loss import MeanSquaredError, NegativeLogLikelihood, SoftmaxCrossEntropy
+from ember.autograd.ops.nn_ops import Affine, BatchNormalization
 from ember.autograd.ops.reduce import Mean, Sum
 from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError
 
 LOW_PRECISION_OPS = frozenset(
-    [MatMul, LinearFunction, Conv2dFunction, ConvTranspose2dFunction, Conv2dGradWeightFunction]
+    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad]
 )
 FLOAT32_OPS = frozenset(
-    [SoftmaxFunction, LogSoftmaxFunction, SoftmaxCrossEntropy, NLLLoss, MeanSquaredError, BatchNormFunction,
-     Sum, Mean, Exp, Log, Pow]
+    [NormalizedExponential, LogNormalizedExponential, SoftmaxCrossEntropy, NegativeLogLikelihood, MeanSquaredError,
+     BatchNormalization, Sum, Mean, Exp, Log, Pow]
 )
 SUPPORTED_DTYPES = (dtypes.float16,)
 

@@ -8,19 +8,9 @@ after ``growth_interval`` clean steps in a row it is multiplied by
 ``growth_factor``.  The scale is kept in float32 precision, as PyTorch keeps
 it in a float32 tensor, so both produce the same sequence of scales.
 
-Master weights: with float32 parameters (``autocast`` training) the optimizer
-updates them directly.  For float16 parameters (a ``.half()`` model),
-``unscale_`` turns each gradient into a float32 one and ``step`` applies it to
-a float32 master copy of the parameter, kept here, then rounds the master into
-the float16 storage; an update smaller than float16's spacing therefore
-accumulates instead of rounding away.  A master is rebuilt from the float16
-values when the parameter was modified elsewhere (its version changed); it is
-not part of ``state_dict`` (PyTorch's keys only), so a reloaded run restarts
-its masters from the saved float16 weights.
-
-Trade-off: each ``unscale_`` reads every gradient once more to check it is
-finite (one host sync per parameter on the GPU), the price of skipping bad
-steps exactly; PyTorch fuses that check into one kernel.
+float16 parameters (a ``.half()`` model) are updated through float32 master
+copies kept here, not in ``state_dict``.  How, and what the finite check costs:
+docs/engineering/notes.md, "GradScaler".
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from ember.autograd.tensor import Size, Tensor
 from ember.autograd.function import Function
 from ember.autograd.grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from ember.autograd import ops  # noqa: F401  (registers every op and Tensor method)
+from ember.autograd import tensor_ops  # noqa: F401  (installs the engine's create_graph namespace)
 from ember.autograd.api import grad
 from ember.autograd.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from ember.autograd.registry import OPS

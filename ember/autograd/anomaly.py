@@ -11,17 +11,9 @@
 * any exception raised inside an op's backward gets a note with that op's
   creation location (``BaseException.add_note``; the exception type is kept).
 
-Trade-offs.  The switch is one process-wide module flag, ``function._ANOMALY``,
-not a per-thread ``contextvars`` value like grad mode: reading a module global
-is the cheapest test Python has, and the flag is read on every op call
-(``Function.apply``) and every node of a backward (the engine loop), which must
-cost nothing measurable when anomaly mode is off.  The price is that turning it
-on in one thread turns it on in all of them; it is a debugging tool, so that is
-acceptable.  When on, every op pays an ``isfinite`` pass over its outputs and a
-walk of the Python stack, several times the normal dispatch cost: do not train
-with it on.  An op is blamed only if its own inputs (forward) or incoming
-gradients and saved values (backward) were finite: NaN data that a user feeds
-in is not blamed on the ops it flows through (they did not produce it).
+The switch is one process-wide hook point in ``function`` (installed with
+``set_anomaly_hooks``; ``function`` never imports this module).  Why a global
+and what anomaly mode costs: docs/engineering/notes.md, "Anomaly mode".
 """
 
 from __future__ import annotations
@@ -44,7 +36,7 @@ _check_nan = True
 
 def is_anomaly_enabled() -> bool:
     """True while anomaly detection is on."""
-    return _function._ANOMALY
+    return _function._anomaly_hooks is not None
 
 
 class set_detect_anomaly:
@@ -58,8 +50,7 @@ class set_detect_anomaly:
 
     def __init__(self, mode: bool, check_nan: bool = True):
         global _check_nan
-        self._previous = (_function._ANOMALY, _check_nan)
-        _function._ANOMALY = bool(mode)
+        self._previous = (_function.set_anomaly_hooks(_HOOKS if mode else None), _check_nan)
         _check_nan = bool(check_nan)
 
     def __enter__(self) -> None:
@@ -67,7 +58,8 @@ class set_detect_anomaly:
 
     def __exit__(self, *exc: object) -> None:
         global _check_nan
-        _function._ANOMALY, _check_nan = self._previous
+        hooks, _check_nan = self._previous
+        _function.set_anomaly_hooks(hooks)
 
 
 class detect_anomaly:
@@ -218,3 +210,6 @@ def checked_backward(call_backward: Callable, fn: Any, gys: list, create_graph: 
             op=name, phase="backward", index=i, frames=frames,
         )
     return gxs
+
+
+_HOOKS = (check_forward, checked_backward)  # what set_detect_anomaly installs in Function's hook point

@@ -25,6 +25,11 @@ from ember.autograd.tensor import Tensor
 from ember.backends.arrays import sum_to
 from ember.errors import GraphError, ShapeError
 
+# The Tensor-level ``xp`` a ``create_graph`` backward runs on.  ember.autograd.tensor_ops
+# installs itself here when imported (``ember.autograd`` imports it), so the engine
+# never imports the ops that are built on it.
+tensor_namespace: Any = None
+
 
 def run_backward(
     roots: Sequence[tuple[Any, Any]],
@@ -94,10 +99,9 @@ def run_backward(
                         captured[k] = g
             if len(gys) > 1:
                 gys = _fill_missing(fn, gys, create_graph)
-            if _function._ANOMALY:  # ember.autograd.detect_anomaly: the loop's only extra test
-                from ember.autograd.anomaly import checked_backward
-
-                gxs = checked_backward(_call_backward, fn, gys, create_graph)
+            anomaly_hooks = _function._anomaly_hooks  # ember.autograd.detect_anomaly: the loop's only extra test
+            if anomaly_hooks is not None:
+                gxs = anomaly_hooks[1](_call_backward, fn, gys, create_graph)
             else:
                 gxs = _call_backward(fn, gys, create_graph)
             if not retain_graph and fn._saved:
@@ -141,11 +145,9 @@ def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
     if fn._saved_versions:
         fn._check_versions()
     if create_graph:
-        from ember.autograd import tensor_ops  # imports every op: loaded on first use
-
         gys = [g if isinstance(g, Tensor) else Tensor._make(g) for g in gys]
         array_xp = fn.xp
-        fn.xp, fn._create_graph = tensor_ops, True
+        fn.xp, fn._create_graph = tensor_namespace, True
         try:
             gxs = fn.backward(fn, *gys)
         finally:

@@ -14,6 +14,13 @@ Tensors wired into the graph (inputs as their tensors, outputs as tensors whose
 creator is this node), so the same backward code records a differentiable
 graph.  Any other saved value is a constant (masks, indices): correct as long
 as it carries no gradient, which is how every ember op uses it.
+
+Naming rule for Function subclasses: the CamelCase name of the operation they
+compute (``Add``, ``MatMul``, ``Convolution2d``, ``MaxPooling2d``), with no
+``Function`` suffix and never the name of an ``ember.nn`` layer (compared
+case-insensitively: ``Logistic``, not ``Sigmoid``), so a traceback's op is never
+mistaken for a layer.  A node that only serves another op's backward appends
+what it computes (``Convolution2dWeightGrad``, ``MaxPooling2dGrad``).
 """
 
 from __future__ import annotations
@@ -31,7 +38,19 @@ from ember.errors import DeviceMismatchError, GraphError
 
 _FREED = object()  # marks saved values released after backward
 _seq = itertools.count()
-_ANOMALY = False  # set by ember.autograd.anomaly; the only test anomaly mode adds to apply()
+# The hook point of anomaly mode: ember.autograd.anomaly installs a pair
+# ``(check_forward(cls, ctx, arrays, out), checked_backward(call_backward, fn, gys, create_graph))``
+# with set_anomaly_hooks (this module never imports it); None when off, which costs apply()
+# and the engine's loop one global read each.
+_anomaly_hooks: tuple | None = None
+
+
+def set_anomaly_hooks(hooks: tuple | None) -> tuple | None:
+    """Install anomaly mode's ``(forward check, backward wrapper)`` pair, or None; returns the previous one."""
+    global _anomaly_hooks
+    previous, _anomaly_hooks = _anomaly_hooks, hooks
+    return previous
+
 # ember.amp.autocast sets this to its caster, ``caster(cls, args) -> args``, which casts an
 # op's Tensor arguments by the autocast policy; None (autocast off) costs apply() one read.
 AUTOCAST_CASTER: ContextVar = ContextVar("ember_autocast_caster", default=None)
@@ -92,6 +111,11 @@ class Function:
         if self._create_graph:
             return tuple(self._saved_as_tensor(i, v) for i, v in enumerate(saved))
         return saved
+
+    @property
+    def create_graph(self) -> bool:
+        """True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then Tensor-level)."""
+        return self._create_graph
 
     @property
     def saved_arrays(self) -> tuple:
@@ -178,10 +202,8 @@ class Function:
         ctx.backend = backend
         ctx.needs_input_grad = tuple(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
-        if _ANOMALY:
-            from ember.autograd.anomaly import check_forward
-
-            check_forward(cls, ctx, arrays, out)
+        if _anomaly_hooks is not None:
+            _anomaly_hooks[0](cls, ctx, arrays, out)
         if type(out) is tuple:
             return _finish_multi(ctx, out, any_grad, generation, edges, arrays, versions)
         raw_out = out

@@ -18,40 +18,8 @@ def is_grad_enabled() -> bool:
     return _GRAD_ENABLED.get()
 
 
-class set_grad_enabled:
-    """Set grad mode on or off; works as a call, a context manager and a decorator."""
-
-    def __init__(self, mode: bool):
-        self.mode = bool(mode)
-        self._tokens: list[contextvars.Token] = []
-        # Called as a plain function it takes effect at once, like torch.set_grad_enabled.
-        self._tokens.append(_GRAD_ENABLED.set(self.mode))
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        _GRAD_ENABLED.reset(self._tokens.pop())
-
-    def __call__(self, fn: Callable) -> Callable:
-        # Used as a decorator: undo the eager set and apply per call instead.
-        if self._tokens:
-            _GRAD_ENABLED.reset(self._tokens.pop())
-        mode = self.mode
-
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = _GRAD_ENABLED.set(mode)
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                _GRAD_ENABLED.reset(token)
-
-        return wrapper
-
-
 class _GradModeContext:
-    """Base of ``no_grad``/``enable_grad``: a re-entrant context manager and decorator."""
+    """Base of the grad-mode switches: a re-entrant context manager and decorator setting ``mode``."""
 
     mode = True
 
@@ -76,6 +44,25 @@ class _GradModeContext:
                 _GRAD_ENABLED.reset(token)
 
         return wrapper
+
+
+class set_grad_enabled(_GradModeContext):
+    """Set grad mode on or off; works as a call, a context manager and a decorator."""
+
+    def __init__(self, mode: bool):
+        super().__init__()
+        self.mode = bool(mode)
+        # Called as a plain function it takes effect at once, like torch.set_grad_enabled.
+        self._tokens.append(_GRAD_ENABLED.set(self.mode))
+
+    def __enter__(self) -> None:
+        return None  # the mode was set by __init__; __exit__ restores it
+
+    def __call__(self, fn: Callable) -> Callable:
+        # Used as a decorator: undo the eager set and apply per call instead.
+        if self._tokens:
+            _GRAD_ENABLED.reset(self._tokens.pop())
+        return super().__call__(fn)
 
 
 class no_grad(_GradModeContext):

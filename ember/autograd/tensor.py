@@ -14,6 +14,7 @@ import numpy
 
 from ember import dtypes
 from ember.autograd.grad_mode import _GRAD_ENABLED
+from ember.autograd.to_shorthands import ToShorthands
 from ember.backends.device import backend_of, get_backend
 from ember.errors import DTypeError, GraphError
 
@@ -25,7 +26,7 @@ class Size(tuple):
         return self if dim is None else self[dim]
 
 
-class Tensor:
+class Tensor(ToShorthands):
     """An n-dimensional array that records the ops applied to it for backward.
 
     Attributes:
@@ -218,21 +219,6 @@ class Tensor:
         if dtype is not None:
             out = cast(out, dtype)
         return out
-
-    def cpu(self) -> "Tensor":
-        return self.to("cpu")
-
-    def cuda(self, index: int = 0) -> "Tensor":
-        return self.to(f"cuda:{index}")
-
-    def float(self) -> "Tensor":
-        return self.to(dtypes.float32)
-
-    def half(self) -> "Tensor":
-        return self.to(dtypes.float16)
-
-    def double(self) -> "Tensor":
-        return self.to(dtypes.float64)
 
     def long(self) -> "Tensor":
         return self.to(dtypes.int64)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import sys
+
+from ember.autograd import engine
 from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, select, shape
 from ember.autograd.tensor import Tensor
 from ember.backends.arrays import sum_to as _sum_to
@@ -66,3 +69,6 @@ def index_add(target_shape: tuple, index: Any, g: Tensor) -> Tensor:
 
 def to_device(x: Tensor, device: Any) -> Tensor:
     return convert.to_device(x, device)
+
+
+engine.tensor_namespace = sys.modules[__name__]  # this module is the engine's create_graph ``xp``

@@ -13,7 +13,8 @@ works on its own; Tensors are created only when a DataLoader is iterated.
 from .digits import Digits
 from .errors import DatasetError
 from .idx import read_idx, write_idx
-from .loader import DataLoader, TensorDataset
+from .dataset import TensorDataset
+from .loader import DataLoader
 from .mnist import MNIST, FashionMNIST
 
 __all__ = [

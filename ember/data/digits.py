@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dataset import ImageClassification
 from .errors import DatasetError
 
 N_CLASSES = 10
@@ -55,7 +56,7 @@ def split_indices(
     return np.flatnonzero(~is_test), test_idx
 
 
-class Digits:
+class Digits(ImageClassification):
     """8x8 digits as float32 images in [0, 1] and int64 labels, split train/test.
 
     Attributes:
@@ -111,17 +112,3 @@ class Digits:
         shape = (-1, 64) if self.flatten else (-1, 1, 8, 8)
         self.images: np.ndarray = images.reshape(shape)
         self.labels: np.ndarray = raw_labels[self.indices].astype(np.int64)
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The full ``(images, labels)`` arrays; DataLoader batches them directly."""
-        return self.images, self.labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        return self.images[index], int(self.labels[index])
-
-    def __repr__(self) -> str:
-        split = "train" if self.train else "test"
-        return f"Digits(split={split}, n={len(self)}, images={self.images.shape})"

@@ -16,12 +16,13 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from ember.atomic_files import atomic_write
 
 from .errors import DatasetError
 
@@ -183,8 +184,8 @@ def write_idx(
 ) -> Path:
     """Writes ``array`` as an IDX file, gzip-compressed when ``path`` ends in ``.gz``.
 
-    The file is written to a temporary name in the same directory and moved into
-    place with :func:`os.replace`, so readers never see a half-written file.
+    The write is atomic (``ember.atomic_files``), so readers never see a
+    half-written file.
     Gzip output has a zero timestamp, so equal arrays give byte-identical files.
 
     Args:
@@ -218,31 +219,18 @@ def write_idx(
     )
     payload = np.ascontiguousarray(array, dtype=_CODE_TO_DTYPE[code]).tobytes()
 
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if path.suffix == ".gz":
-                with gzip.GzipFile(
-                    filename="",
-                    mode="wb",
-                    fileobj=raw,
-                    compresslevel=compresslevel,
-                    mtime=0,
-                ) as stream:
-                    stream.write(header)
-                    stream.write(payload)
-            else:
-                raw.write(header)
-                raw.write(payload)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_write(path) as raw:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(
+                filename="",
+                mode="wb",
+                fileobj=raw,
+                compresslevel=compresslevel,
+                mtime=0,
+            ) as stream:
+                stream.write(header)
+                stream.write(payload)
+        else:
+            raw.write(header)
+            raw.write(payload)
     return path

@@ -1,4 +1,4 @@
-"""Batching: :class:`TensorDataset` and :class:`DataLoader`.
+"""Batching: :class:`DataLoader` turns a dataset into (shuffled, resumable) mini-batches.
 
 A dataset that can hand over its whole columns as numpy arrays (a method
 ``arrays()`` returning a tuple of arrays with equal first dimension, as MNIST,
@@ -16,10 +16,13 @@ so a run restored from a checkpoint sees exactly the batches it would have seen.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from ember.data.dataset import as_numpy
+from ember.data.tensors import device_converter, host_converter, target_device
 
 _STATE_VERSION = 1
 
@@ -35,60 +38,10 @@ def _default_generator() -> np.random.Generator:
     Without the core's RNG it falls back to a fresh OS-entropy generator.
     """
     try:
-        from ember.random import default_generator
+        from ember.generator import default_generator
     except ImportError:
         return np.random.default_rng()
     return np.random.default_rng(int(default_generator().integers(2**63)))
-
-
-def _as_numpy(value: Any) -> np.ndarray:
-    """Returns a numpy array for an ndarray, a Tensor (``.numpy()``) or a list."""
-    if isinstance(value, np.ndarray):
-        return value
-    to_numpy = getattr(value, "numpy", None)
-    if callable(to_numpy):
-        return np.asarray(to_numpy())
-    return np.asarray(value)
-
-
-def _tensor_converter() -> Callable[[np.ndarray], Any]:
-    """Returns ``ember.from_numpy``, imported lazily: ember.data imports on its own."""
-    import ember
-
-    from_numpy = getattr(ember, "from_numpy", None)
-    if from_numpy is None:
-        raise RuntimeError(
-            "DataLoader: expected ember.from_numpy to convert batches to Tensors, "
-            "got an "
-            "ember package without it; use loader.iter_arrays() for numpy batches"
-        )
-    return from_numpy
-
-
-def _target_device(device: Any) -> Any:
-    """None for the CPU (batches stay NumPy-backed Tensors), else the ``ember.Device``."""
-    if device is None:
-        return None
-    from ember.backends.device import Device
-
-    try:
-        dev = Device(device)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"DataLoader: expected device None, 'cpu' or 'cuda[:N]', got {device!r} ({e})") from None
-    return None if dev.type == "cpu" else dev
-
-
-def _device_converter(device: Any, pin_memory: bool | None) -> Callable[[np.ndarray], Any]:
-    """A function copying one host batch array to ``device`` as a Tensor (pinned staging by default)."""
-    from ember.autograd.tensor import Tensor
-    from ember.backends.device import get_backend
-
-    backend = get_backend(device)
-    upload = getattr(backend, "upload", None)
-    pinned = True if pin_memory is None else pin_memory
-    if upload is None:
-        return lambda a: Tensor._make(backend.asarray(a))
-    return lambda a: Tensor._make(upload(a, pinned=pinned))
 
 
 def _jsonable(value: Any) -> Any:
@@ -100,43 +53,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
-
-
-class TensorDataset:
-    """Samples are rows of equally long arrays: item ``i`` is ``(a[i], b[i], ...)``.
-
-    Args:
-        *arrays: numpy arrays, ember Tensors (copied to host with ``.numpy()``)
-            or nested lists, all with the same first dimension.
-
-    Raises:
-        ValueError: no arrays, a 0-d array, or first dimensions that differ.
-    """
-
-    def __init__(self, *arrays: Any) -> None:
-        if not arrays:
-            raise ValueError("TensorDataset: expected at least one array, got none")
-        converted = tuple(_as_numpy(a) for a in arrays)
-        shapes = [a.shape for a in converted]
-        if any(a.ndim == 0 for a in converted) or len({s[0] for s in shapes}) != 1:
-            raise ValueError(
-                "TensorDataset: expected arrays with equal first dimension, got shapes "
-                + ", ".join(str(s) for s in shapes)
-            )
-        self._arrays = converted
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The full arrays, in the order given."""
-        return self._arrays
-
-    def __len__(self) -> int:
-        return self._arrays[0].shape[0]
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
-        return tuple(a[index] for a in self._arrays)
-
-    def __repr__(self) -> str:
-        return f"TensorDataset({', '.join(str(a.shape) for a in self._arrays)})"
 
 
 class DataLoader:
@@ -204,7 +120,7 @@ class DataLoader:
             )
         if pin_memory is not None and not isinstance(pin_memory, (bool, np.bool_)):
             raise ValueError(f"DataLoader: expected pin_memory None or a bool, got {pin_memory!r}")
-        self.device = _target_device(device)
+        self.device = target_device(device)
         self.pin_memory = None if pin_memory is None else bool(pin_memory)
         self.dataset = dataset
         self.batch_size = int(batch_size)
@@ -266,7 +182,7 @@ class DataLoader:
                 f"{sorted({len(item) for item in items})}"
             )
         return tuple(
-            np.stack([_as_numpy(item[k]) for item in items]) for k in range(width)
+            np.stack([as_numpy(item[k]) for item in items]) for k in range(width)
         )
 
     def iter_arrays(self) -> Iterator[tuple[np.ndarray, ...]]:
@@ -302,10 +218,10 @@ class DataLoader:
         self._epoch += 1
 
     def __iter__(self) -> Iterator[tuple[Any, ...]]:
-        from_numpy = _tensor_converter()  # fail before the epoch consumes randomness
+        from_numpy = host_converter()  # fail before the epoch consumes randomness
         if self.device is None:
             return (tuple(from_numpy(a) for a in batch) for batch in self.iter_arrays())
-        to_device = _device_converter(self.device, self.pin_memory)  # raises now if CUDA is missing
+        to_device = device_converter(self.device, self.pin_memory)  # raises now if CUDA is missing
         return (tuple(to_device(a) for a in batch) for batch in self.iter_arrays())
 
     def state_dict(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from .dataset import ImageClassification
 from .errors import DatasetError
 from .idx import read_idx
 from .sources import DEFAULT_TIMEOUT, locate
@@ -23,7 +24,7 @@ from .sources import DEFAULT_TIMEOUT, locate
 _HEIGHT = _WIDTH = 28
 
 
-class _IdxClassification:
+class _IdxClassification(ImageClassification):
     """Loader shared by MNIST-format datasets; subclasses set the class variables."""
 
     name: ClassVar[str]
@@ -112,24 +113,6 @@ class _IdxClassification:
                 f"{op}: {label_path}: expected labels in 0..{len(self.classes) - 1}, "
                 f"got {int(labels[bad])} at index {bad}"
             )
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """The full ``(images, labels)`` arrays; DataLoader batches them directly."""
-        return self.images, self.labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        """One sample ``(image, label)``; image is float32 (1, 28, 28) or (784,)."""
-        return self.images[index], int(self.labels[index])
-
-    def __repr__(self) -> str:
-        split = "train" if self.train else "test"
-        return (
-            f"{type(self).__name__}(split={split}, n={len(self)}, "
-            f"images={self.images.shape}, flatten={self.flatten})"
-        )
 
 
 class MNIST(_IdxClassification):

@@ -1,6 +1,6 @@
 """Find dataset files on disk, or download them with checksum verification.
 
-Search order (DESIGN.md, "Data"): an explicit ``root``, ``$EMBER_DATA``, the
+Search order: an explicit ``root``, ``$EMBER_DATA``, the
 cache ``~/.cache/ember``, Debian's ``/usr/share/datasets/<name>`` (package
 ``dataset-fashion-mnist``), then a download into ``~/.cache/ember/<name>`` when
 ``download=True``. Each of the first three bases is tried as ``<base>/<name>/``
@@ -70,12 +70,10 @@ class DatasetSpec:
         raise KeyError(f"{self.name}: no file named {filename!r} in the checksum table")
 
 
-# MNIST: the published MD5s (torchvision and the original site agree); the three
-# files in ../shared/data/mnist match them byte for byte.
-# Fashion-MNIST: the published MD5s from zalandoresearch/fashion-mnist. The copies
-# in ../shared/data/fashion-mnist are re-gzipped (gzip mtime 2020-06-05, no stored
-# name, as Debian's dataset-fashion-mnist ships them), so they hash differently;
-# their MD5s are listed as also_known.
+# MNIST: the published MD5s (torchvision and the original site agree).
+# Fashion-MNIST: the published MD5s from zalandoresearch/fashion-mnist. Re-gzipped
+# copies (no stored name, as Debian's dataset-fashion-mnist ships them) hash
+# differently; their MD5s are listed as also_known.
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist",

@@ -18,7 +18,7 @@ import numpy
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
 from ember.errors import DTypeError, ShapeError
-from ember.random import default_generator
+from ember.generator import default_generator
 
 _LINEAR_GAIN = (
     "linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",

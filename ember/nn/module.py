@@ -15,11 +15,12 @@ import numpy
 
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
+from ember.autograd.to_shorthands import ToShorthands
 from ember.errors import ShapeError, StateDictKeyError
 from ember.nn.parameter import Parameter
 
 
-class Module:
+class Module(ToShorthands):
     """Base class for every layer and model: subclass and implement ``forward``."""
 
     training: bool
@@ -185,21 +186,6 @@ class Module:
                             if t.grad is not None:
                                 t.grad = t.grad.to(*a, **kw)
         return self
-
-    def cpu(self) -> "Module":
-        return self.to("cpu")
-
-    def cuda(self, index: int = 0) -> "Module":
-        return self.to(f"cuda:{index}")
-
-    def float(self) -> "Module":
-        return self.to(numpy.float32)
-
-    def double(self) -> "Module":
-        return self.to(numpy.float64)
-
-    def half(self) -> "Module":
-        return self.to(numpy.float16)
 
     # ------------------------------------------------------------ state dict
     def state_dict(self) -> "OrderedDict[str, Tensor]":

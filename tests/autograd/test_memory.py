@@ -109,7 +109,7 @@ def test_intermediate_tensors_are_not_kept_by_the_graph():
 def test_saved_arrays_are_released_by_backward():
     x = em.tensor([0.5, 1.0], dtype=em.float64, requires_grad=True)
     with gc_disabled():
-        h = x.tanh()  # Tanh saves its output array; the outer tanh saves its own output
+        h = x.tanh()  # HyperbolicTangent saves its output array; the outer tanh saves its own output
         saved = weakref.ref(h.data)
         y = h.tanh().sum()
         del h

@@ -194,13 +194,13 @@ def test_backward_functions_are_adjoints_and_differentiable(rng):
     y = F.conv2d(*_tensors(x, W, requires_grad=False), None, **geom).numpy()
     gy = rng.normal(size=y.shape)
     gyt, Wt, xt = _tensors(gy, W, x)
-    ct = conv_ops.ConvTranspose2dFunction
+    ct = conv_ops.TransposedConvolution2d
 
     def transpose(gy, W):
         return ct.apply(gy, W, x_shape=x.shape, **geom)
 
     def grad_weight(x, gy):
-        return conv_ops.Conv2dGradWeightFunction.apply(x, gy, kernel_size=W.shape[2:], **geom)
+        return conv_ops.Convolution2dWeightGrad.apply(x, gy, kernel_size=W.shape[2:], **geom)
 
     # <conv(x, W), gy> == <x, conv_transpose(gy, W)> == <W, grad_weight(x, gy)>
     lhs = float((y * gy).sum())

@@ -79,7 +79,7 @@ def test_nan_fed_in_by_the_user_is_not_blamed_on_forward_ops():
     x = em.tensor([numpy.nan, 1.0], requires_grad=True)
     with detect_anomaly():
         y = (x * 2.0 + 1.0).tanh().sum()  # no error: no op produced the NaN
-        y.backward()  # Tanh's gradient is NaN, but from its saved NaN output: not blamed either
+        y.backward()  # HyperbolicTangent's gradient is NaN, but from its saved NaN output: not blamed either
     assert numpy.isnan(y.item())
     numpy.testing.assert_array_equal(numpy.isnan(x.grad.numpy()), [True, False])
 

@@ -34,13 +34,18 @@ def upcast(a: Any) -> Any:
     return a.astype(numpy.float32) if a.dtype == numpy.float16 else a
 
 
-class SoftmaxFunction(Function):
-    """``y = exp(x) / sum(exp(x), axis)``; ``gx = y * (gy - sum(gy * y, axis))``."""
+class _ShiftedExponential(Function):
+    """The frame softmax and log-softmax share: the forward is the backend's ``softmax`` kernel
+    named by ``kernel`` (max-shifted, float16 computed in float32); a subclass gives
+    ``gradient(xp, y, gy, axis) -> gx``.
+    """
+
+    kernel = ""
 
     @staticmethod
     def forward(ctx: Function, x: Any, axis: int) -> Any:
         ctx.axis = axis
-        y = ctx.backend.softmax.softmax_forward(x, axis, xp=ctx.backend.xp)
+        y = getattr(ctx.backend.softmax, ctx.kernel)(x, axis, xp=ctx.backend.xp)
         ctx.save_for_backward(y)
         return y
 
@@ -48,29 +53,28 @@ class SoftmaxFunction(Function):
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_tensors
         dtype = y.dtype
-        y, gy = upcast(y), upcast(gy)
-        gx = y * (gy - ctx.xp.sum(gy * y, axis=ctx.axis, keepdims=True))
+        gx = ctx.gradient(ctx.xp, upcast(y), upcast(gy), ctx.axis)
         return gx.astype(dtype) if gx.dtype != dtype else gx
 
 
-class LogSoftmaxFunction(Function):
-    """``y = x - log(sum(exp(x), axis))``; ``gx = gy - exp(y) * sum(gy, axis)``."""
+class NormalizedExponential(_ShiftedExponential):
+    """Softmax: ``y = exp(x) / sum(exp(x), axis)``; ``gx = y * (gy - sum(gy * y, axis))``."""
+
+    kernel = "softmax_forward"
 
     @staticmethod
-    def forward(ctx: Function, x: Any, axis: int) -> Any:
-        ctx.axis = axis
-        y = ctx.backend.softmax.log_softmax_forward(x, axis, xp=ctx.backend.xp)
-        ctx.save_for_backward(y)
-        return y
+    def gradient(xp: Any, y: Any, gy: Any, axis: int) -> Any:
+        return y * (gy - xp.sum(gy * y, axis=axis, keepdims=True))
+
+
+class LogNormalizedExponential(_ShiftedExponential):
+    """Log-softmax: ``y = x - log(sum(exp(x), axis))``; ``gx = gy - exp(y) * sum(gy, axis)``."""
+
+    kernel = "log_softmax_forward"
 
     @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        xp = ctx.xp
-        dtype = y.dtype
-        y, gy = upcast(y), upcast(gy)
-        gx = gy - xp.exp(y) * xp.sum(gy, axis=ctx.axis, keepdims=True)
-        return gx.astype(dtype) if gx.dtype != dtype else gx
+    def gradient(xp: Any, y: Any, gy: Any, axis: int) -> Any:
+        return gy - xp.exp(y) * xp.sum(gy, axis=axis, keepdims=True)
 
 
 def _softmax_axis(op: str, x: Any, axis: int) -> int:
@@ -108,7 +112,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
         DTypeError: ``x`` is not floating.
         ShapeError: ``x`` is 0-d, or ``axis`` is out of range or has size 0.
     """
-    return SoftmaxFunction.apply(x, axis=_softmax_axis("softmax", x, axis))
+    return NormalizedExponential.apply(x, axis=_softmax_axis("softmax", x, axis))
 
 
 @register("log_softmax", methods=("log_softmax",), samples=_softmax_samples)
@@ -126,4 +130,4 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
         DTypeError: ``x`` is not floating.
         ShapeError: ``x`` is 0-d, or ``axis`` is out of range or has size 0.
     """
-    return LogSoftmaxFunction.apply(x, axis=_softmax_axis("log_softmax", x, axis))
+    return LogNormalizedExponential.apply(x, axis=_softmax_axis("log_softmax", x, axis))

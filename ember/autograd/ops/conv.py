@@ -40,7 +40,7 @@ def kernels(backend: Any) -> Any:
 
 def _run(ctx: Function, fn: type, *args: Any, **kwargs: Any) -> Any:
     """``fn`` on Tensors under ``create_graph`` (recorded, differentiable), else on arrays directly."""
-    if ctx._create_graph:
+    if ctx.create_graph:
         return fn.apply(*args, **kwargs)
     return fn.compute(ctx.backend, *args, **kwargs)
 
@@ -59,7 +59,7 @@ def _slices(k: Any, x_shape: tuple, kh: int, kw: int, itemsize: int, stride: tup
 # --------------------------------------------------------------------- conv2d
 
 
-class Conv2dFunction(Function):
+class Convolution2d(Function):
     """``y[n, o] = sum_{c,i,j} W[o, c, i, j] x_pad[n, c, oh*sh + i, ow*sw + j] + b[o]``.
 
     ``x: (N, C, H, W)``, ``W: (OC, C, KH, KW)``, ``b: (OC,)`` or None, one floating
@@ -93,7 +93,7 @@ class Conv2dFunction(Function):
     def forward(ctx: Function, x: Any, W: Any, b: Any = None, *, stride: tuple, padding: tuple) -> Any:
         ctx.save_for_backward(x, W)
         ctx.stride, ctx.padding = stride, padding
-        return Conv2dFunction.compute(ctx.backend, x, W, b, stride=stride, padding=padding)
+        return Convolution2d.compute(ctx.backend, x, W, b, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
@@ -102,15 +102,15 @@ class Conv2dFunction(Function):
         geom = {"stride": ctx.stride, "padding": ctx.padding}
         gx = gW = gb = None
         if needs[0]:
-            gx = _run(ctx, ConvTranspose2dFunction, gy, W, x_shape=tuple(x.shape), **geom)
+            gx = _run(ctx, TransposedConvolution2d, gy, W, x_shape=tuple(x.shape), **geom)
         if needs[1]:
-            gW = _run(ctx, Conv2dGradWeightFunction, x, gy, kernel_size=tuple(W.shape[2:]), **geom)
+            gW = _run(ctx, Convolution2dWeightGrad, x, gy, kernel_size=tuple(W.shape[2:]), **geom)
         if len(needs) > 2 and needs[2]:
             gb = _channel_sums(ctx.xp, gy)
         return gx, gW, gb
 
 
-class ConvTranspose2dFunction(Function):
+class TransposedConvolution2d(Function):
     """``gx = col2im(W^T @ gy)``: the adjoint of conv2d in ``x`` (a transposed convolution).
 
     ``gy: (N, OC, OH, OW)``, ``W: (OC, C, KH, KW)``; output ``x_shape = (N, C, H, W)``.
@@ -139,7 +139,7 @@ class ConvTranspose2dFunction(Function):
     def forward(ctx: Function, gy: Any, W: Any, *, x_shape: tuple, stride: tuple, padding: tuple) -> Any:
         ctx.save_for_backward(gy, W)
         ctx.stride, ctx.padding = stride, padding
-        return ConvTranspose2dFunction.compute(ctx.backend, gy, W, x_shape=x_shape, stride=stride, padding=padding)
+        return TransposedConvolution2d.compute(ctx.backend, gy, W, x_shape=x_shape, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, g: Any) -> tuple:
@@ -147,13 +147,13 @@ class ConvTranspose2dFunction(Function):
         geom = {"stride": ctx.stride, "padding": ctx.padding}
         g_gy = g_W = None
         if ctx.needs_input_grad[0]:
-            g_gy = _run(ctx, Conv2dFunction, g, W, None, **geom)
+            g_gy = _run(ctx, Convolution2d, g, W, None, **geom)
         if ctx.needs_input_grad[1]:
-            g_W = _run(ctx, Conv2dGradWeightFunction, g, gy, kernel_size=tuple(W.shape[2:]), **geom)
+            g_W = _run(ctx, Convolution2dWeightGrad, g, gy, kernel_size=tuple(W.shape[2:]), **geom)
         return g_gy, g_W
 
 
-class Conv2dGradWeightFunction(Function):
+class Convolution2dWeightGrad(Function):
     """``gW = sum_n gy[n] @ col(x)[n]^T``: the adjoint of conv2d in ``W``.
 
     ``x: (N, C, H, W)``, ``gy: (N, OC, OH, OW)``; output ``(OC, C, KH, KW)``.
@@ -184,7 +184,7 @@ class Conv2dGradWeightFunction(Function):
     def forward(ctx: Function, x: Any, gy: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
         ctx.save_for_backward(x, gy)
         ctx.stride, ctx.padding = stride, padding
-        return Conv2dGradWeightFunction.compute(
+        return Convolution2dWeightGrad.compute(
             ctx.backend, x, gy, kernel_size=kernel_size, stride=stride, padding=padding
         )
 
@@ -194,9 +194,9 @@ class Conv2dGradWeightFunction(Function):
         geom = {"stride": ctx.stride, "padding": ctx.padding}
         g_x = g_gy = None
         if ctx.needs_input_grad[0]:
-            g_x = _run(ctx, ConvTranspose2dFunction, gy, g, x_shape=tuple(x.shape), **geom)
+            g_x = _run(ctx, TransposedConvolution2d, gy, g, x_shape=tuple(x.shape), **geom)
         if ctx.needs_input_grad[1]:
-            g_gy = _run(ctx, Conv2dFunction, x, g, None, **geom)
+            g_gy = _run(ctx, Convolution2d, x, g, None, **geom)
         return g_x, g_gy
 
 
@@ -293,4 +293,4 @@ def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
     if b is not None and tuple(b.shape) != (ws[0],):
         raise ShapeError(f"{op}: expected b of shape ({ws[0]},) for W of shape {ws}, got shape {tuple(b.shape)}")
     stride, padding = _check_window(op, xs, ws[2:], stride, padding, geometry)
-    return Conv2dFunction.apply(x, W, b, stride=stride, padding=padding)
+    return Convolution2d.apply(x, W, b, stride=stride, padding=padding)

@@ -237,7 +237,7 @@ class Sqrt(_Unary):
         return gy * 0.5 / y
 
 
-class Tanh(_Unary):
+class HyperbolicTangent(_Unary):
     """``y = tanh(x)``; ``gx = gy * (1 - y**2)``."""
 
     @staticmethod
@@ -249,12 +249,12 @@ class Tanh(_Unary):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_tensors
-        if ctx._create_graph:
+        if ctx.create_graph:
             return gy * (1 - y * y)
         return ctx.backend.nn.tanh_backward(y, gy, xp=ctx.backend.xp)
 
 
-class Sigmoid(_Unary):
+class Logistic(_Unary):
     """``y = 1 / (1 + exp(-x))``, computed as ``0.5 tanh(x/2) + 0.5`` (no overflow); ``gx = gy y (1-y)``."""
 
     @staticmethod
@@ -266,12 +266,12 @@ class Sigmoid(_Unary):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_tensors
-        if ctx._create_graph:
+        if ctx.create_graph:
             return gy * y * (1 - y)
         return ctx.backend.nn.sigmoid_backward(y, gy, xp=ctx.backend.xp)
 
 
-class Relu(_Unary):
+class Rectifier(_Unary):
     """``y = max(x, 0)``; ``gx = gy * (x > 0)``: the subgradient at 0 is 0, as in PyTorch."""
 
     @staticmethod
@@ -283,7 +283,7 @@ class Relu(_Unary):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         (y,) = ctx.saved_arrays
-        if ctx._create_graph:
+        if ctx.create_graph:
             return ctx.xp.where(y > 0, gy, 0)
         return ctx.backend.nn.relu_backward(y, gy, xp=ctx.backend.xp)
 
@@ -339,9 +339,9 @@ neg = _unary("neg", Neg, _unary_samples(), "Elementwise ``-x``.", ("__neg__", "n
 exp = _unary("exp", Exp, _unary_samples(), "Elementwise ``e**x``.")
 log = _unary("log", Log, _unary_samples(0.2, 3.0), "Natural logarithm (x > 0).")
 sqrt = _unary("sqrt", Sqrt, _unary_samples(0.2, 3.0), "Square root (x > 0 for a finite gradient).")
-tanh = _unary("tanh", Tanh, _unary_samples(), "Hyperbolic tangent.")
-sigmoid = _unary("sigmoid", Sigmoid, _unary_samples(-4, 4), "Logistic sigmoid ``1/(1+e^-x)``.")
-relu = _unary("relu", Relu, _unary_samples(avoid_zero=True), "``max(x, 0)``.")
+tanh = _unary("tanh", HyperbolicTangent, _unary_samples(), "Hyperbolic tangent.")
+sigmoid = _unary("sigmoid", Logistic, _unary_samples(-4, 4), "Logistic sigmoid ``1/(1+e^-x)``.")
+relu = _unary("relu", Rectifier, _unary_samples(avoid_zero=True), "``max(x, 0)``.")
 abs = _unary("abs", Abs, _unary_samples(avoid_zero=True), "Absolute value.", ("__abs__",))  # noqa: A001
 
 

@@ -9,45 +9,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from ember.autograd.function import Function
-from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, _run, kernels
+from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, kernels
+from ember.autograd.ops.window_map import WindowMap
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import geometry
 from ember.errors import ShapeError
 
 
-class Im2colFunction(Function):
+class Im2col(WindowMap):
     """The book's ``im2col``: ``col[(n, oh, ow), (c, i, j)] = x_pad[n, c, oh*sh + i, ow*sw + j]``.
 
     ``x: (N, C, H, W)`` -> ``(N*OH*OW, C*KH*KW)``.  Backward: ``gx = col2im(gy)`` (its adjoint).
     """
 
+    shape_key = "input_shape"
+
     @staticmethod
-    def compute(backend: Any, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        """The 2-D column matrix on arrays."""
+    def compute(backend: Any, x: Any, *, input_shape: tuple, kernel_size: tuple, stride: tuple,
+                padding: tuple) -> Any:
+        """The 2-D column matrix on arrays (``input_shape`` is ``x``'s own shape)."""
         kh, kw = kernel_size
         col = kernels(backend).im2col(x, kh, kw, stride, padding, xp=backend.xp)
         n, c, _, _, oh, ow = col.shape
         return col.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
 
-    @staticmethod
-    def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
-        return Im2colFunction.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, Col2imFunction, gy, input_shape=ctx.x_shape, kernel_size=kernel_size,
-                    stride=stride, padding=padding)
-
-
-class Col2imFunction(Function):
+class Col2im(WindowMap):
     """The book's ``col2im``: the adjoint of ``im2col``, summing overlapping windows.
 
     ``col: (N*OH*OW, C*KH*KW)`` -> ``(N, C, H, W)``.  Backward: ``gcol = im2col(gy)``.
     """
+
+    shape_key = "input_shape"
 
     @staticmethod
     def compute(backend: Any, col: Any, *, input_shape: tuple, kernel_size: tuple, stride: tuple,
@@ -60,17 +54,9 @@ class Col2imFunction(Function):
         col6 = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
         return k.col2im(col6, input_shape, kh, kw, stride, padding, xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, col: Any, *, input_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.geom = (kernel_size, stride, padding)
-        return Col2imFunction.compute(ctx.backend, col, input_shape=input_shape, kernel_size=kernel_size,
-                                      stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, gx: Any) -> Any:
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, Im2colFunction, gx, kernel_size=kernel_size, stride=stride, padding=padding)
+Im2col.adjoint = Col2im
+Col2im.adjoint = Im2col
 
 
 def _im2col_samples(rng: Any) -> list:
@@ -103,7 +89,7 @@ def im2col(x: Tensor, kh: int, kw: int, stride: Any = 1, padding: Any = 0) -> Te
     _check_nchw(op, x)
     kernel = geometry.pair((kh, kw), "kernel size", op=op)
     stride, padding = _check_window(op, tuple(x.shape), kernel, stride, padding, geometry)
-    return Im2colFunction.apply(x, kernel_size=kernel, stride=stride, padding=padding)
+    return Im2col.apply(x, kernel_size=kernel, stride=stride, padding=padding)
 
 
 def _col2im_samples(rng: Any) -> list:
@@ -147,4 +133,4 @@ def col2im(col: Tensor, input_shape: tuple, kh: int, kw: int, stride: Any = 1, p
             f"{op}: expected col of shape {expected} (N*OH*OW, C*KH*KW) for input_shape {input_shape}, "
             f"got {tuple(col.shape)}"
         )
-    return Col2imFunction.apply(col, input_shape=input_shape, kernel_size=kernel, stride=stride, padding=padding)
+    return Col2im.apply(col, input_shape=input_shape, kernel_size=kernel, stride=stride, padding=padding)

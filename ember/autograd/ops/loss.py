@@ -112,7 +112,7 @@ class SoftmaxCrossEntropy(Function):
         x, t = ctx.saved_tensors[:2]
         t_arr, shift, p, logp = ctx.saved_arrays[1:]
         need_x, need_t = ctx.needs_input_grad[:2]
-        if ctx._create_graph:
+        if ctx.create_graph:
             z = upcast(x) - shift
             e = xp.exp(z)
             s = xp.sum(e, axis=1, keepdims=True)
@@ -128,7 +128,7 @@ class SoftmaxCrossEntropy(Function):
                 if gt.dtype != t.dtype:
                     gt = gt.astype(t.dtype)
         elif need_x:
-            if t_arr.ndim == 1 and not ctx._create_graph:  # the forward's kernel path: (N, C) logits
+            if t_arr.ndim == 1 and not ctx.create_graph:  # the forward's kernel path: (N, C) logits
                 kernels = ctx.backend.nn
                 gx = kernels.softmax_cross_entropy_backward(p, t_arr, g.reshape(-1) if g.ndim else g,
                                                             xp=ctx.backend.xp)
@@ -244,7 +244,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     return SoftmaxCrossEntropy.apply(logits, target, reduction=reduction, soft=soft)
 
 
-class NLLLoss(Function):
+class NegativeLogLikelihood(Function):
     """``loss = -x[n, t_n]``; ``gx = -onehot(t) * gy / N``."""
 
     @staticmethod
@@ -293,7 +293,7 @@ def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     if target.dtype.kind == "f" and tuple(target.shape) == tuple(log_probs.shape)[:1] + tuple(log_probs.shape)[2:]:
         raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}; convert labels with .long()")
     _check_class_indices(op, log_probs, target)
-    return NLLLoss.apply(log_probs, target, reduction=reduction)
+    return NegativeLogLikelihood.apply(log_probs, target, reduction=reduction)
 
 
 class MeanSquaredError(Function):

@@ -43,7 +43,7 @@ def _workers(backend: Any) -> int:
     return backend.nn.batch_workers()
 
 
-class LinearFunction(Function):
+class Affine(Function):
     """``y = x @ W.T + b`` for ``x: (..., in)``, ``W: (out, in)``, ``b: (out,)``.
 
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
@@ -132,11 +132,11 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
             raise DTypeError(
                 f"{op}: expected the {name} in the input's dtype {x.dtype}, got {t.dtype}; convert with .to(dtype)"
             )
-    return LinearFunction.apply(*args)
+    return Affine.apply(*args)
 
 
 # -------------------------------------------------------------------- dropout
-class DropoutFunction(Function):
+class InvertedDropout(Function):
     """``y = x * mask`` with ``mask`` in ``{0, 1/(1-p)}`` (inverted dropout); ``gx = gy * mask``."""
 
     @staticmethod
@@ -189,7 +189,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
     if not training or p == 0:
         return x
     if generator is None:
-        from ember.random import default_generator
+        from ember.generator import default_generator
 
         generator = default_generator()
     elif isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool):
@@ -199,11 +199,11 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
     backend = backend_of(x.data)
     kernels = backend.nn
     mask = backend.asarray(kernels.dropout_mask(tuple(x.shape), float(p), generator, x.dtype))
-    return DropoutFunction.apply(x, mask=mask)
+    return InvertedDropout.apply(x, mask=mask)
 
 
 # ----------------------------------------------------------------- batch norm
-class BatchNormFunction(Function):
+class BatchNormalization(Function):
     """``y = (x - mean) / sqrt(var + eps) * w + b``, statistics over every axis but 1.
 
     With ``xhat`` the normalised input and ``m`` the count per channel:
@@ -252,14 +252,14 @@ class BatchNormFunction(Function):
         mean, inv_std = ctx.saved_arrays[2:]
         xp, axes, m = ctx.xp, ctx.axes, ctx.m
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        if not ctx._create_graph:
+        if not ctx.create_graph:
             kernels = ctx.backend.nn
             gx, gw, gb = kernels.batch_norm_backward(
                 x, gy, mean, inv_std, weight, ctx.training, need_x, need_w, need_b, xp=ctx.backend.xp
             )
             return _cast(gx, x.dtype), _cast(gw, getattr(weight, "dtype", None)), _cast(gb, ctx.bias_dtype)
         xc, g = upcast(x), upcast(gy)
-        if ctx._create_graph and ctx.training:
+        if ctx.create_graph and ctx.training:
             # The batch statistics are functions of x: rebuild them in the graph so
             # that second derivatives see that dependence (the saved ones are constants).
             mean = xp.sum(xc, axis=axes, keepdims=True) * (1.0 / m)
@@ -368,7 +368,7 @@ def batch_norm(
         raise ValueError(f"{op}: evaluation (training=False) needs running_mean and running_var, got None")
     if not isinstance(momentum, numbers.Real) or not isinstance(eps, numbers.Real) or eps < 0:
         raise ValueError(f"{op}: expected real momentum and eps >= 0, got momentum={momentum!r}, eps={eps!r}")
-    y = BatchNormFunction.apply(
+    y = BatchNormalization.apply(
         x, weight, bias,
         running_mean=None if running_mean is None else running_mean.data,
         running_var=None if running_var is None else running_var.data,

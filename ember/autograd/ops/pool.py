@@ -10,7 +10,7 @@ divisor (PyTorch's ``count_include_pad=True``), so every window divides by
 Both backwards are linear maps whose adjoints are Functions here too (max:
 scatter to the argmax <-> gather from the argmax; average: spread <-> average),
 so under ``create_graph=True`` the backward is recorded and double backward is
-exact.  Kernels are looked up through ``kernels(backend)`` so a backend can
+exact (the ``WindowMap`` frame).  Kernels are looked up through ``kernels(backend)`` so a backend can
 replace the NumPy reference.
 """
 
@@ -19,7 +19,8 @@ from __future__ import annotations
 from typing import Any
 
 from ember.autograd.function import Function
-from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window, _run
+from ember.autograd.ops.conv import _check_nchw, _check_tensor, _check_window
+from ember.autograd.ops.window_map import WindowMap
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.backends import geometry
@@ -33,34 +34,31 @@ def kernels(backend: Any) -> Any:
 # ---------------------------------------------------------------- max pooling
 
 
-class MaxPool2dFunction(Function):
+class MaxPooling2d(WindowMap):
     """``y[n, c, oh, ow] = max`` of the ``KH x KW`` window at ``(oh*sh - ph, ow*sw - pw)``.
 
     ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward:
     ``gx[argmax(window)] += gy`` (first maximum on ties).
     """
 
+    saved_keys = ("argmax",)
+
     @staticmethod
     def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
         kh, kw = kernel_size
         y, argmax = kernels(ctx.backend).max_pool2d_forward(x, kh, kw, stride, padding, xp=ctx.backend.xp)
         ctx.save_for_backward(argmax)
-        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
+        ctx.geometry = {"x_shape": tuple(x.shape), "kernel_size": kernel_size, "stride": stride, "padding": padding}
         return y
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (argmax,) = ctx.saved_arrays
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPool2dGradFunction, gy, argmax=argmax, x_shape=ctx.x_shape,
-                    kernel_size=kernel_size, stride=stride, padding=padding)
 
-
-class MaxPool2dGradFunction(Function):
+class MaxPooling2dGrad(WindowMap):
     """Scatter ``gy: (N, C, OH, OW)`` to each window's argmax -> ``(N, C, H, W)``.
 
     Backward (its adjoint): gather ``g`` at the argmax positions.
     """
+
+    saved_keys = ("argmax",)
 
     @staticmethod
     def compute(backend: Any, gy: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
@@ -70,27 +68,14 @@ class MaxPool2dGradFunction(Function):
         return kernels(backend).max_pool2d_backward(gy, argmax, x_shape, kh, kw, stride, padding,
                                                     xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, gy: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.save_for_backward(argmax)
-        ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
-        return MaxPool2dGradFunction.compute(ctx.backend, gy, argmax=argmax, x_shape=x_shape,
-                                             kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, g: Any) -> Any:
-        (argmax,) = ctx.saved_arrays
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPool2dGatherFunction, g, argmax=argmax, x_shape=ctx.x_shape,
-                    kernel_size=kernel_size, stride=stride, padding=padding)
-
-
-class MaxPool2dGatherFunction(Function):
+class MaxPooling2dGather(WindowMap):
     """Read ``g: (N, C, H, W)`` at each window's argmax -> ``(N, C, OH, OW)``.
 
     Backward (its adjoint): scatter back to the argmax positions.
     """
+
+    saved_keys = ("argmax",)
 
     @staticmethod
     def compute(backend: Any, g: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
@@ -108,50 +93,29 @@ class MaxPool2dGatherFunction(Function):
                 out = xp.where(argmax == i * kw + j, window, out)
         return out
 
-    @staticmethod
-    def forward(ctx: Function, g: Any, *, argmax: Any, x_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.save_for_backward(argmax)
-        ctx.x_shape, ctx.geom = x_shape, (kernel_size, stride, padding)
-        return MaxPool2dGatherFunction.compute(ctx.backend, g, argmax=argmax, x_shape=x_shape,
-                                               kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (argmax,) = ctx.saved_arrays
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, MaxPool2dGradFunction, gy, argmax=argmax, x_shape=ctx.x_shape,
-                    kernel_size=kernel_size, stride=stride, padding=padding)
+MaxPooling2d.adjoint = MaxPooling2dGrad
+MaxPooling2dGrad.adjoint = MaxPooling2dGather
+MaxPooling2dGather.adjoint = MaxPooling2dGrad
 
 
 # ------------------------------------------------------------ average pooling
 
 
-class AvgPool2dFunction(Function):
+class AvgPooling2d(WindowMap):
     """``y[n, c, oh, ow] = mean`` of the zero-padded ``KH x KW`` window (padding counted).
 
     ``x: (N, C, H, W)`` floating -> ``(N, C, OH, OW)``.  Backward: ``gx[window] += gy / (KH*KW)``.
     """
 
     @staticmethod
-    def compute(backend: Any, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        """The average pooling on arrays."""
+    def compute(backend: Any, x: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
+        """The average pooling on arrays (``x_shape`` is ``x``'s own shape)."""
         kh, kw = kernel_size
         return kernels(backend).avg_pool2d_forward(x, kh, kw, stride, padding, xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, x: Any, *, kernel_size: tuple, stride: tuple, padding: tuple) -> Any:
-        ctx.x_shape, ctx.geom = tuple(x.shape), (kernel_size, stride, padding)
-        return AvgPool2dFunction.compute(ctx.backend, x, kernel_size=kernel_size, stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, AvgPool2dGradFunction, gy, x_shape=ctx.x_shape, kernel_size=kernel_size,
-                    stride=stride, padding=padding)
-
-
-class AvgPool2dGradFunction(Function):
+class AvgPooling2dGrad(WindowMap):
     """Spread ``gy: (N, C, OH, OW)`` evenly over each window -> ``(N, C, H, W)``.
 
     Backward (its adjoint): average pooling of ``g``.
@@ -164,17 +128,9 @@ class AvgPool2dGradFunction(Function):
         kh, kw = kernel_size
         return kernels(backend).avg_pool2d_backward(gy, x_shape, kh, kw, stride, padding, xp=backend.xp)
 
-    @staticmethod
-    def forward(ctx: Function, gy: Any, *, x_shape: tuple, kernel_size: tuple, stride: tuple,
-                padding: tuple) -> Any:
-        ctx.geom = (kernel_size, stride, padding)
-        return AvgPool2dGradFunction.compute(ctx.backend, gy, x_shape=x_shape, kernel_size=kernel_size,
-                                             stride=stride, padding=padding)
 
-    @staticmethod
-    def backward(ctx: Function, g: Any) -> Any:
-        kernel_size, stride, padding = ctx.geom
-        return _run(ctx, AvgPool2dFunction, g, kernel_size=kernel_size, stride=stride, padding=padding)
+AvgPooling2d.adjoint = AvgPooling2dGrad
+AvgPooling2dGrad.adjoint = AvgPooling2d
 
 
 # ----------------------------------------------------------------- functional
@@ -205,9 +161,7 @@ def _pool_samples(rng: Any) -> list:
     ]
 
 
-@register("max_pool2d", samples=_pool_samples)
-def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
-    """Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).
+_POOL_DOC = """
 
     Args:
         x: ``(N, C, H, W)``, floating.
@@ -222,24 +176,21 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
         ValueError: stride < 1, padding < 0 or more than half the kernel.
     """
-    return MaxPool2dFunction.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
-@register("avg_pool2d", samples=_pool_samples)
-def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
-    """Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).
+def _pooling(name: str, fn: type, summary: str) -> Any:
+    """The functional op ``name`` (validated geometry, then ``fn.apply``), registered with the pooling samples."""
 
-    Args:
-        x: ``(N, C, H, W)``, floating.
-        kernel_size: ``k`` or ``(kh, kw)``.
-        stride: ``s`` or ``(sh, sw)``; defaults to ``kernel_size``.
-        padding: ``p`` or ``(ph, pw)``, at most half the kernel.
+    def op(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
+        return fn.apply(x, **_pool_args(name, x, kernel_size, stride, padding))
 
-    Returns:
-        ``(N, C, OH, OW)``.
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = summary + _POOL_DOC
+    return register(name, samples=_pool_samples)(op)
 
-    Raises:
-        ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
-        ValueError: stride < 1, padding < 0 or more than half the kernel.
-    """
-    return AvgPool2dFunction.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))
+
+max_pool2d = _pooling("max_pool2d", MaxPooling2d, "Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).")
+avg_pool2d = _pooling(
+    "avg_pool2d", AvgPooling2d,
+    "Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).",
+)

@@ -31,12 +31,15 @@ def _count(shape: tuple, axes: tuple | None) -> int:
 class Sum(Function):
     """``y = sum(x, axes)``; ``gx = broadcast(gy)``."""
 
+    method = "sum"  # the array method forward reduces with (Mean: "mean")
+
     @staticmethod
     def forward(ctx: Function, x: Any, axes: tuple | None, keepdims: bool) -> Any:
         ctx.x_shape, ctx.axes = x.shape, axes
+        reduce = getattr(x, ctx.method)
         if x.dtype == numpy.float16:
-            return x.sum(axis=axes, keepdims=keepdims, dtype=numpy.float32).astype(numpy.float16)
-        return x.sum(axis=axes, keepdims=keepdims)
+            return reduce(axis=axes, keepdims=keepdims, dtype=numpy.float32).astype(numpy.float16)
+        return reduce(axis=axes, keepdims=keepdims)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
@@ -44,21 +47,15 @@ class Sum(Function):
         return ctx.xp.broadcast_to(gy, ctx.x_shape)
 
 
-class Mean(Function):
+class Mean(Sum):
     """``y = mean(x, axes)``; ``gx = broadcast(gy) / n``."""
 
-    @staticmethod
-    def forward(ctx: Function, x: Any, axes: tuple | None, keepdims: bool) -> Any:
-        ctx.x_shape, ctx.axes = x.shape, axes
-        if x.dtype == numpy.float16:
-            return x.mean(axis=axes, keepdims=keepdims, dtype=numpy.float32).astype(numpy.float16)
-        return x.mean(axis=axes, keepdims=keepdims)
+    method = "mean"
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         n = _count(ctx.x_shape, ctx.axes)
-        gy = gy.reshape(_kept_shape(ctx.x_shape, ctx.axes)) * (1.0 / builtins.max(n, 1))
-        return ctx.xp.broadcast_to(gy, ctx.x_shape)
+        return Sum.backward(ctx, gy * (1.0 / builtins.max(n, 1)))
 
 
 class _Extreme(Function):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ember.autograd.ops.activation import log_softmax, softmax
 from ember.autograd.ops.elementwise import relu, sigmoid, tanh
@@ -40,29 +40,29 @@ def _axis(layer: str, axis: Any, dim: Any) -> int:
     return -1 if axis is None else axis
 
 
-class Softmax(Module):
+class _AlongAxis(Module):
+    """Base of the layers that apply ``function(x, axis)`` along one axis."""
+
+    function: Callable[[Tensor, int], Tensor]
+
+    def __init__(self, axis: int | None = None, dim: int | None = None):
+        super().__init__()
+        self.axis = _axis(type(self).__name__, axis, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return type(self).function(x, self.axis)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+class Softmax(_AlongAxis):
     """Softmax along ``axis`` (default the last; ``dim=`` is accepted as in PyTorch)."""
 
-    def __init__(self, axis: int | None = None, dim: int | None = None):
-        super().__init__()
-        self.axis = _axis("Softmax", axis, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return softmax(x, self.axis)
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}"
+    function = staticmethod(softmax)
 
 
-class LogSoftmax(Module):
+class LogSoftmax(_AlongAxis):
     """``log(softmax(x))`` along ``axis``, computed stably (``dim=`` is an alias)."""
 
-    def __init__(self, axis: int | None = None, dim: int | None = None):
-        super().__init__()
-        self.axis = _axis("LogSoftmax", axis, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return log_softmax(x, self.axis)
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}"
+    function = staticmethod(log_softmax)

@@ -18,7 +18,7 @@ from ember.backends.geometry import pair
 from ember.errors import ShapeError
 from ember.nn.module import Module
 from ember.nn.parameter import Parameter
-from ember.random import default_generator
+from ember.generator import default_generator
 
 
 class Conv2d(Module):

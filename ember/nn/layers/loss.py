@@ -2,41 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ember.autograd.ops.loss import check_reduction, cross_entropy, mse_loss
 from ember.autograd.tensor import Tensor
 from ember.nn.module import Module
 
 
-class CrossEntropyLoss(Module):
+class _Loss(Module):
+    """Base of the loss layers: ``function(input, target, reduction=...)`` with a checked ``reduction``."""
+
+    function: Callable[..., Tensor]
+
+    def __init__(self, reduction: str = "mean"):
+        super().__init__()
+        check_reduction(type(self).__name__, reduction)
+        self.reduction = reduction
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return type(self).function(input, target, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class CrossEntropyLoss(_Loss):
     """``cross_entropy(logits, target, reduction)``: target class indices or probabilities.
 
     Takes raw logits (no softmax layer before it): the book's Softmax-with-Loss.
     """
 
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        check_reduction("CrossEntropyLoss", reduction)
-        self.reduction = reduction
-
-    def forward(self, input: Tensor, target: Any) -> Tensor:
-        return cross_entropy(input, target, reduction=self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+    function = staticmethod(cross_entropy)
 
 
-class MSELoss(Module):
+class MSELoss(_Loss):
     """``mse_loss(input, target, reduction)``; the shapes must match exactly."""
 
-    def __init__(self, reduction: str = "mean"):
-        super().__init__()
-        check_reduction("MSELoss", reduction)
-        self.reduction = reduction
-
-    def forward(self, input: Tensor, target: Any) -> Tensor:
-        return mse_loss(input, target, reduction=self.reduction)
-
-    def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+    function = staticmethod(mse_loss)
