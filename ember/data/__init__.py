@@ -15,6 +15,7 @@ from .errors import DatasetError
 from .idx import read_idx, write_idx
 from .loader import DataLoader, TensorDataset
 from .mnist import MNIST, FashionMNIST
+from .subsets import Subset, random_split
 
 __all__ = [
     "MNIST",
@@ -25,4 +26,6 @@ __all__ = [
     "DatasetError",
     "read_idx",
     "write_idx",
+    "Subset",
+    "random_split",
 ]
