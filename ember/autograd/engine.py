@@ -70,13 +70,15 @@ def run_backward(
         finish_leaf(leaf, g)
 
     def finish_leaf(leaf: Any, g: Any) -> None:
-        if tracker is not None:
-            g = _hooks.leaf_pre_hooks(leaf, g)
         if capture is not None:
             k = leaf_slot.get(id(leaf))
-            if k is not None:
+            if k is not None:  # hooks run only on captured leaves, as PyTorch's autograd.grad does
+                if tracker is not None:
+                    g = _hooks.leaf_pre_hooks(leaf, g)
                 captured[k] = g if captured[k] is None else _add(captured[k], g)
             return
+        if tracker is not None:
+            g = _hooks.leaf_pre_hooks(leaf, g)
         if not isinstance(g, Tensor):
             g = Tensor._make(g)
         leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)

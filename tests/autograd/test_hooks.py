@@ -248,3 +248,21 @@ def test_dropped_hooked_leaf_is_freed_and_stops_tracking():
     del x
     gc.collect()
     assert r() is None and hooks._HOOKED_LEAVES[0] == before
+
+
+def test_autograd_grad_runs_hooks_of_captured_leaves_only():
+    torch = pytest.importorskip("torch")
+
+    def run(lib, make):
+        x = make(XS, requires_grad=True)
+        w = make(XS, requires_grad=True)
+        seen = []
+        x.register_hook(lambda g: seen.append("x"))
+        w.register_hook(lambda g: seen.append("w"))
+        w.register_post_accumulate_grad_hook(lambda t: seen.append("w_post"))
+        lib.autograd.grad((x * w).sum(), [x])
+        return seen, w.grad
+
+    ours = run(em, lambda a, requires_grad: em.tensor(a, dtype=em.float64, requires_grad=requires_grad))
+    theirs = run(torch, lambda a, requires_grad: torch.tensor(a, dtype=torch.float64, requires_grad=requires_grad))
+    assert ours[0] == theirs[0] == ["x"] and ours[1] is None and theirs[1] is None
