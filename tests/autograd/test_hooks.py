@@ -266,3 +266,19 @@ def test_autograd_grad_runs_hooks_of_captured_leaves_only():
     ours = run(em, lambda a, requires_grad: em.tensor(a, dtype=em.float64, requires_grad=requires_grad))
     theirs = run(torch, lambda a, requires_grad: torch.tensor(a, dtype=torch.float64, requires_grad=requires_grad))
     assert ours[0] == theirs[0] == ["x"] and ours[1] is None and theirs[1] is None
+
+
+def test_docs_hooks_python_blocks_run():
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    blocks = re.findall(r"```python\n(.*?)```", (root / "docs" / "hooks.md").read_text(), re.S)
+    assert len(blocks) == 1
+    done = subprocess.run([sys.executable, "-c", blocks[0]], cwd=root, env=dict(os.environ, PYTHONPATH=str(root)),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[0.5, 0.5, 0.5] [2.0, 3.0, 4.0] [[2.0, 3.0, 4.0]]", "(4, 3) (4, 2)"]
