@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ember.autograd.function import Function
+from ember.autograd.function import AUTOCAST_CASTER, Function
 from ember.autograd.grad_mode import is_grad_enabled
 from ember.autograd.hooks import HookTable, RemovableHandle, add_hook
 from ember.autograd.tensor import Tensor
@@ -59,7 +59,11 @@ class _BackwardCall:
         index = [i for i, v in enumerate(values) if isinstance(v, Tensor)]
         if not index or not is_grad_enabled() or not any(values[i].requires_grad for i in index):
             return values, None
-        outs = _ModuleBackwardHook.apply(*(values[i] for i in index))
+        token = AUTOCAST_CASTER.set(None)  # an identity: autocast must not promote mixed dtypes here
+        try:
+            outs = _ModuleBackwardHook.apply(*(values[i] for i in index))
+        finally:
+            AUTOCAST_CASTER.reset(token)
         node = next(o.grad_fn for o in outs if o.grad_fn is not None)
         node.received = [None] * len(index)
         node.run = run

@@ -152,3 +152,19 @@ def test_bad_backward_hook_result_is_reported():
     lin.register_full_backward_hook(lambda m, gi, go: (gi[0], gi[0]))
     with pytest.raises(RuntimeError, match="expected 1 grad_input"):
         lin(em.tensor(A.astype("float32"), requires_grad=True)).sum().backward()
+
+
+def test_backward_hook_keeps_mixed_output_dtypes_under_autocast():
+    class Mixed(em.nn.Module):
+        def forward(self, x):
+            return x.half(), x * 2.0
+
+    m = Mixed()
+    seen = []
+    m.register_full_backward_hook(lambda mod, gi, go: seen.append(gi[0].dtype))
+    x = em.tensor(A.astype("float32"), requires_grad=True)
+    with em.amp.autocast():
+        a, b = m(x)
+    assert (a.dtype, b.dtype) == (em.float16, em.float32)
+    (a.float().sum() + b.sum()).backward()
+    assert seen == [em.float32] and x.grad.dtype == em.float32
