@@ -102,6 +102,7 @@ def run_backward(
     # The loop below runs once per node: it inlines the common case (array
     # gradients of the right shape and dtype) and calls helpers otherwise.
     token = _GRAD_ENABLED.set(create_graph)
+    callbacks = _hooks.open_callbacks()  # hooks.queue_callback appends here during this backward
     try:
         while heap:
             fn = heappop(heap)[2]
@@ -148,7 +149,10 @@ def run_backward(
         if tracker is not None:  # hooked leaves that some path left without a gradient
             for leaf, g in tracker.leftovers():
                 finish_leaf(leaf, g)
+        while callbacks:  # queue_callback: after every gradient of this backward is delivered
+            callbacks.pop(0)()
     finally:
+        _hooks.close_callbacks()
         _GRAD_ENABLED.reset(token)
     return captured if capture is not None else None
 

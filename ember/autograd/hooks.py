@@ -23,6 +23,7 @@ table weakly, as PyTorch's do.
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 from typing import Any, Callable
 
@@ -32,6 +33,40 @@ from ember.errors import GraphError
 _handle_ids = itertools.count()
 # Leaf tensors currently carrying a hook table; the engine skips all leaf-hook work while 0.
 _HOOKED_LEAVES = [0]
+
+
+_running = threading.local()  # .stack: one callback list per backward running in this thread
+
+
+def open_callbacks() -> list:
+    """Start a backward's callback list (the engine calls this; backwards may nest)."""
+    stack = getattr(_running, "stack", None)
+    if stack is None:
+        stack = _running.stack = []
+    stack.append([])
+    return stack[-1]
+
+
+def close_callbacks() -> None:
+    _running.stack.pop()
+
+
+def queue_callback(callback: Callable[[], None]) -> None:
+    """Run ``callback()`` when the backward now running has delivered every gradient.
+
+    Callable only from inside a backward (from a hook); callbacks run in the
+    order queued, after the last leaf's post-accumulate hooks (PyTorch's
+    ``Variable._execution_engine.queue_callback``, used to finish gradient buckets).
+
+    Raises:
+        GraphError: no backward is running in this thread.
+    """
+    stack = getattr(_running, "stack", None)
+    if not stack:
+        raise GraphError("queue_callback: no backward is running; call it from a hook during backward")
+    if not callable(callback):
+        raise TypeError(f"queue_callback: expected a callable, got {type(callback).__name__}")
+    stack[-1].append(callback)
 
 
 class HookTable(dict):

@@ -282,3 +282,23 @@ def test_docs_hooks_python_blocks_run():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[0.5, 0.5, 0.5] [2.0, 3.0, 4.0] [[2.0, 3.0, 4.0]]", "(4, 3) (4, 2)"]
+
+
+def test_queue_callback_runs_after_every_post_accumulate_hook():
+    from ember.autograd.hooks import queue_callback
+
+    x = em.tensor(XS, dtype=em.float64, requires_grad=True)
+    w = em.tensor(XS, dtype=em.float64, requires_grad=True)
+    log = []
+
+    def first_ready(p):
+        log.append("x")
+        if log.count("x") == 1:
+            queue_callback(lambda: log.append(("done", x.grad is not None and w.grad is not None)))
+
+    x.register_post_accumulate_grad_hook(first_ready)
+    w.register_post_accumulate_grad_hook(lambda p: log.append("w"))
+    ((x * 2.0).exp() * w).sum().backward()
+    assert log[-1] == ("done", True) and sorted(log[:2]) == ["w", "x"]
+    with pytest.raises(GraphError, match="no backward is running"):
+        queue_callback(lambda: None)
