@@ -107,6 +107,11 @@ class Tensor:
     def __hash__(self) -> int:
         return id(self)
 
+    def __getstate__(self) -> tuple:
+        """Copies (``copy.deepcopy`` of a model) keep everything but hooks, as PyTorch's do."""
+        kept = [k for k in Tensor.__slots__ if k not in ("_hooks", "__weakref__") and hasattr(self, k)]
+        return None, {k: getattr(self, k) for k in kept}
+
     def __iter__(self):
         if self.data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")

@@ -302,3 +302,19 @@ def test_queue_callback_runs_after_every_post_accumulate_hook():
     assert log[-1] == ("done", True) and sorted(log[:2]) == ["w", "x"]
     with pytest.raises(GraphError, match="no backward is running"):
         queue_callback(lambda: None)
+
+
+def test_copies_do_not_carry_hooks():
+    import copy
+
+    p = em.nn.Parameter(em.ones(2))
+    fired = []
+    p.register_hook(lambda g: fired.append("pre"))
+    p.register_post_accumulate_grad_hook(lambda t: fired.append("post"))
+    for q in (copy.deepcopy(p), copy.copy(p)):
+        assert isinstance(q, em.nn.Parameter) and q.requires_grad and getattr(q, "_hooks", None) is None
+        q.sum().backward()
+        numpy.testing.assert_array_equal(q.grad.numpy(), [1.0, 1.0])
+    assert fired == []
+    p.sum().backward()
+    assert fired == ["pre", "post"]
