@@ -31,5 +31,7 @@ from ember.serialization import load, save
 from ember import cuda
 from ember import data, models, nn, optim  # noqa: E402  (after the core names they build on)
 from ember import amp  # noqa: E402
+# Keras-style model summary (layers, output shapes, parameter counts).
+from ember.nn.summary import summary  # noqa: E402
 
 __version__ = "0.1.0"

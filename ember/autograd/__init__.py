@@ -15,3 +15,8 @@ __all__ = [
     "no_grad", "enable_grad", "set_grad_enabled", "is_grad_enabled", "OPS",
     "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled",
 ]
+
+# Drawing the recorded graph (Graphviz DOT text, rendered pictures).
+from ember.autograd.graphviz import plot_graph, to_dot  # noqa: E402
+
+__all__ += ["to_dot", "plot_graph"]

@@ -19,6 +19,7 @@ import numpy
 from numpy import ndarray
 
 from ember.autograd import function as _function
+from ember.autograd import hooks as _hooks
 from ember.autograd.function import _FREED, Function
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.tensor import Tensor
@@ -61,15 +62,33 @@ def run_backward(
             else:
                 node_slot[(id(t.grad_fn), t._out_idx)] = k
 
+    # Leaf hooks need each leaf's gradient summed over all paths first: only while some
+    # leaf carries hooks, count the edges reaching each hooked leaf (see ember.autograd.hooks).
+    tracker = _hooks.LeafTracker.build(roots) if _hooks._HOOKED_LEAVES[0] else None
+
     def deliver_to_leaf(leaf: Any, g: Any) -> None:
+        if tracker is not None:
+            g = tracker.add(leaf, g, _add)
+            if g is not None:
+                finish_leaf(leaf, g)
+            return
+        finish_leaf(leaf, g)
+
+    def finish_leaf(leaf: Any, g: Any) -> None:
         if capture is not None:
             k = leaf_slot.get(id(leaf))
-            if k is not None:
+            if k is not None:  # hooks run only on captured leaves, as PyTorch's autograd.grad does
+                if tracker is not None:
+                    g = _hooks.leaf_pre_hooks(leaf, g)
                 captured[k] = g if captured[k] is None else _add(captured[k], g)
             return
+        if tracker is not None:
+            g = _hooks.leaf_pre_hooks(leaf, g)
         if not isinstance(g, Tensor):
             g = Tensor._make(g)
         leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)
+        if tracker is not None:
+            _hooks.leaf_post_hooks(leaf)
 
     pending: dict[Function, list] = {}
     heap: list = []
@@ -88,10 +107,13 @@ def run_backward(
     # The loop below runs once per node: it inlines the common case (array
     # gradients of the right shape and dtype) and calls helpers otherwise.
     token = _GRAD_ENABLED.set(create_graph)
+    callbacks = _hooks.open_callbacks()  # hooks.queue_callback appends here during this backward
     try:
         while heap:
             fn = heappop(heap)[2]
             gys = pending.pop(fn)
+            if fn._hooks is not None:  # register_hook / retain_grad on this node's outputs
+                gys = _hooks.run_node_hooks(fn, gys)
             if node_slot:
                 for i, g in enumerate(gys):
                     k = node_slot.get((id(fn), i))
@@ -108,6 +130,10 @@ def run_backward(
                 fn._saved = _FREED
             for edge, gx in zip(fn._edges, gxs):
                 if edge is None or gx is None:
+                    if tracker is not None and edge is not None and type(edge) is not tuple:
+                        done = tracker.note_missing(edge)
+                        if done is not None:
+                            finish_leaf(edge, done)
                     continue
                 if type(edge) is not tuple:  # a leaf Tensor
                     data = edge.data
@@ -124,7 +150,13 @@ def run_backward(
                     slots = pending[parent] = [None] * len(meta)
                     heappush(heap, (-parent.generation, parent._seq, parent))
                 slots[i] = gx if slots[i] is None else _add(slots[i], gx)
+        if tracker is not None:  # hooked leaves that some path left without a gradient
+            for leaf, g in tracker.leftovers():
+                finish_leaf(leaf, g)
+        while callbacks:  # queue_callback: after every gradient of this backward is delivered
+            callbacks.pop(0)()
     finally:
+        _hooks.close_callbacks()
         _GRAD_ENABLED.reset(token)
     return captured if capture is not None else None
 

@@ -35,7 +35,8 @@ class Tensor(ToShorthands):
         grad_fn: the ``Function`` node that created this tensor (None for leaves).
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_version", "__weakref__")
+    # _hooks stays unset (read with getattr) until a leaf gets a hook: see ember.autograd.hooks.
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_version", "_hooks", "__weakref__")
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
     __array_ufunc__ = None
 
@@ -107,6 +108,11 @@ class Tensor(ToShorthands):
     def __hash__(self) -> int:
         return id(self)
 
+    def __getstate__(self) -> tuple:
+        """Copies (``copy.deepcopy`` of a model) keep everything but hooks, as PyTorch's do."""
+        kept = [k for k in Tensor.__slots__ if k not in ("_hooks", "__weakref__") and hasattr(self, k)]
+        return None, {k: getattr(self, k) for k in kept}
+
     def __iter__(self):
         if self.data.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
@@ -176,7 +182,33 @@ class Tensor(ToShorthands):
         return self
 
     def retain_grad(self) -> None:
-        raise NotImplementedError("retain_grad: use ember.autograd.grad(out, [t]) to get a non-leaf gradient")
+        """Keep this non-leaf's gradient in ``.grad`` after backward (a no-op on leaves)."""
+        from ember.autograd import hooks
+
+        hooks.retain_grad(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf on which ``retain_grad()`` was called."""
+        from ember.autograd import hooks
+
+        return hooks.retains_grad(self)
+
+    def register_hook(self, hook: Any) -> Any:
+        """``hook(grad)`` runs on this tensor's gradient (summed over all paths) during backward.
+
+        It may return a replacement gradient of the same shape and dtype.  Returns a
+        handle whose ``remove()`` unregisters the hook.
+        """
+        from ember.autograd import hooks
+
+        return hooks.register_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """``hook(tensor)`` runs once per backward on a leaf, after its ``.grad`` holds the full sum."""
+        from ember.autograd import hooks
+
+        return hooks.register_post_accumulate_grad_hook(self, hook)
 
     # ------------------------------------------------------------ conversion
     def numpy(self) -> numpy.ndarray:

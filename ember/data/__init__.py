@@ -16,6 +16,7 @@ from .idx import read_idx, write_idx
 from .dataset import TensorDataset
 from .loader import DataLoader
 from .mnist import MNIST, FashionMNIST
+from .subsets import Subset, random_split
 
 __all__ = [
     "MNIST",
@@ -26,4 +27,6 @@ __all__ = [
     "DatasetError",
     "read_idx",
     "write_idx",
+    "Subset",
+    "random_split",
 ]

@@ -68,6 +68,8 @@ class DataLoader:
             or ``__getitem__`` returning a tuple (or one value) per sample.
         batch_size: samples per batch, a positive int.
         shuffle: draw a new permutation of the samples every epoch.
+        sampler: instead of ``shuffle``, any iterable of sample indices (read once per
+            epoch, e.g. a ``DistributedSampler`` or a list); not with ``shuffle=True``.
         drop_last: drop the final batch when it is smaller than ``batch_size``.
         seed: seed of the shuffling generator; None draws it from ember's global RNG.
         device: where batches are delivered (None/"cpu": the CPU). For a CUDA
@@ -88,6 +90,7 @@ class DataLoader:
         seed: int | None = None,
         device: Any = None,
         pin_memory: bool | None = None,
+        sampler: Any = None,
     ) -> None:
         if (
             isinstance(batch_size, bool)
@@ -120,6 +123,12 @@ class DataLoader:
             )
         if pin_memory is not None and not isinstance(pin_memory, (bool, np.bool_)):
             raise ValueError(f"DataLoader: expected pin_memory None or a bool, got {pin_memory!r}")
+        if sampler is not None and (shuffle or not hasattr(sampler, "__iter__")):
+            raise ValueError(
+                "DataLoader: sampler is mutually exclusive with shuffle=True (the sampler sets the order)"
+                if shuffle else f"DataLoader: expected sampler to be an iterable of indices, got {sampler!r}"
+            )
+        self.sampler = sampler
         self.device = target_device(device)
         self.pin_memory = None if pin_memory is None else bool(pin_memory)
         self.dataset = dataset
@@ -136,7 +145,7 @@ class DataLoader:
         self._pending: tuple[dict | None, int] | None = None  # set by load_state_dict
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return (
             n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
         )
@@ -196,7 +205,12 @@ class DataLoader:
         n = len(self.dataset)
         state, start = self._pending if self._pending is not None else (None, 0)
         self._pending = None
-        if self.shuffle:
+        if self.sampler is not None:  # one epoch of the sampler's indices, read up front
+            from .subsets import sampler_order
+
+            self._epoch_start = None
+            order = sampler_order(self.sampler, n)
+        elif self.shuffle:
             rng = self._rng()
             if state is not None:
                 rng.bit_generator.state = state
@@ -207,7 +221,9 @@ class DataLoader:
             order = np.arange(n)
         self._in_epoch = True
         self._position = start
-        for b in range(start, len(self)):
+        n_batches = len(self) if self.sampler is None else (
+            len(order) // self.batch_size if self.drop_last else math.ceil(len(order) / self.batch_size))
+        for b in range(start, n_batches):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             batch = self._gather(arrays, idx)
             # Counted before yielding, so a checkpoint taken now resumes after it.

@@ -1,4 +1,5 @@
-"""Learning-rate schedules: ``LRScheduler`` (the base), ``StepLR`` and ``CosineAnnealingLR``.
+"""Learning-rate schedules: ``LRScheduler`` (the base), ``StepLR``, ``CosineAnnealingLR`` and (from
+``ember.optim.schedules``) ``MultiStepLR``, ``ExponentialLR``, ``LambdaLR``, ``OneCycleLR``, ``ReduceLROnPlateau``.
 
 A scheduler owns an epoch counter and writes ``group["lr"]`` of every group of
 its optimizer.  Each learning rate is computed in closed form from the group's
@@ -168,3 +169,9 @@ class CosineAnnealingLR(LRScheduler):
 
     def lr_at(self, base_lr: float, epoch: int) -> float:
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+# The other schedules live in their own module; imported last, as they subclass LRScheduler.
+from ember.optim.schedules import (  # noqa: E402
+    ExponentialLR, LambdaLR, MultiStepLR, OneCycleLR, ReduceLROnPlateau,
+)
