@@ -36,3 +36,12 @@ def get_rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     """Restore a state from ``get_rng_state``."""
     _generator.bit_generator.state = state
+
+
+def spawn_generator() -> numpy.random.Generator:
+    """A private NumPy generator seeded from the global stream (data loaders and splits).
+
+    ``manual_seed(s)`` therefore makes them reproducible, while each owns a stream
+    whose state can be saved on its own.
+    """
+    return numpy.random.default_rng(int(default_generator().integers(2**63)))

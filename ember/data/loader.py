@@ -23,25 +23,15 @@ import numpy as np
 
 from ember.data.dataset import as_numpy
 from ember.data.tensors import device_converter, host_converter, target_device
+from ember.generator import spawn_generator
 
 _STATE_VERSION = 1
 
 
 def _default_generator() -> np.random.Generator:
-    """Returns the generator a DataLoader shuffles with when it was given no seed.
-
-    Its seed is drawn from ember's global RNG (``ember.random``), so
-    ``em.manual_seed(s)`` makes unseeded loaders reproducible, while the loader
-    still owns a private stream whose state ``state_dict()`` can capture. It is
-    called once per loader, lazily at the first shuffled epoch, so a
-    ``manual_seed`` between building the loader and iterating it takes effect.
-    Without the core's RNG it falls back to a fresh OS-entropy generator.
-    """
-    try:
-        from ember.generator import default_generator
-    except ImportError:
-        return np.random.default_rng()
-    return np.random.default_rng(int(default_generator().integers(2**63)))
+    """The generator a DataLoader shuffles with when given no seed (drawn lazily, at the first
+    shuffled epoch, so a ``manual_seed`` between building the loader and iterating it counts)."""
+    return spawn_generator()
 
 
 def _jsonable(value: Any) -> Any:

@@ -93,9 +93,9 @@ def _rng(generator: Any) -> np.random.Generator:
     if isinstance(generator, np.random.Generator):
         return generator
     if generator is None:
-        from ember.data.loader import _default_generator
+        from ember.generator import spawn_generator
 
-        return _default_generator()
+        return spawn_generator()
     if isinstance(generator, bool) or not isinstance(generator, (int, np.integer)) or generator < 0:
         raise ValueError(f"random_split: expected generator None, a seed >= 0 or a numpy Generator, "
                          f"got {generator!r}")

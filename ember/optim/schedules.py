@@ -12,7 +12,7 @@ import numbers
 from bisect import bisect_right
 from typing import Any, Callable
 
-from ember.optim.lr_scheduler import LRScheduler
+from ember.optim.scheduler import LRScheduler
 from ember.optim.optimizer import Optimizer
 
 
@@ -32,6 +32,62 @@ def _per_group(sched: str, name: str, value: Any, optimizer: Optimizer) -> list:
     return [_real(sched, name, value)] * n
 
 
+class StepLR(LRScheduler):
+    """Multiply the lr by ``gamma`` every ``step_size`` epochs: ``lr = initial_lr * gamma ** (epoch // step_size)``.
+
+    Args:
+        optimizer: the optimizer to schedule.
+        step_size: epochs between decays, a positive int.
+        gamma: the decay factor.
+        last_epoch: see ``LRScheduler``.
+
+    Raises:
+        ValueError: ``step_size`` is not a positive int.
+    """
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        if isinstance(step_size, bool) or not isinstance(step_size, numbers.Integral) or step_size <= 0:
+            raise ValueError(f"StepLR: expected step_size to be a positive int, got {step_size!r}")
+        if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real):
+            raise TypeError(f"StepLR: expected gamma to be a real number, got {gamma!r}")
+        self.step_size = int(step_size)
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""Anneal the lr from ``initial_lr`` to ``eta_min`` along half a cosine over ``T_max`` epochs.
+
+    ``lr = eta_min + (initial_lr - eta_min) * (1 + cos(pi * epoch / T_max)) / 2``; past
+    ``T_max`` the cosine goes on, so the lr rises again (SGDR without restarts, as in PyTorch).
+
+    Args:
+        optimizer: the optimizer to schedule.
+        T_max: epochs of the half period, > 0.
+        eta_min: the minimum lr.
+        last_epoch: see ``LRScheduler``.
+
+    Raises:
+        ValueError: ``T_max`` is not a positive number.
+    """
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1):
+        if isinstance(T_max, bool) or not isinstance(T_max, numbers.Real) or not T_max > 0:
+            raise ValueError(f"CosineAnnealingLR: expected T_max > 0, got {T_max!r}")
+        if isinstance(eta_min, bool) or not isinstance(eta_min, numbers.Real):
+            raise TypeError(f"CosineAnnealingLR: expected eta_min to be a real number, got {eta_min!r}")
+        self.T_max = T_max
+        self.eta_min = eta_min
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr: float, epoch: int) -> float:
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+# The other schedules live in their own module; imported last, as they subclass LRScheduler.
 class MultiStepLR(LRScheduler):
     """``lr = initial_lr * gamma ** (number of milestones <= epoch)``.
 
