@@ -12,8 +12,9 @@ input's shape and checks shape and dtype, naming the op that got it wrong
 
 from __future__ import annotations
 
+import threading
 from heapq import heappop, heappush
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy
 from numpy import ndarray
@@ -24,6 +25,23 @@ from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.tensor import Tensor
 from ember.backends.numpy_backend import sum_to
 from ember.errors import GraphError, ShapeError
+
+
+_RUNNING = threading.local()  # per thread: a stack of callback lists, one per backward in progress
+
+
+def queue_callback(callback: Callable[[], None]) -> None:
+    """Run ``callback()`` once the backward pass in progress has finished (PyTorch's
+    ``Variable._execution_engine.queue_callback``); DistributedDataParallel uses it to
+    finish gradient reduction for parameters that got no gradient.
+
+    Raises:
+        RuntimeError: no backward pass is running in this thread.
+    """
+    stack = getattr(_RUNNING, "callbacks", None)
+    if not stack:
+        raise RuntimeError("queue_callback: expected to be called during a backward pass, but none is running")
+    stack[-1].append(callback)
 
 
 def run_backward(
@@ -83,6 +101,10 @@ def run_backward(
     # The loop below runs once per node: it inlines the common case (array
     # gradients of the right shape and dtype) and calls helpers otherwise.
     token = _GRAD_ENABLED.set(create_graph)
+    if not hasattr(_RUNNING, "callbacks"):
+        _RUNNING.callbacks = []
+    callbacks: list = []
+    _RUNNING.callbacks.append(callbacks)
     try:
         while heap:
             fn = heappop(heap)[2]
@@ -120,7 +142,10 @@ def run_backward(
                     slots = pending[parent] = [None] * len(meta)
                     heappush(heap, (-parent.generation, parent._seq, parent))
                 slots[i] = gx if slots[i] is None else _add(slots[i], gx)
+        while callbacks:  # a callback may queue another
+            callbacks.pop(0)()
     finally:
+        _RUNNING.callbacks.pop()
         _GRAD_ENABLED.reset(token)
     return captured if capture is not None else None
 

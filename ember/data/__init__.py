@@ -14,6 +14,7 @@ from .digits import Digits
 from .errors import DatasetError
 from .idx import read_idx, write_idx
 from .loader import DataLoader, TensorDataset
+from .distributed_sampler import DistributedSampler
 from .mnist import MNIST, FashionMNIST
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Digits",
     "TensorDataset",
     "DataLoader",
+    "DistributedSampler",
     "DatasetError",
     "read_idx",
     "write_idx",
