@@ -20,6 +20,7 @@ import numpy
 from numpy import ndarray
 
 from ember.autograd import function as _function
+from ember.autograd import hooks as _hooks
 from ember.autograd.function import _FREED, Function
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.tensor import Tensor
@@ -74,7 +75,21 @@ def run_backward(
             else:
                 node_slot[(id(t.grad_fn), t._out_idx)] = k
 
+    # Leaf hooks need each leaf's gradient summed over all paths first: only while some
+    # leaf carries hooks, count the edges reaching each hooked leaf (see ember.autograd.hooks).
+    tracker = _hooks.LeafTracker.build(roots) if _hooks._HOOKED_LEAVES[0] else None
+
     def deliver_to_leaf(leaf: Any, g: Any) -> None:
+        if tracker is not None:
+            g = tracker.add(leaf, g, _add)
+            if g is not None:
+                finish_leaf(leaf, g)
+            return
+        finish_leaf(leaf, g)
+
+    def finish_leaf(leaf: Any, g: Any) -> None:
+        if tracker is not None:
+            g = _hooks.leaf_pre_hooks(leaf, g)
         if capture is not None:
             k = leaf_slot.get(id(leaf))
             if k is not None:
@@ -83,32 +98,36 @@ def run_backward(
         if not isinstance(g, Tensor):
             g = Tensor._make(g)
         leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)
+        if tracker is not None:
+            _hooks.leaf_post_hooks(leaf)
 
     pending: dict[Function, list] = {}
     heap: list = []
-    for t, g in roots:
-        fn = t.grad_fn
-        if fn is None:
-            deliver_to_leaf(t, g)
-            continue
-        slots = pending.get(fn)
-        if slots is None:
-            slots = pending[fn] = [None] * len(fn._out_meta)
-            heappush(heap, (-fn.generation, fn._seq, fn))
-        i = t._out_idx
-        slots[i] = g if slots[i] is None else _add(slots[i], g)
-
-    # The loop below runs once per node: it inlines the common case (array
-    # gradients of the right shape and dtype) and calls helpers otherwise.
     token = _GRAD_ENABLED.set(create_graph)
     if not hasattr(_RUNNING, "callbacks"):
         _RUNNING.callbacks = []
     callbacks: list = []
     _RUNNING.callbacks.append(callbacks)
     try:
+        for t, g in roots:
+            fn = t.grad_fn
+            if fn is None:
+                deliver_to_leaf(t, g)
+                continue
+            slots = pending.get(fn)
+            if slots is None:
+                slots = pending[fn] = [None] * len(fn._out_meta)
+                heappush(heap, (-fn.generation, fn._seq, fn))
+            i = t._out_idx
+            slots[i] = g if slots[i] is None else _add(slots[i], g)
+
+        # The loop below runs once per node: it inlines the common case (array
+        # gradients of the right shape and dtype) and calls helpers otherwise.
         while heap:
             fn = heappop(heap)[2]
             gys = pending.pop(fn)
+            if fn._hooks is not None:  # register_hook / retain_grad on this node's outputs
+                gys = _hooks.run_node_hooks(fn, gys)
             if node_slot:
                 for i, g in enumerate(gys):
                     k = node_slot.get((id(fn), i))
@@ -126,6 +145,10 @@ def run_backward(
                 fn._saved = _FREED
             for edge, gx in zip(fn._edges, gxs):
                 if edge is None or gx is None:
+                    if tracker is not None and edge is not None and type(edge) is not tuple:
+                        done = tracker.note_missing(edge)
+                        if done is not None:
+                            finish_leaf(edge, done)
                     continue
                 if type(edge) is not tuple:  # a leaf Tensor
                     data = edge.data
@@ -142,7 +165,10 @@ def run_backward(
                     slots = pending[parent] = [None] * len(meta)
                     heappush(heap, (-parent.generation, parent._seq, parent))
                 slots[i] = gx if slots[i] is None else _add(slots[i], gx)
-        while callbacks:  # a callback may queue another
+        if tracker is not None:  # hooked leaves that some path left without a gradient
+            for leaf, g in tracker.leftovers():
+                finish_leaf(leaf, g)
+        while callbacks:  # queue_callback: after every gradient is in; a callback may queue another
             callbacks.pop(0)()
     finally:
         _RUNNING.callbacks.pop()

@@ -65,6 +65,18 @@ class Function:
     _saved_kinds: Any = ()
     _saved_versions: Any = ()
     _create_graph = False
+    _hooks: Any = None  # ember.autograd.hooks.NodeHooks once a hook or retain_grad targets an output
+
+    @property
+    def next_functions(self) -> tuple:
+        """``((node or AccumulateGrad or None, output index), ...)``, one per forward argument, as PyTorch."""
+        from ember.autograd.graph_nodes import next_functions
+
+        return next_functions(self)
+
+    def name(self) -> str:
+        """The node's name as PyTorch prints it (``MulBackward``)."""
+        return f"{type(self).__name__}Backward"
 
     @staticmethod
     def forward(ctx: "Function", *args: Any, **kwargs: Any) -> Any:

@@ -34,7 +34,8 @@ class Tensor:
         grad_fn: the ``Function`` node that created this tensor (None for leaves).
     """
 
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_version", "__weakref__")
+    # _hooks stays unset (read with getattr) until a leaf gets a hook: see ember.autograd.hooks.
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_version", "_hooks", "__weakref__")
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
     __array_ufunc__ = None
 
@@ -175,7 +176,33 @@ class Tensor:
         return self
 
     def retain_grad(self) -> None:
-        raise NotImplementedError("retain_grad: use ember.autograd.grad(out, [t]) to get a non-leaf gradient")
+        """Keep this non-leaf's gradient in ``.grad`` after backward (a no-op on leaves)."""
+        from ember.autograd import hooks
+
+        hooks.retain_grad(self)
+
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf on which ``retain_grad()`` was called."""
+        from ember.autograd import hooks
+
+        return hooks.retains_grad(self)
+
+    def register_hook(self, hook: Any) -> Any:
+        """``hook(grad)`` runs on this tensor's gradient (summed over all paths) during backward.
+
+        It may return a replacement gradient of the same shape and dtype.  Returns a
+        handle whose ``remove()`` unregisters the hook.
+        """
+        from ember.autograd import hooks
+
+        return hooks.register_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook: Any) -> Any:
+        """``hook(tensor)`` runs once per backward on a leaf, after its ``.grad`` holds the full sum."""
+        from ember.autograd import hooks
+
+        return hooks.register_post_accumulate_grad_hook(self, hook)
 
     # ------------------------------------------------------------ conversion
     def numpy(self) -> numpy.ndarray:

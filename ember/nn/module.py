@@ -16,10 +16,11 @@ import numpy
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
 from ember.errors import ShapeError, StateDictKeyError
+from ember.nn.module_hooks import ModuleHooksMixin
 from ember.nn.parameter import Parameter
 
 
-class Module:
+class Module(ModuleHooksMixin):
     """Base class for every layer and model: subclass and implement ``forward``."""
 
     training: bool
@@ -29,6 +30,7 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        self._init_hooks()
 
     # ------------------------------------------------------------ attributes
     def __setattr__(self, name: str, value: Any) -> None:
@@ -74,6 +76,8 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}: forward() is not implemented")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._forward_pre_hooks or self._forward_hooks or self._backward_hooks or self._backward_pre_hooks:
+            return self._call_with_hooks(args, kwargs)  # ember.nn.module_hooks
         return self.forward(*args, **kwargs)
 
     # ------------------------------------------------------------ traversal
