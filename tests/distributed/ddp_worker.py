@@ -22,12 +22,23 @@ from ember.nn.parallel import DistributedDataParallel
 STEPS, SHARD, FEATURES, CLASSES = 4, 6, 10, 3
 
 
+class WithSpare(em.nn.Module):
+    """A network with one registered layer that forward never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = em.nn.Sequential(em.nn.Linear(FEATURES, 16), em.nn.ReLU(), em.nn.Linear(16, CLASSES))
+        self.spare = em.nn.Linear(4, 4)
+
+    def forward(self, x: em.Tensor) -> em.Tensor:
+        return self.net(x)
+
+
 def make_model(seed: int, unused: bool = False) -> em.nn.Module:
     em.manual_seed(seed)
-    model = em.nn.Sequential(em.nn.Linear(FEATURES, 16), em.nn.ReLU(), em.nn.Linear(16, CLASSES))
     if unused:
-        model.spare = em.nn.Linear(4, 4)  # registered, never called
-    return model
+        return WithSpare()
+    return em.nn.Sequential(em.nn.Linear(FEATURES, 16), em.nn.ReLU(), em.nn.Linear(16, CLASSES))
 
 
 def global_batch(step: int, world: int, micro: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -125,10 +125,12 @@ def test_a_parameter_without_gradient_does_not_deadlock(out: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     r0, r1 = load_ranks(out)
     for key in r0:
-        np.testing.assert_array_equal(r0[key], r1[key], err_msg=key)
+        if key != "losses":  # each rank's loss is its own shard's
+            np.testing.assert_array_equal(r0[key], r1[key], err_msg=key)
     np.testing.assert_array_equal(r0["g_spare.weight"], 0.0)
     exact, _ = reference(2, 1, concatenated=False, unused=True)
-    np.testing.assert_array_equal(r0["p_0.weight"], exact["p_0.weight"])
+    for key, value in exact.items():
+        np.testing.assert_array_equal(r0[key], value, err_msg=key)
 
 
 def test_a_stalled_rank_ends_the_job_within_the_timeout(out: Path) -> None:
