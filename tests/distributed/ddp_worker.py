@@ -55,9 +55,10 @@ def shard(a: np.ndarray, rank: int) -> np.ndarray:
 def main() -> None:
     mode, out_dir = sys.argv[1], sys.argv[2]
     timeout = float(os.environ.get("DDP_TEST_TIMEOUT", "60"))
-    dist.init_process_group("mpi", timeout=datetime.timedelta(seconds=timeout))
+    device = os.environ.get("DDP_TEST_DEVICE", "cpu")
+    dist.init_process_group(os.environ.get("DDP_TEST_BACKEND", "mpi"), timeout=datetime.timedelta(seconds=timeout))
     rank, world = dist.get_rank(), dist.get_world_size()
-    model = make_model(100 + rank, unused=(mode == "unused"))  # different init on purpose
+    model = make_model(100 + rank, unused=(mode == "unused")).to(device)  # different init on purpose
     ddp = DistributedDataParallel(model, bucket_cap_mb=0.0005)  # several buckets
     opt = em.optim.SGD(ddp.parameters(), lr=0.1, momentum=0.9)
     losses = []
@@ -66,7 +67,7 @@ def main() -> None:
         micros = 2 if mode == "nosync" else 1
         for micro in range(micros):
             x, y = global_batch(step, world, micro)
-            xs, ys = em.from_numpy(shard(x, rank)), em.from_numpy(shard(y, rank))
+            xs, ys = em.from_numpy(shard(x, rank)).to(device), em.from_numpy(shard(y, rank)).to(device)
             if mode == "stall" and rank == 1 and step == 1:
                 time.sleep(600)
             if mode == "die" and rank == 1 and step == 1:
@@ -79,8 +80,8 @@ def main() -> None:
                 loss.backward()
                 losses.append(loss.item())
         opt.step()
-    arrays = {f"p_{name}": p.numpy() for name, p in model.named_parameters()}
-    arrays.update({f"g_{name}": p.grad.numpy() for name, p in model.named_parameters() if p.grad is not None})
+    arrays = {f"p_{name}": p.cpu().numpy() for name, p in model.named_parameters()}
+    arrays.update({f"g_{name}": p.grad.cpu().numpy() for name, p in model.named_parameters() if p.grad is not None})
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"), losses=np.array(losses), **arrays)
     dist.destroy_process_group()
 

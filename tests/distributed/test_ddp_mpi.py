@@ -32,8 +32,9 @@ def _mpiexec() -> str:
     return exe
 
 
-def launch(mode: str, out: Path, ranks: int = 2, timeout_s: float = 60, limit: float = 120) -> tuple[subprocess.CompletedProcess, float]:
-    env = dict(os.environ, DDP_TEST_TIMEOUT=str(timeout_s))
+def launch(mode: str, out: Path, ranks: int = 2, timeout_s: float = 60, limit: float = 120,
+           **env_extra: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = dict(os.environ, DDP_TEST_TIMEOUT=str(timeout_s), **env_extra)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     cmd = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(WORKER), mode, str(out)]
@@ -46,9 +47,10 @@ def load_ranks(out: Path, ranks: int = 2) -> list[dict]:
     return [dict(np.load(out / f"rank{r}.npz")) for r in range(ranks)]
 
 
-def reference(world: int, micros: int, concatenated: bool, unused: bool = False) -> tuple[dict, list]:
+def reference(world: int, micros: int, concatenated: bool, unused: bool = False,
+              device: str = "cpu") -> tuple[dict, list]:
     """Train rank 0's initial model in one process, as DDP should."""
-    model = w.make_model(100, unused=unused)  # rank 0's init: DDP broadcasts it
+    model = w.make_model(100, unused=unused).to(device)  # rank 0's init: DDP broadcasts it
     opt = em.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     params = [p for _, p in model.named_parameters()]
     losses = []
@@ -57,7 +59,7 @@ def reference(world: int, micros: int, concatenated: bool, unused: bool = False)
         if concatenated:  # one process, the whole global batch of every micro-step
             for micro in range(micros):
                 x, y = w.global_batch(step, world, micro)
-                loss = em.nn.functional.cross_entropy(model(em.from_numpy(x)), em.from_numpy(y))
+                loss = em.nn.functional.cross_entropy(model(em.from_numpy(x).to(device)), em.from_numpy(y).to(device))
                 loss.backward()
             losses.append(float("nan"))
         else:  # per-rank accumulated grads, summed in rank order, divided by the world size
@@ -68,18 +70,19 @@ def reference(world: int, micros: int, concatenated: bool, unused: bool = False)
                     p.grad = None
                 for micro in range(micros):
                     x, y = w.global_batch(step, world, micro)
-                    xs, ys = em.from_numpy(w.shard(x, r)), em.from_numpy(w.shard(y, r))
+                    xs = em.from_numpy(w.shard(x, r)).to(device)
+                    ys = em.from_numpy(w.shard(y, r)).to(device)
                     loss = em.nn.functional.cross_entropy(model(xs), ys)
                     loss.backward()
                 rank_losses.append(loss.item())
                 for k, p in enumerate(params):
-                    g = p.grad.numpy() if p.grad is not None else np.zeros_like(p.numpy())
+                    g = p.grad.cpu().numpy() if p.grad is not None else np.zeros_like(p.cpu().numpy())
                     total[k] = g.copy() if total[k] is None else total[k] + g
             for p, g in zip(params, total):
-                p.grad = em.from_numpy(g / np.float32(world))
+                p.grad = em.from_numpy(g / np.float32(world)).to(device)
             losses.append(rank_losses)
         opt.step()
-    return {f"p_{n}": p.numpy() for n, p in model.named_parameters()}, losses
+    return {f"p_{n}": p.cpu().numpy() for n, p in model.named_parameters()}, losses
 
 
 @pytest.fixture
@@ -151,3 +154,28 @@ def test_a_dead_rank_ends_the_job(out: Path) -> None:
     proc, elapsed = launch("die", out, timeout_s=10, limit=90)
     assert proc.returncode != 0
     assert elapsed < 60
+
+
+@pytest.mark.gpu
+def test_one_rank_nccl_equals_plain_training_on_the_gpu(out: Path) -> None:
+    if not em.cuda.is_available():
+        pytest.skip("needs a CUDA device and CuPy")
+    proc, _ = launch("train", out, ranks=1, DDP_TEST_BACKEND="nccl", DDP_TEST_DEVICE="cuda")
+    assert proc.returncode == 0, proc.stderr
+    (r0,) = load_ranks(out, 1)
+    plain, _ = reference(1, 1, concatenated=True, device="cuda")
+    for key, value in plain.items():
+        np.testing.assert_allclose(r0[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+@pytest.mark.gpu
+def test_two_ranks_sharing_one_gpu_through_host_memory_equal_the_cpu_reference(out: Path) -> None:
+    if not em.cuda.is_available():
+        pytest.skip("needs a CUDA device and CuPy")
+    proc, _ = launch("train", out, DDP_TEST_BACKEND="mpi", DDP_TEST_DEVICE="cuda")
+    assert proc.returncode == 0, proc.stderr
+    r0, r1 = load_ranks(out)
+    exact, _ = reference(2, 1, concatenated=False)
+    for key, value in exact.items():
+        np.testing.assert_allclose(r0[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+        np.testing.assert_array_equal(r1[key], r0[key], err_msg=key)
