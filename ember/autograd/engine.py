@@ -13,7 +13,7 @@ input's shape and checks shape and dtype, naming the op that got it wrong
 from __future__ import annotations
 
 from heapq import heappop, heappush
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy
 from numpy import ndarray
@@ -92,23 +92,23 @@ def run_backward(
 
     pending: dict[Function, list] = {}
     heap: list = []
-    for t, g in roots:
-        fn = t.grad_fn
-        if fn is None:
-            deliver_to_leaf(t, g)
-            continue
-        slots = pending.get(fn)
-        if slots is None:
-            slots = pending[fn] = [None] * len(fn._out_meta)
-            heappush(heap, (-fn.generation, fn._seq, fn))
-        i = t._out_idx
-        slots[i] = g if slots[i] is None else _add(slots[i], g)
-
-    # The loop below runs once per node: it inlines the common case (array
-    # gradients of the right shape and dtype) and calls helpers otherwise.
     token = _GRAD_ENABLED.set(create_graph)
     callbacks = _hooks.open_callbacks()  # hooks.queue_callback appends here during this backward
     try:
+        for t, g in roots:
+            fn = t.grad_fn
+            if fn is None:
+                deliver_to_leaf(t, g)
+                continue
+            slots = pending.get(fn)
+            if slots is None:
+                slots = pending[fn] = [None] * len(fn._out_meta)
+                heappush(heap, (-fn.generation, fn._seq, fn))
+            i = t._out_idx
+            slots[i] = g if slots[i] is None else _add(slots[i], g)
+
+        # The loop below runs once per node: it inlines the common case (array
+        # gradients of the right shape and dtype) and calls helpers otherwise.
         while heap:
             fn = heappop(heap)[2]
             gys = pending.pop(fn)

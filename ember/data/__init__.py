@@ -14,6 +14,7 @@ from .digits import Digits
 from .errors import DatasetError
 from .idx import read_idx, write_idx
 from .dataset import TensorDataset
+from .distributed_sampler import DistributedSampler
 from .loader import DataLoader
 from .mnist import MNIST, FashionMNIST
 from .subsets import Subset, random_split
@@ -24,6 +25,7 @@ __all__ = [
     "Digits",
     "TensorDataset",
     "DataLoader",
+    "DistributedSampler",
     "DatasetError",
     "read_idx",
     "write_idx",
