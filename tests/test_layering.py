@@ -23,7 +23,7 @@ LAYERS = {
     "ember.backends": 1,
     "ember.autograd": 2,
     "ember.nn": 3, "ember.optim": 3, "ember.amp": 3, "ember.data": 3,
-    "ember.random": 3, "ember.serialization": 3, "ember.cuda": 3,
+    "ember.random": 3, "ember.serialization": 3, "ember.cuda": 3, "ember.distributed": 3, "ember.graphs": 3,
     "ember.models": 4,
     "ember": 5,
     "ember.training": 6, "ember.train": 6,

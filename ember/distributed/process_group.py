@@ -87,7 +87,7 @@ def init_process_group(backend: str = "mpi", timeout: datetime.timedelta = DEFAU
 
 def _limit_threads(local_ranks: int) -> None:
     """Each of ``local_ranks`` processes on this machine gets an equal share of its cores."""
-    from ember.backends import threads
+    from ember.backends.cpu import threads
 
     share = max(1, threads.usable_cores() // max(1, local_ranks))
     threads.set_thread_policy(blas_threads=1, batch_workers=share)
