@@ -31,5 +31,7 @@ from ember.serialization import load, save
 from ember import cuda
 from ember import data, models, nn, optim  # noqa: E402  (after the core names they build on)
 from ember import amp  # noqa: E402
+from ember import graphs  # noqa: E402
+from ember.graphs import compile  # noqa: E402,A001  (PyTorch's name: ember.compile(step))
 
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy
 
+from ember.autograd.capture import replayable
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
 from ember.errors import ShapeError, StateDictKeyError
@@ -151,6 +152,7 @@ class Module(ModuleHooksMixin):
             p.requires_grad_(requires_grad)
         return self
 
+    @replayable
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's ``.grad``."""
         for p in self.parameters():
