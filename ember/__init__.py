@@ -33,5 +33,7 @@ from ember import data, models, nn, optim  # noqa: E402  (after the core names t
 from ember import amp  # noqa: E402
 # Keras-style model summary (layers, output shapes, parameter counts).
 from ember.nn.summary import summary  # noqa: E402
+from ember import graphs  # noqa: E402
+from ember.graphs import compile  # noqa: E402,A001  (PyTorch's name: ember.compile(step))
 
 __version__ = "0.1.0"

@@ -45,6 +45,9 @@ _SPECS = [
                {"kernels": "numpy"}, {"EMBER_CPU_KERNELS": "numpy"}),
     TargetSpec("ember-numba", _EMBER, "EmberTarget", "cpu", "ember, Numba CPU kernels",
                {"kernels": "numba"}, {"EMBER_CPU_KERNELS": "numba"}, ("numba",)),
+    TargetSpec("ember-cpu-compiled", _EMBER, "EmberTarget", "cpu", "ember, Numba CPU kernels, step replayed "
+               "from a captured tape (ember.compile)", {"kernels": "numba", "graph": True},
+               {"EMBER_CPU_KERNELS": "numba"}, ("numba",)),
     TargetSpec("ember-cuda", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32", {}, {}, ("cupy",)),
     TargetSpec("ember-cuda-graph", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32, CUDA graph replay",
                {"graph": True}, {}, ("cupy",)),

@@ -31,7 +31,7 @@ def _kernel_modules(backend: Any) -> dict:
 
 
 class EmberTarget(Target):
-    """ember on ``device`` in ``precision``; ``graph`` replays a captured CUDA graph of the step."""
+    """ember on ``device`` in ``precision``; ``graph`` replays a captured step (a CUDA graph, or the CPU tape)."""
 
     framework = "ember"
 
@@ -78,23 +78,25 @@ class EmberTarget(Target):
         return info
 
     def _graphs(self) -> Any:
-        """The ``ember.cuda.graphs`` module, or Skip."""
+        """``ember.graphs`` (the CPU tape) or ``ember.cuda.graphs``, or Skip."""
+        name = "ember.graphs" if self.device == "cpu" else "ember.cuda.graphs"
         try:
-            return importlib.import_module("ember.cuda.graphs")
+            return importlib.import_module(name)
         except ImportError as exc:
-            raise Skip(f"ember.cuda.graphs is not available ({exc})") from None
+            raise Skip(f"{name} is not available ({exc})") from None
 
     def _capture(self, step: Any) -> Any:
         """Capture ``step`` once and return the replay; accepts two API shapes, else skips."""
         graphs = self._graphs()
         if hasattr(graphs, "capture"):  # capture(fn) -> object with replay()
             return graphs.capture(step).replay
-        if hasattr(graphs, "CUDAGraph") and hasattr(graphs, "graph"):  # PyTorch-style
-            g = graphs.CUDAGraph()
+        graph_cls = getattr(graphs, "CUDAGraph", None) or getattr(graphs, "Graph", None)
+        if graph_cls is not None and hasattr(graphs, "graph"):  # PyTorch-style
+            g = graph_cls()
             with graphs.graph(g):
                 step()
             return g.replay
-        raise Skip("ember.cuda.graphs has neither capture(fn) nor CUDAGraph/graph()")
+        raise Skip(f"{graphs.__name__} has neither capture(fn) nor a graph class with graph()")
 
     def _tensor(self, a: np.ndarray, dtype: Any = None, requires_grad: bool = False) -> Any:
         """A NumPy array as an ember tensor on this target's device."""

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy
 
+from ember.autograd.capture import replayable
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
@@ -79,7 +80,8 @@ class GradScaler:
         if isinstance(growth_interval, bool) or not isinstance(growth_interval, int) or growth_interval < 1:
             raise ValueError(f"GradScaler: expected an integer growth_interval >= 1, got {growth_interval!r}")
         self._enabled = bool(enabled)
-        self._scale = _f32(init_scale)
+        self._scale_tensors: dict = {}  # (device, dtype) -> 0-d Tensor holding the scale
+        self._set_scale(_f32(init_scale))
         self._growth_factor = float(growth_factor)
         self._backoff_factor = float(backoff_factor)
         self._growth_interval = int(growth_interval)
@@ -101,11 +103,12 @@ class GradScaler:
                 raise TypeError(f"GradScaler.scale: expected a floating Tensor, got dtype {outputs.dtype}")
             if outputs.dtype == _FLOAT16:
                 outputs = outputs.astype(_FLOAT32)
-            return outputs * self._scale
+            return outputs * self._scale_tensor(outputs)
         if isinstance(outputs, (list, tuple)):
             return type(outputs)(self.scale(o) for o in outputs)
         raise TypeError(f"GradScaler.scale: expected a Tensor or a list/tuple of Tensors, got {type(outputs).__name__}")
 
+    @replayable
     def unscale_(self, optimizer: Any) -> None:
         """Divide the gradients of ``optimizer``'s parameters by the scale and note any inf/nan.
 
@@ -138,6 +141,7 @@ class GradScaler:
         state.found_inf = found_inf
         state.stage = _UNSCALED
 
+    @replayable
     def step(self, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         """``unscale_`` if not done yet, then ``optimizer.step()`` unless a gradient was inf/nan.
 
@@ -161,6 +165,7 @@ class GradScaler:
             return None
         return self._step_with_masters(optimizer)
 
+    @replayable
     def update(self, new_scale: float | None = None) -> None:
         """Adapt the scale after this iteration's steps (or set it to ``new_scale``).
 
@@ -173,20 +178,20 @@ class GradScaler:
         if new_scale is not None:
             if not (isinstance(new_scale, (int, float)) and math.isfinite(new_scale) and new_scale > 0):
                 raise ValueError(f"GradScaler.update: expected a finite new_scale > 0, got {new_scale!r}")
-            self._scale = _f32(new_scale)
+            self._set_scale(_f32(new_scale))
         else:
             states = [s for s in self._per_optimizer.values() if s.stage != _READY]
             if not states:
                 raise RuntimeError("GradScaler.update: no inf checks were recorded; call step(optimizer) first")
             if any(s.found_inf for s in states):
-                self._scale = _f32(self._scale * self._backoff_factor)
+                self._set_scale(_f32(self._scale * self._backoff_factor))
                 self._growth_tracker = 0
             else:
                 self._growth_tracker += 1
                 if self._growth_tracker == self._growth_interval:
                     grown = _f32(self._scale * self._growth_factor)
                     if math.isfinite(grown):
-                        self._scale = grown
+                        self._set_scale(grown)
                     self._growth_tracker = 0
         self._per_optimizer = weakref.WeakKeyDictionary()
 
@@ -233,13 +238,29 @@ class GradScaler:
                    if k not in state_dict]
         if missing:
             raise KeyError(f"GradScaler.load_state_dict: missing keys {missing}")
-        self._scale = _f32(float(state_dict["scale"]))
+        self._set_scale(_f32(float(state_dict["scale"])))
         self._growth_factor = float(state_dict["growth_factor"])
         self._backoff_factor = float(state_dict["backoff_factor"])
         self._growth_interval = int(state_dict["growth_interval"])
         self._growth_tracker = int(state_dict["_growth_tracker"])
 
     # ------------------------------------------------------------ internals
+    def _set_scale(self, value: float) -> None:
+        """Set the scale; the 0-d scale tensors are updated in place, so a captured step
+        (``ember.compile``) multiplies by the current scale, never a frozen one."""
+        self._scale = value
+        for t in self._scale_tensors.values():
+            t.data[...] = value
+
+    def _scale_tensor(self, like: Tensor) -> Tensor:
+        """The scale as a 0-d Tensor of ``like``'s device and dtype (made once for each)."""
+        key = (like.device, like.dtype)
+        t = self._scale_tensors.get(key)
+        if t is None:
+            backend = backend_of(like.data)
+            t = self._scale_tensors[key] = Tensor._make(backend.asarray(numpy.asarray(self._scale, like.dtype)))
+        return t
+
     def _state(self, optimizer: Any) -> _OptimizerState:
         """This iteration's record for ``optimizer`` (created on first use)."""
         state = self._per_optimizer.get(optimizer)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy
 from numpy import ndarray
 
+from ember.autograd import capture as _capture
 from ember.autograd import function as _function
 from ember.autograd import hooks as _hooks
 from ember.autograd.function import _FREED, Function
@@ -51,6 +52,15 @@ def run_backward(
     Returns:
         With ``capture``, one gradient (Tensor or None) per captured tensor.
     """
+    rec = _capture.RECORDER[0]
+    if rec is not None and rec.depth == 0:
+        if create_graph or capture is not None or _hooks._HOOKED_LEAVES[0]:
+            raise _capture.CaptureError(
+                "backward: a captured step supports plain loss.backward() only (no create_graph, "
+                "autograd.grad or leaf hooks); run it eagerly instead of compiling it"
+            )
+    elif rec is not None:
+        rec = None
     leaf_slot: dict[int, int] = {}
     node_slot: dict[tuple[int, int], int] = {}
     captured: list = []
@@ -126,6 +136,8 @@ def run_backward(
                 gxs = anomaly_hooks[1](_call_backward, fn, gys, create_graph)
             else:
                 gxs = _call_backward(fn, gys, create_graph)
+            if rec is not None:  # ember.compile: record this node's backward on the tape
+                gxs = rec.backward(fn, gys, gxs)
             if not retain_graph and fn._saved:
                 fn._saved = _FREED
             for edge, gx in zip(fn._edges, gxs):
@@ -137,19 +149,31 @@ def run_backward(
                     continue
                 if type(edge) is not tuple:  # a leaf Tensor
                     data = edge.data
-                    gx = _checked(fn, gx, data.shape, data.dtype)
-                    deliver_to_leaf(edge, gx)
+                    checked = _checked(fn, gx, data.shape, data.dtype)
+                    if rec is not None:
+                        rec.reduce_to(gx, checked, data.shape)
+                        rec.deliver(edge, checked)
+                    deliver_to_leaf(edge, checked)
                     continue
                 parent, i = edge
                 meta = parent._out_meta
                 shape, dtype = meta[i]
                 if type(gx) is not ndarray or gx.shape != shape or gx.dtype != dtype:
-                    gx = _checked(fn, gx, shape, dtype)
+                    checked = _checked(fn, gx, shape, dtype)
+                    if rec is not None:
+                        rec.reduce_to(gx, checked, shape)
+                    gx = checked
                 slots = pending.get(parent)
                 if slots is None:
                     slots = pending[parent] = [None] * len(meta)
                     heappush(heap, (-parent.generation, parent._seq, parent))
-                slots[i] = gx if slots[i] is None else _add(slots[i], gx)
+                if slots[i] is None:
+                    slots[i] = gx
+                else:
+                    total = _add(slots[i], gx)
+                    if rec is not None:
+                        rec.add(slots[i], gx, total)
+                    slots[i] = total
         if tracker is not None:  # hooked leaves that some path left without a gradient
             for leaf, g in tracker.leftovers():
                 finish_leaf(leaf, g)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy
 
+from ember.autograd import capture as _capture
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.tensor import Tensor
 from ember.backends.device import _BACKEND_BY_ARRAY_TYPE, backend_of
@@ -214,6 +215,8 @@ class Function:
         ctx.backend = backend
         ctx.needs_input_grad = tuple(needs)
         out = cls.forward(ctx, *arrays, **kwargs)
+        if _capture.RECORDER[0] is not None:  # ember.compile / graphs: record this call on the tape
+            out = _capture.RECORDER[0].forward(cls, ctx, args, arrays, kwargs, out)
         if _anomaly_hooks is not None:
             _anomaly_hooks[0](cls, ctx, arrays, out)
         if type(out) is tuple:
@@ -226,6 +229,8 @@ class Function:
         result.grad = None
         result._out_idx = 0
         result._version = [0]
+        if _capture.RECORDER[0] is not None:
+            _capture.RECORDER[0].made_tensor(result)
         if not any_grad or out.dtype.kind != "f":  # integer/bool results carry no gradient
             result.requires_grad = False
             result.grad_fn = None
@@ -250,7 +255,11 @@ def _finish_multi(
     """The tail of ``apply`` for a forward that returned a tuple of arrays."""
     outs = tuple(numpy.asarray(o) if isinstance(o, numpy.generic) else o for o in raw_outs)
     if not any_grad:
-        return tuple(Tensor._make(o) for o in outs)
+        results = tuple(Tensor._make(o) for o in outs)
+        if _capture.RECORDER[0] is not None:
+            for r in results:
+                _capture.RECORDER[0].made_tensor(r)
+        return results
     ctx.generation = generation
     ctx._edges = tuple(edges)
     ctx._seq = next(_seq)
@@ -261,6 +270,9 @@ def _finish_multi(
         results.append(Tensor._make(o, differentiable, ctx if differentiable else None, i))
     if ctx._to_save:
         _resolve_saved(ctx, arrays, versions, raw_outs, outs, tuple(r._version for r in results))
+    if _capture.RECORDER[0] is not None:
+        for r in results:
+            _capture.RECORDER[0].made_tensor(r)
     return tuple(results)
 
 

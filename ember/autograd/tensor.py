@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy
 
+from ember.autograd.capture import replayable
 from ember import dtypes
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.to_shorthands import ToShorthands
@@ -295,21 +296,26 @@ class Tensor(ToShorthands):
                        f"{self.dtype} in place ({e})") from None
         self._version[0] += 1
 
+    @replayable
     def add_(self, other: Any, alpha: float = 1) -> "Tensor":
         xp = backend_of(self.data).xp
         if alpha != 1:
             other = (other.data if isinstance(other, Tensor) else other) * alpha
         return self._inplace("add_", other, xp.add)
 
+    @replayable
     def sub_(self, other: Any) -> "Tensor":
         return self._inplace("sub_", other, backend_of(self.data).xp.subtract)
 
+    @replayable
     def mul_(self, other: Any) -> "Tensor":
         return self._inplace("mul_", other, backend_of(self.data).xp.multiply)
 
+    @replayable
     def div_(self, other: Any) -> "Tensor":
         return self._inplace("div_", other, backend_of(self.data).xp.divide)
 
+    @replayable
     def copy_(self, src: Any) -> "Tensor":
         self._check_inplace("copy_")
         value = src.data if isinstance(src, Tensor) else src
@@ -318,14 +324,17 @@ class Tensor(ToShorthands):
         self._guarded_write("copy_", value, lambda: self.data.__setitem__(Ellipsis, value))
         return self
 
+    @replayable
     def fill_(self, value: float, _op: str = "fill_") -> "Tensor":
         self._check_inplace(_op)
         self._guarded_write(_op, value, lambda: self.data.fill(value))
         return self
 
+    @replayable
     def zero_(self) -> "Tensor":
         return self.fill_(0, _op="zero_")
 
+    @replayable
     def __setitem__(self, index: Any, value: Any) -> None:
         from ember.autograd.ops.indexing import normalize_index
 

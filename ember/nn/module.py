@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy
 
+from ember.autograd.capture import replayable
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
 from ember.autograd.to_shorthands import ToShorthands
@@ -152,6 +153,7 @@ class Module(ModuleHooksMixin, ToShorthands):
             p.requires_grad_(requires_grad)
         return self
 
+    @replayable
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's ``.grad``."""
         for p in self.parameters():

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy
 
+from ember.autograd.capture import replayable
 from ember.autograd import enable_grad, no_grad
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
@@ -180,6 +181,7 @@ class Optimizer:
         raise NotImplementedError
 
     # --------------------------------------------------------------- stepping
+    @replayable
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Reset the gradients of every parameter: to None (default) or to zeros in place."""
         for group in self.param_groups:
@@ -193,6 +195,7 @@ class Optimizer:
                     g.data.fill(0)
                     g._bump_version()
 
+    @replayable
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient.
 

@@ -11,6 +11,7 @@ import math
 import numbers
 from typing import Any
 
+from ember.autograd.capture import replayable
 from ember.optim.optimizer import Optimizer
 
 
@@ -63,6 +64,7 @@ class LRScheduler:
         """The learning rates the last ``step`` set, one per param group."""
         return list(self._last_lr)
 
+    @replayable
     def step(self, epoch: int | None = None) -> None:
         """Advance one epoch (or jump to ``epoch``) and write the new lr into every group.
 

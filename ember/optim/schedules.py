@@ -12,6 +12,7 @@ import numbers
 from bisect import bisect_right
 from typing import Any, Callable
 
+from ember.autograd.capture import replayable
 from ember.optim.scheduler import LRScheduler
 from ember.optim.optimizer import Optimizer
 
@@ -315,6 +316,7 @@ class ReduceLROnPlateau:
         bound = best * (1.0 + self.threshold) if self.threshold_mode == "rel" else best + self.threshold
         return current > bound
 
+    @replayable
     def step(self, metrics: Any) -> None:
         """Record one epoch's metric and reduce the lrs if it has plateaued."""
         current = float(metrics.item() if hasattr(metrics, "item") else metrics)

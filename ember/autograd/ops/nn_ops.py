@@ -140,7 +140,11 @@ class InvertedDropout(Function):
     """``y = x * mask`` with ``mask`` in ``{0, 1/(1-p)}`` (inverted dropout); ``gx = gy * mask``."""
 
     @staticmethod
-    def forward(ctx: Function, x: Any, mask: Any) -> Any:
+    def forward(ctx: Function, x: Any, p: float, generator: Any) -> Any:
+        # The mask is drawn here, not by the caller, so a replayed step (ember.compile) draws a new one.
+        if not isinstance(generator, numpy.random.Generator):
+            generator = numpy.random.default_rng(int(generator))
+        mask = ctx.backend.asarray(ctx.backend.nn.dropout_mask(tuple(x.shape), p, generator, x.dtype))
         ctx.save_for_backward(mask)
         return x * mask
 
@@ -193,13 +197,10 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
 
         generator = default_generator()
     elif isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool):
-        generator = numpy.random.default_rng(int(generator))
+        generator = int(generator)  # a fresh generator of this seed at every call, made in forward
     elif not isinstance(generator, numpy.random.Generator):
         raise TypeError(f"{op}: expected generator to be a numpy.random.Generator or an int seed, got {generator!r}")
-    backend = backend_of(x.data)
-    kernels = backend.nn
-    mask = backend.asarray(kernels.dropout_mask(tuple(x.shape), float(p), generator, x.dtype))
-    return InvertedDropout.apply(x, mask=mask)
+    return InvertedDropout.apply(x, p=float(p), generator=generator)
 
 
 # ----------------------------------------------------------------- batch norm
