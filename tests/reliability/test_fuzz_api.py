@@ -162,9 +162,8 @@ def reshape_case(draw):
 @st.composite
 def transpose_case(draw):
     x = draw(tensors())
-    perm = draw(st.one_of(st.permutations(range(x.ndim)).map(tuple), st.lists(small, max_size=4).map(tuple)))
-    return Case(lambda: x.transpose(*perm), lambda: numpy.transpose(float_ref(x), perm or None), (x,),
-                ("transpose", "permute"))
+    i, j = draw(small), draw(small)
+    return Case(lambda: x.transpose(i, j), lambda: numpy.swapaxes(float_ref(x), i, j), (x,), ("transpose",))
 
 
 @st.composite
