@@ -51,7 +51,7 @@ CASES = [
     ("transpose axis", lambda: ones(2, 3).transpose(0, 2), ShapeError, r"^transpose: axis 2 .*2 dimensions"),
     ("permute count", lambda: ones(2, 3, 4).permute(0, 1), ShapeError, r"^permute: .*\(2, 3, 4\).*\(0, 1\)"),
     ("broadcast_to", lambda: ones(3, 2).broadcast_to(3, 4), ShapeError, r"^broadcast_to: .*\(3, 2\) to \(3, 4\)"),
-    ("squeeze", lambda: ones(3, 2).squeeze(0), ShapeError, r"^squeeze: axis 0 has size 3.*\(3, 2\)"),
+    ("squeeze", lambda: ones(3, 2).squeeze(2), ShapeError, r"^squeeze: axis 2 is out of range.*2 dimensions"),
     ("cat shapes", lambda: em.cat([ones(2, 3), ones(2, 4)], axis=0), ShapeError,
      r"^cat: .*\(2, 3\) except on axis 0, got \(2, 4\) at position 1"),
     ("cat ranks", lambda: em.cat([ones(2, 3), ones(2, 3, 1)], axis=1), ShapeError, r"^cat: .*\(2, 3, 1\)"),

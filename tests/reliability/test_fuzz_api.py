@@ -60,7 +60,8 @@ UNARY_REF = {
 BINARY_REF = {"add": numpy.add, "sub": numpy.subtract, "mul": numpy.multiply, "div": numpy.divide,
               "pow": numpy.power}
 DUNDER = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__", "pow": "__pow__"}
-REDUCE_REF = {"sum": numpy.sum, "mean": numpy.mean, "max": numpy.max, "min": numpy.min}
+REDUCE_REF = {"sum": numpy.sum, "mean": numpy.mean, "max": numpy.max, "min": numpy.min, "amax": numpy.max,
+              "amin": numpy.min}
 
 
 def unary(name):
@@ -348,7 +349,7 @@ def clone_case(draw):
 CASES: dict[str, Callable] = {
     **{name: unary(name) for name in UNARY_REF},
     **{name: binary(name) for name in BINARY_REF},
-    **{name: reduction(name) for name in ("sum", "mean", "max", "min", "var")},
+    **{name: reduction(name) for name in ("sum", "mean", "max", "min", "amax", "amin", "var")},
     **{name: softmax_like(name) for name in ("softmax", "log_softmax")},
     **{name: classification_loss(name) for name in ("cross_entropy", "nll_loss")},
     **{name: pool(name) for name in ("max_pool2d", "avg_pool2d")},

@@ -13,7 +13,7 @@ import numpy
 
 from ember.autograd.function import Function
 from ember.autograd.ops.operands import normalize_axes, normalize_axis
-from ember.autograd.registry import register, sample
+from ember.autograd.registry import accepts_dim, register, sample
 from ember.autograd.tensor import Tensor
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -161,15 +161,12 @@ Tensor.expand = expand
 
 
 def squeeze(x: Tensor, axis: Any = None) -> Tensor:
-    """Drop axes of size 1 (all of them, or the given ones, which must have size 1)."""
+    """Drop size-1 axes: all, or those among ``axis`` (one of another size stays, as in PyTorch)."""
     shape = tuple(x.shape)
     axes = normalize_axes("squeeze", axis, x.ndim)
     if axes is None:
         axes = tuple(i for i, s in enumerate(shape) if s == 1)
-    for a in axes:
-        if shape[a] != 1:
-            raise ShapeError(f"squeeze: axis {a} has size {shape[a]}, expected 1 (shape {shape})")
-    return reshape(x, tuple(s for i, s in enumerate(shape) if i not in axes))
+    return reshape(x, tuple(s for i, s in enumerate(shape) if i not in axes or s != 1))
 
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
@@ -181,8 +178,9 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
     return reshape(x, tuple(shape))
 
 
-def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
-    """Merge axes ``start..end`` (inclusive) into one (``flatten(1)`` keeps the batch axis)."""
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge axes ``start_dim..end_dim`` (inclusive) into one (``flatten(1)`` keeps the batch axis)."""
+    start, end = start_dim, end_dim
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = normalize_axis("flatten", start, x.ndim), normalize_axis("flatten", end, x.ndim)
@@ -193,6 +191,8 @@ def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
 
 
+squeeze = accepts_dim(squeeze)
+unsqueeze = accepts_dim(unsqueeze)
 Tensor.squeeze = squeeze
 Tensor.unsqueeze = unsqueeze
 Tensor.flatten = flatten
