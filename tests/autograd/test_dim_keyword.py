@@ -30,7 +30,8 @@ def test_reductions_dim_matches_axis(name):
         a = getattr(x, name)(dim=dim, keepdim=True)
         b = getattr(x, name)(axis=dim, keepdims=True)
         numpy.testing.assert_array_equal(a.numpy(), b.numpy())
-        assert a.shape == tuple(1 if i in numpy.asarray(dim) % 3 else s for i, s in enumerate(X.shape))
+        reduced = numpy.atleast_1d(dim) % 3
+        assert a.shape == tuple(1 if i in reduced else s for i, s in enumerate(X.shape))
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax", "cumsum", "cumprod", "argmax", "argmin"])
