@@ -223,6 +223,9 @@ def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0
         ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
         ValueError: stride < 1, padding < 0 or more than half the kernel.
     """
+    if isinstance(x, Tensor) and x.dtype.kind in "iu":  # as PyTorch: integer images pool exactly, no graph
+        exact = Tensor._make(x.data.astype("float64"))
+        return Tensor._make(max_pool2d(exact, kernel_size, stride, padding).data.astype(x.dtype))
     return MaxPool2dFunction.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
