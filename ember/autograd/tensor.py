@@ -237,6 +237,27 @@ class Tensor:
     def long(self) -> "Tensor":
         return self.to(dtypes.int64)
 
+    def int(self) -> "Tensor":
+        """As int32 (PyTorch's ``int``); like every integer result, without a gradient."""
+        return self.to(dtypes.int32)
+
+    def short(self) -> "Tensor":
+        return self.to(dtypes.int16)
+
+    def byte(self) -> "Tensor":
+        return self.to(dtypes.uint8)
+
+    def bool(self) -> "Tensor":
+        """Non-zero elements as True."""
+        return self.to(dtypes.bool_)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    def contiguous(self) -> "Tensor":
+        """``self`` if its data is C-contiguous, else a contiguous copy (differentiable, like ``clone``)."""
+        return self if self.data.flags.c_contiguous else self.clone()
+
     def type(self, dtype: Any) -> "Tensor":
         return self.to(dtype)
 
