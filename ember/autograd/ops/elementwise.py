@@ -338,8 +338,11 @@ class Clip(_Unary):
 
 
 def _unary(name: str, fn: type, samples: Any, doc: str, methods: tuple = (), keeps_ints: bool = False) -> Any:
-    """The functional wrapper of a unary op; on integer input it keeps the integer dtype
-    (``keeps_ints``: neg, abs, relu) or computes in the default float dtype, as PyTorch."""
+    """The functional wrapper of a unary op.
+
+    Integer input keeps its dtype (``keeps_ints``: neg, abs, relu) or is computed in
+    the default float dtype, as PyTorch does.
+    """
 
     def op(x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):

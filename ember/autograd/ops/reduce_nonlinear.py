@@ -21,8 +21,10 @@ from ember.autograd.tensor import Tensor
 
 
 class Std(Function):
-    """``y = sqrt(sum((x - mean)**2) / max(n - correction, 0))``;
-    ``gx = gy * (x - mean) / ((n - correction) * y)``, and 0 where ``y == 0`` (as PyTorch)."""
+    """``y = sqrt(sum((x - mean)**2) / max(n - correction, 0))``.
+
+    Backward: ``gx = gy * (x - mean) / ((n - correction) * y)``, and 0 where ``y == 0`` (as PyTorch).
+    """
 
     @staticmethod
     def forward(ctx: Function, x: Any, axes: tuple | None, keepdims: bool, correction: float) -> Any:
@@ -48,8 +50,10 @@ class Std(Function):
 
 
 class Prod(Function):
-    """``y = prod(x, axes)``; ``gx_i = gy * prod_{j != i} x_j``, from products of the elements before
-    and after ``i`` (exact with zeros in ``x``; no division)."""
+    """``y = prod(x, axes)``; ``gx_i = gy * prod_{j != i} x_j``.
+
+    The products of the elements before and after ``i`` give it without division, exact with zeros.
+    """
 
     @staticmethod
     def forward(ctx: Function, x: Any, axes: tuple | None, keepdims: bool) -> Any:

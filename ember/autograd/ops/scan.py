@@ -146,8 +146,10 @@ def cumprod(x: Tensor, axis: int) -> Tensor:
 
 
 def exclusive_cumprod(ctx: Function, x: Any, axis: int, reverse: bool = False) -> Any:
-    """``prod_{k < i} x_k`` along ``axis`` (``k > i`` with ``reverse``), on arrays or, under
-    ``create_graph``, on Tensors through the differentiable ``cumprod``."""
+    """``prod_{k < i} x_k`` along ``axis`` (``k > i`` with ``reverse``).
+
+    On arrays normally; on Tensors under ``create_graph``, through the differentiable ``cumprod``.
+    """
     if reverse:
         return flip(exclusive_cumprod(ctx, flip(x, axis), axis), axis)
     n = x.shape[axis]

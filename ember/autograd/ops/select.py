@@ -65,12 +65,17 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 
 
 def _scalar_tensor(a: Any, b: Any, cond: Tensor) -> Any:
-    """``a`` as a 0-d tensor on ``cond``'s device when both values are Python scalars (PyTorch's dtype rule:
-    the default float if either is a float, else int64, or bool for two bools)."""
+    """``a`` as a 0-d tensor on ``cond``'s device when both values are Python scalars.
+
+    PyTorch's dtype rule: the default float if either is a float, else int64, or bool for two bools.
+    """
     scalars = (type(a), type(b))
     if not all(t in (bool, int, float) for t in scalars):
         return a  # binary_operands names the unsupported operand
-    dtype = dtypes.get_default_dtype() if float in scalars else (numpy.bool_ if scalars == (bool, bool) else numpy.int64)
+    if float in scalars:
+        dtype = dtypes.get_default_dtype()
+    else:
+        dtype = numpy.bool_ if scalars == (bool, bool) else numpy.int64
     return Tensor._make(backend_of(cond.data).xp.asarray(a, dtype=dtype))
 
 
