@@ -88,3 +88,30 @@ def test_max_rejects_a_tuple_dim_and_a_tensor_dim():
         x.max(dim=(0, 1))
     with pytest.raises(TypeError, match="maximum"):
         x.max(x)
+
+
+@pytest.mark.parametrize("name", ["max", "min"])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_min_dim_send_the_gradient_of_ties_to_the_returned_index_like_torch(name, keepdim):
+    torch = pytest.importorskip("torch")
+    a = numpy.array([[1.0, 3.0, 3.0], [2.0, 2.0, 0.0], [-1.0, -1.0, -1.0]])
+    x, xt = em.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    for dim in (0, 1):
+        got, want = getattr(x, name)(dim, keepdim), getattr(xt, name)(dim, keepdim)
+        numpy.testing.assert_array_equal(got.indices.numpy(), want.indices.numpy())
+        (got.values * 2.0).sum().backward()
+        (want.values * 2.0).sum().backward()
+        numpy.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+        x.grad = xt.grad = None
+    # A full reduction shares the gradient among ties in both.
+    getattr(x, name)().backward()
+    getattr(xt, name)().backward()
+    numpy.testing.assert_array_equal(x.grad.numpy(), xt.grad.numpy())
+
+
+def test_max_with_dim_of_a_0d_tensor_and_an_empty_dim():
+    v, i = em.tensor(2.0).max(0)
+    assert v.shape == () and i.item() == 0
+    assert em.zeros(0, 3).max(1).values.shape == (0,)
+    with pytest.raises(ValueError, match=r"max: expected a non-empty dim 0, got shape \(0, 3\)"):
+        em.zeros(0, 3).max(0)

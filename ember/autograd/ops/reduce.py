@@ -155,7 +155,7 @@ ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
 ValuesIndices.__doc__ = "``(values, indices)`` of ``max``/``min``/``sort``/``topk`` along a dim, as in PyTorch."
 
 
-def _extreme(name: str, fn: type, index_op: str) -> Any:
+def _extreme(name: str, fn: type) -> Any:
     def op(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
         if dim is not None and axis is not None:
             raise TypeError(f"{name}: got both dim= and axis= (two spellings of one argument); pass only one")
@@ -170,22 +170,32 @@ def _extreme(name: str, fn: type, index_op: str) -> Any:
         if not isinstance(dim, (int, numpy.integer)) or isinstance(dim, bool):
             raise TypeError(f"{name}: expected an int dim (values and indices along it), got {dim!r}; "
                             f"use a{name}(x, dim=...) to reduce several dims")
-        values = _reduce(name, fn, x, dim, keep)
-        indices = Tensor._make(getattr(x.data, index_op)(axis=normalize_axes(name, dim, x.ndim)[0]
-                                                         if x.ndim else None, keepdims=keep).astype(numpy.int64))
+        from ember.autograd.ops.sorting import ArgExtreme
+
+        axes = normalize_axes(name, dim, x.ndim)
+        if axes is None:  # a 0-d tensor: its own extreme, at index 0
+            values, indices = ArgExtreme.apply(x.reshape(1), axis=0, largest=name == "max")
+            return ValuesIndices(values.reshape(()), indices.reshape(()))
+        if x.shape[axes[0]] == 0:
+            raise ValueError(f"{name}: expected a non-empty dim {axes[0]}, got shape {tuple(x.shape)}")
+        values, indices = ArgExtreme.apply(x, axis=axes[0], largest=name == "max")
+        if not keep:
+            values, indices = values.squeeze(axes[0]), indices.squeeze(axes[0])
         return ValuesIndices(values, indices)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = (
-        f"The {name}imum: of all elements, over ``axis=`` (NumPy: the values), or along one ``dim``\n\n"
-        f"    (PyTorch: a ``(values, indices)`` pair; the indices carry no gradient).  Ties share the gradient."
+        f"The {name}imum of all elements, or over ``axis=`` (NumPy's spelling: the values only).\n\n"
+        f"    Over all elements or ``axis``, tied extremes share the gradient equally.  Along one ``dim``\n"
+        f"    (PyTorch's spelling) it returns ``(values, indices)``, the int64 indices without a gradient,\n"
+        f"    and the gradient goes to the index returned (the first of tied elements), as PyTorch."
     )
     setattr(Tensor, name, op)
     return op
 
 
-max = _extreme("max", Max, "argmax")  # noqa: A001
-min = _extreme("min", Min, "argmin")  # noqa: A001
+max = _extreme("max", Max)  # noqa: A001
+min = _extreme("min", Min)  # noqa: A001
 
 
 def _var_samples(rng: Any) -> list:

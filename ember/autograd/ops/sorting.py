@@ -59,6 +59,16 @@ class TopK(_Gather):
         return _Gather.pick(ctx, x, idx[(slice(None),) * axis + (slice(0, k),)], axis)
 
 
+class ArgExtreme(_Gather):
+    """``max``/``min`` along one axis as ``(values, indices)``; the gradient goes to the index returned
+    (the first of tied elements), as PyTorch's ``max(dim)``, not shared among ties."""
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, axis: int, largest: bool) -> tuple:
+        idx = (x.argmax if largest else x.argmin)(axis=axis, keepdims=True).astype(numpy.int64, copy=False)
+        return _Gather.pick(ctx, x, idx, axis)
+
+
 def _one_axis(op: str, x: Any, axis: Any) -> tuple:
     """``(x as at least 1-d, the axis, whether x was 0-d)``."""
     if not isinstance(x, Tensor):
