@@ -330,10 +330,13 @@ class Tensor:
         return self.fill_(0, _op="zero_")
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        from ember.autograd.ops.indexing import normalize_index
+        from ember.autograd.ops.indexing import _integers_first, normalize_index
 
         self._check_inplace("__setitem__")
-        self.data[normalize_index(index)] = value.data if isinstance(value, Tensor) else value
+        index = normalize_index(index)
+        split = _integers_first(index)  # PyTorch's order: integers select a view first
+        target, index = (self.data, index) if split is None else (self.data[split[0]], split[1])
+        target[index] = value.data if isinstance(value, Tensor) else value
         self._version[0] += 1
 
 

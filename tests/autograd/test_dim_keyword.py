@@ -115,3 +115,10 @@ def test_max_with_dim_of_a_0d_tensor_and_an_empty_dim():
     assert em.zeros(0, 3).max(1).values.shape == (0,)
     with pytest.raises(ValueError, match=r"max: expected a non-empty dim 0, got shape \(0, 3\)"):
         em.zeros(0, 3).max(0)
+
+
+def test_max_min_dim_gradcheck_and_second_order():
+    x = em.tensor(numpy.random.default_rng(5).permutation(12).reshape(3, 4) * 0.1, dtype=em.float64,
+                  requires_grad=True)
+    for fn in (lambda t: t.max(1).values, lambda t: t.min(dim=0, keepdim=True).values):
+        assert em.autograd.gradcheck(fn, [x]) and em.autograd.gradgradcheck(lambda t: fn(t) * fn(t), [x])

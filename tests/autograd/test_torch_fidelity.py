@@ -212,3 +212,11 @@ def test_errors_are_also_the_exception_type_torch_raises(call, torch_call, torch
     with pytest.raises(torch_error) as info:
         call()
     assert isinstance(info.value, (ShapeError, DTypeError))  # still ember's own types too
+
+
+def test_assignment_with_separated_index_arrays_follows_torch_order():
+    v = numpy.arange(6.0).reshape(3, 2)
+    x, xt = em.zeros(2, 3, 4), torch.zeros(2, 3, 4)
+    x[0, :, em.tensor([0, 2])] = em.tensor(v, dtype=em.float32)
+    xt[0, :, torch.tensor([0, 2])] = torch.tensor(v, dtype=torch.float32)
+    numpy.testing.assert_array_equal(x.numpy(), xt.numpy())
