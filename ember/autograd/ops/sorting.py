@@ -31,8 +31,9 @@ class _Gather(Function):
 
     @staticmethod
     def pick(ctx: Function, x: Any, idx: Any, axis: int) -> tuple:
-        xp = ctx.backend.xp
-        grids = xp.indices(idx.shape, sparse=True)
+        xp, nd = ctx.backend.xp, idx.ndim
+        # Open grids (one arange per other axis, shaped to broadcast) beside idx on the picked axis.
+        grids = [xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1)) for i, n in enumerate(idx.shape)]
         ctx.index = tuple(grids[:axis]) + (idx,) + tuple(grids[axis + 1:])
         ctx.x_shape = x.shape
         return x[ctx.index], idx
