@@ -17,7 +17,6 @@ from ember.autograd.function import Function
 from ember.autograd.ops.operands import normalize_axes, require_floating
 from ember.autograd.registry import accepts_dim, register, sample
 from ember.autograd.tensor import Tensor
-from ember.errors import ShapeError
 
 
 def _kept_shape(shape: tuple, axes: tuple | None) -> tuple:
@@ -164,9 +163,12 @@ def _extreme(name: str, fn: type) -> Any:
         keep = bool(keepdim or keepdims)
         if dim is None:  # NumPy's spelling (or none): the values only
             return _reduce(name, fn, x, axis, keep)
-        if isinstance(dim, Tensor):
-            raise TypeError(f"{name}: got a Tensor as dim; for the elementwise {name}imum of two tensors "
-                            f"use ember.{name}imum(a, b)")
+        if isinstance(dim, Tensor):  # PyTorch's max(a, b): the elementwise maximum, where that op exists
+            from ember.autograd.registry import OPS
+
+            if f"{name}imum" in OPS:
+                return OPS[f"{name}imum"].fn(x, dim)
+            raise TypeError(f"{name}: got a Tensor as dim; the elementwise {name}imum of two tensors is not available")
         if not isinstance(dim, (int, numpy.integer)) or isinstance(dim, bool):
             raise TypeError(f"{name}: expected an int dim (values and indices along it), got {dim!r}; "
                             f"use a{name}(x, dim=...) to reduce several dims")
