@@ -20,6 +20,10 @@ from ember.autograd.ops.shape import (
     broadcast_to, cat, concatenate, expand, flatten, permute, reshape, squeeze, stack, swapaxes, transpose,
     unsqueeze,
 )
+from ember.autograd.ops.activation import log_softmax, softmax
+from ember.autograd.ops.reduce_nonlinear import logsumexp, prod, std
+from ember.autograd.ops.scan import cumprod, cumsum
+from ember.autograd.ops.sorting import argsort, sort, topk
 from ember.backends import Device, device
 from ember.dtypes import (
     bool_, double, float16, float32, float64, get_default_dtype, half, int8, int16, int32, int64, long,

@@ -2,16 +2,26 @@
 
 Messages follow one shape, ``"<op>: expected <contract>, got <actual>"``, so a
 user can see which operation failed and with which shapes, dtypes or devices.
-Each type subclasses the built-in a user would catch for the same mistake.
+Each type subclasses the built-in a NumPy user would catch for the same mistake
+and the one PyTorch raises for it (``RuntimeError``, ``IndexError``), so code
+written against either keeps working.
 """
 
 
-class ShapeError(ValueError):
-    """Operands whose shapes do not fit the op (matmul, broadcasting, axes, reshape)."""
+class ShapeError(ValueError, RuntimeError):
+    """Operands whose shapes do not fit the op (matmul, broadcasting, axes, reshape, kernel sizes)."""
 
 
-class DTypeError(TypeError):
+class DTypeError(TypeError, RuntimeError):
     """An operand's dtype is not allowed by the op (int tensors with grad, mixed floats)."""
+
+
+class IndexOutOfRangeError(ShapeError, IndexError):
+    """An index outside the tensor (``x[5]`` of a length-3 axis), an IndexError as in PyTorch."""
+
+
+class IndexDTypeError(DTypeError, IndexError):
+    """An index of a dtype that cannot index (float tensors and numbers), an IndexError as in PyTorch."""
 
 
 class DeviceMismatchError(RuntimeError):

@@ -3,11 +3,15 @@
 ``@register("add", methods=("add", "__add__"), reflected=("__radd__",), samples=...)``
 attaches the function to ``Tensor`` under each method name (``reflected`` ones
 with the operands swapped) and records sample inputs, so the registry-driven
-gradcheck test covers every op without a hand-written list.
+gradcheck test covers every op without a hand-written list.  An op whose
+signature has ``axis`` also accepts PyTorch's ``dim=``/``keepdim=``
+(``accepts_dim``), here once for every op rather than in each one.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -55,6 +59,7 @@ def register(
 
         if name in OPS:
             raise ValueError(f"register: op {name!r} is registered twice")
+        fn = accepts_dim(fn, name)
         OPS[name] = OpSpec(name, fn, samples, second_order)
         for method in methods:
             setattr(Tensor, method, fn)
@@ -77,3 +82,34 @@ def _swapped(fn: Callable, method: str) -> Callable:
 def sample(*args: Any, note: str = "", **kwargs: Any) -> Sample:
     """Shorthand for ``Sample(args, kwargs, note)``."""
     return Sample(tuple(args), kwargs, note)
+
+
+_TORCH_NAMES = (("dim", "axis"), ("keepdim", "keepdims"))
+
+
+def accepts_dim(fn: Callable, name: str | None = None) -> Callable:
+    """``fn`` taking PyTorch's ``dim=``/``keepdim=`` as aliases of its ``axis=``/``keepdims=``.
+
+    Returns ``fn`` itself when it has no ``axis`` parameter or already takes
+    ``dim``.  Passing both spellings of one argument is a TypeError naming the op.
+    """
+    params = inspect.signature(fn).parameters
+    if "axis" not in params or "dim" in params:
+        return fn
+    op = name or fn.__name__
+    aliases = tuple((t, n) for t, n in _TORCH_NAMES if n in params)
+
+    @functools.wraps(fn)
+    def with_dim(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            for torch_name, numpy_name in aliases:
+                if torch_name in kwargs:
+                    if numpy_name in kwargs:
+                        raise TypeError(
+                            f"{op}: got both {torch_name}= and {numpy_name}= (two spellings of one argument); "
+                            "pass only one"
+                        )
+                    kwargs[numpy_name] = kwargs.pop(torch_name)
+        return fn(*args, **kwargs)
+
+    return with_dim

@@ -256,6 +256,27 @@ class Tensor(ToShorthands):
     def long(self) -> "Tensor":
         return self.to(dtypes.int64)
 
+    def int(self) -> "Tensor":
+        """As int32 (PyTorch's ``int``); like every integer result, without a gradient."""
+        return self.to(dtypes.int32)
+
+    def short(self) -> "Tensor":
+        return self.to(dtypes.int16)
+
+    def byte(self) -> "Tensor":
+        return self.to(dtypes.uint8)
+
+    def bool(self) -> "Tensor":
+        """Non-zero elements as True."""
+        return self.to(dtypes.bool_)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    def contiguous(self) -> "Tensor":
+        """``self`` if its data is C-contiguous, else a contiguous copy (differentiable, like ``clone``)."""
+        return self if self.data.flags.c_contiguous else self.clone()
+
     def type(self, dtype: Any) -> "Tensor":
         return self.to(dtype)
 
@@ -336,10 +357,13 @@ class Tensor(ToShorthands):
 
     @replayable
     def __setitem__(self, index: Any, value: Any) -> None:
-        from ember.autograd.ops.indexing import normalize_index
+        from ember.autograd.ops.indexing import _integers_first, normalize_index
 
         self._check_inplace("__setitem__")
-        self.data[normalize_index(index)] = value.data if isinstance(value, Tensor) else value
+        index = normalize_index(index)
+        split = _integers_first(index)  # PyTorch's order: integers select a view first
+        target, index = (self.data, index) if split is None else (self.data[split[0]], split[1])
+        target[index] = value.data if isinstance(value, Tensor) else value
         self._version[0] += 1
 
 

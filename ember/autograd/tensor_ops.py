@@ -46,7 +46,7 @@ def reshape(x: Tensor, new_shape: tuple) -> Tensor:
 
 
 def transpose(x: Tensor, axes: Any = None) -> Tensor:
-    return shape.transpose(x) if axes is None else shape.permute(x, tuple(axes))
+    return shape.permute(x, tuple(range(x.ndim))[::-1] if axes is None else tuple(axes))
 
 
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001

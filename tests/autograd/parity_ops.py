@@ -1,8 +1,7 @@
 """Adapters that run one instruction set on ember (``EM``) or PyTorch (``TO``), for the parity tests.
 
 Documented differences are absorbed here: torch's ``amax`` for ember's
-``max(axis)``, ``permute`` for ember's n-axis ``transpose``, and ember's
-two-axis ``transpose`` swaps axes like torch's only off 2-d.  Import after
+``max(axis=...)`` (NumPy's spelling returns the values only).  Import after
 ``pytest.importorskip("torch")``.
 """
 
@@ -32,8 +31,8 @@ class EM:
     amax = staticmethod(lambda x, axis, keepdims: x.max(axis=axis, keepdims=keepdims))
     amin = staticmethod(lambda x, axis, keepdims: x.min(axis=axis, keepdims=keepdims))
     var = staticmethod(lambda x, axis, keepdims: x.var(axis=axis, keepdims=keepdims))
-    permute = staticmethod(lambda x, perm: x.transpose(*perm))  # n axes: NumPy-style permutation
-    swap = staticmethod(lambda x, i, j: x.transpose(i, j))  # two axes, ndim != 2: torch-style swap
+    permute = staticmethod(lambda x, perm: x.permute(*perm))
+    swap = staticmethod(lambda x, i, j: x.transpose(i, j))
     T = staticmethod(lambda x: x.T)
     reshape = staticmethod(lambda x, shape: x.reshape(*shape))
     cat = staticmethod(lambda xs, axis: em.cat(xs, axis=axis))

@@ -21,7 +21,7 @@ pytestmark = [
 
 F32 = {"rtol": 1e-4, "atol": 1e-5}
 CORE_OPS = ("add", "sub", "mul", "div", "pow", "matmul", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sum",
-            "mean", "max", "var", "softmax", "log_softmax", "cross_entropy", "mse_loss", "linear", "conv2d",
+            "mean", "amax", "var", "softmax", "log_softmax", "cross_entropy", "mse_loss", "linear", "conv2d",
             "im2col", "col2im", "max_pool2d", "avg_pool2d", "batch_norm", "getitem", "cat", "stack", "where",
             "transpose", "reshape", "broadcast_to")
 

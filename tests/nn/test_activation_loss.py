@@ -161,8 +161,8 @@ def test_cross_entropy_errors():
         F.cross_entropy(x, em.zeros(4, 3, dtype=em.float64))
     with pytest.raises(em.DTypeError, match="got dtype bool"):
         F.cross_entropy(x, em.tensor([True, False, True, True]))
-    with pytest.raises(em.ShapeError, match=r"cross_entropy: expected input \(N, C\) or \(N, C, d1, ...\), got \(3,\)"):
-        F.cross_entropy(em.randn(3), em.tensor(1))
+    with pytest.raises(em.ShapeError, match=r"cross_entropy: expected input \(N, C\) or \(N, C, d1, ...\), got \(\)"):
+        F.cross_entropy(em.randn(), em.tensor(1))
     with pytest.raises(ValueError, match="cross_entropy: expected reduction to be one of"):
         F.cross_entropy(x, em.tensor([0, 1, 2, 1]), reduction="avg")
     with pytest.raises(ValueError, match="CrossEntropyLoss: expected reduction"):

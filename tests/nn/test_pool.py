@@ -149,9 +149,13 @@ def test_error_bad_stride_or_padding(kind, kwargs, text):
     assert f"{kind}_pool2d" in str(e.value) and text in str(e.value)
 
 
-def test_error_integer_input():
-    with pytest.raises(em.DTypeError, match="max_pool2d.*int64"):
-        F.max_pool2d(em.zeros(1, 1, 4, 4, dtype=em.int64), 2)
+def test_error_bool_input_and_integer_input_pools_like_torch():
+    with pytest.raises(em.DTypeError, match="max_pool2d.*bool"):
+        F.max_pool2d(em.zeros(1, 1, 4, 4, dtype=em.bool_), 2)
+    x = em.arange(16).reshape(1, 1, 4, 4)
+    y = F.max_pool2d(x, 2, padding=1)  # the -inf padding never wins, and ints stay ints
+    assert y.dtype == em.int64
+    np.testing.assert_array_equal(y.numpy()[0, 0], [[0, 2, 3], [8, 10, 11], [12, 14, 15]])
 
 
 # ------------------------------------------------------------------- layers

@@ -60,7 +60,9 @@ UNARY_REF = {
 BINARY_REF = {"add": numpy.add, "sub": numpy.subtract, "mul": numpy.multiply, "div": numpy.divide,
               "pow": numpy.power}
 DUNDER = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__", "pow": "__pow__"}
-REDUCE_REF = {"sum": numpy.sum, "mean": numpy.mean, "max": numpy.max, "min": numpy.min}
+REDUCE_REF = {"sum": numpy.sum, "mean": numpy.mean, "max": numpy.max, "min": numpy.min, "amax": numpy.max,
+              "amin": numpy.min, "prod": numpy.prod,
+              "logsumexp": lambda x, axis, keepdims: numpy.log(numpy.exp(x).sum(axis=axis, keepdims=keepdims))}
 
 
 def unary(name):
@@ -136,7 +138,16 @@ def _host_index(index):
 def getitem_case(draw):
     x = draw(tensors())
     index = draw(index_values(x))
-    return Case(lambda: x[index], lambda: float_ref(x)[_host_index(index)], (x,), ("getitem",))
+    ref = None if _mixes_integers_and_arrays(index) else (lambda: float_ref(x)[_host_index(index)])
+    return Case(lambda: x[index], ref, (x,), ("getitem",))
+
+
+def _mixes_integers_and_arrays(index):
+    """Integers beside index arrays: PyTorch's order, not NumPy's (checked against torch elsewhere)."""
+    if not isinstance(index, tuple):
+        return False
+    items = [i for i in index if not isinstance(i, (slice, type(None), type(Ellipsis), str))]
+    return any(numpy.ndim(_host_index(i)) == 0 for i in items) and any(numpy.ndim(_host_index(i)) > 0 for i in items)
 
 
 @st.composite
@@ -162,9 +173,8 @@ def reshape_case(draw):
 @st.composite
 def transpose_case(draw):
     x = draw(tensors())
-    perm = draw(st.one_of(st.permutations(range(x.ndim)).map(tuple), st.lists(small, max_size=4).map(tuple)))
-    return Case(lambda: x.transpose(*perm), lambda: numpy.transpose(float_ref(x), perm or None), (x,),
-                ("transpose", "permute"))
+    i, j = draw(small), draw(small)
+    return Case(lambda: x.transpose(i, j), lambda: numpy.swapaxes(float_ref(x), i, j), (x,), ("transpose",))
 
 
 @st.composite
@@ -202,14 +212,39 @@ def reduction(name):
     def make(draw):
         x = draw(tensors())
         axis, keepdims = draw(axes), draw(st.booleans())
-        if name == "var":
+        if name in ("var", "std"):
             correction = draw(st.integers(-1, 3))
-            ref = lambda: numpy.var(float_ref(x), axis=axis, keepdims=keepdims, ddof=correction)
-            return Case(lambda: em.var(x, axis, keepdims, correction=correction), ref, (x,))
+            ref = lambda: getattr(numpy, name)(float_ref(x), axis=axis, keepdims=keepdims, ddof=correction)
+            return Case(lambda: OPS[name].fn(x, axis, keepdims, correction=correction), ref, (x,))
         ref = lambda: REDUCE_REF[name](float_ref(x), axis=axis, keepdims=keepdims)
         return Case(lambda: getattr(x, name)(axis=axis, keepdims=keepdims), ref, (x,), (name, "amax", "amin"))
 
     return make
+
+
+def scan(name):
+    @st.composite
+    def make(draw):
+        x, axis = draw(tensors()), draw(st.one_of(st.none(), st.integers(-5, 5)))
+        ref = lambda: getattr(numpy, name)(float_ref(x), axis=axis)
+        checked = axis is not None and x.ndim > 0  # NumPy scans a 0-d tensor into shape (1,), torch keeps ()
+        return Case(lambda: getattr(x, name)(dim=axis), ref if checked else None, (x,))
+
+    return make
+
+
+@st.composite
+def sort_case(draw):
+    x, axis, descending = draw(tensors()), draw(st.integers(-5, 5)), draw(st.booleans())
+    ref = lambda: numpy.flip(numpy.sort(float_ref(x), axis=axis), axis) if descending else numpy.sort(
+        float_ref(x), axis=axis)
+    return Case(lambda: OPS["sort"].fn(x, axis, descending).values, ref, (x,))
+
+
+@st.composite
+def topk_case(draw):
+    x, k, axis = draw(tensors()), draw(st.one_of(st.integers(-1, 5), st.just(1.5))), draw(st.integers(-5, 5))
+    return Case(lambda: OPS["topk"].fn(x, k, axis, draw(st.booleans())).values, None, (x,))
 
 
 def softmax_ref(x, axis, log):
@@ -349,7 +384,10 @@ def clone_case(draw):
 CASES: dict[str, Callable] = {
     **{name: unary(name) for name in UNARY_REF},
     **{name: binary(name) for name in BINARY_REF},
-    **{name: reduction(name) for name in ("sum", "mean", "max", "min", "var")},
+    **{name: reduction(name) for name in ("sum", "mean", "max", "min", "amax", "amin", "var", "std", "prod",
+                                          "logsumexp")},
+    **{name: scan(name) for name in ("cumsum", "cumprod")},
+    "sort": sort_case, "topk": topk_case,
     **{name: softmax_like(name) for name in ("softmax", "log_softmax")},
     **{name: classification_loss(name) for name in ("cross_entropy", "nll_loss")},
     **{name: pool(name) for name in ("max_pool2d", "avg_pool2d")},

@@ -13,7 +13,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.function import Function
-from ember.autograd.ops.operands import normalize_axis, require_floating
+from ember.autograd.ops.operands import normalize_axes, normalize_axis, require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.errors import ShapeError
@@ -81,8 +81,9 @@ def _softmax_axis(op: str, x: Any, axis: int) -> int:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
     require_floating(op, x)
-    if x.ndim == 0:
-        raise ShapeError(f"{op}: expected a tensor of at least 1 dimension, got a 0-d tensor")
+    if x.ndim == 0:  # PyTorch: dim 0 or -1 of a 0-d tensor normalises its single element
+        normalize_axes(op, axis, 0)
+        return None
     axis = normalize_axis(op, axis, x.ndim)
     if x.shape[axis] == 0:
         raise ShapeError(f"{op}: expected a non-empty axis {axis}, got shape {tuple(x.shape)}")
@@ -102,7 +103,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
     """Softmax along ``axis``: ``exp(x) / sum(exp(x))``, computed as ``exp(x - max)`` for stability.
 
     Args:
-        x: any shape with at least one dimension, floating.
+        x: any shape (a 0-d tensor is one element), floating.
         axis: the axis that sums to one.
 
     Returns:
@@ -110,7 +111,7 @@ def softmax(x: Tensor, axis: int = -1) -> Tensor:
 
     Raises:
         DTypeError: ``x`` is not floating.
-        ShapeError: ``x`` is 0-d, or ``axis`` is out of range or has size 0.
+        ShapeError: ``axis`` is out of range or has size 0.
     """
     return NormalizedExponential.apply(x, axis=_softmax_axis("softmax", x, axis))
 
@@ -120,7 +121,7 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     """``log(softmax(x))`` along ``axis`` as ``(x - max) - log(sum(exp(x - max)))``: finite for +-1e4.
 
     Args:
-        x: any shape with at least one dimension, floating.
+        x: any shape (a 0-d tensor is one element), floating.
         axis: the normalised axis.
 
     Returns:
@@ -128,6 +129,6 @@ def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
 
     Raises:
         DTypeError: ``x`` is not floating.
-        ShapeError: ``x`` is 0-d, or ``axis`` is out of range or has size 0.
+        ShapeError: ``axis`` is out of range or has size 0.
     """
     return LogNormalizedExponential.apply(x, axis=_softmax_axis("log_softmax", x, axis))

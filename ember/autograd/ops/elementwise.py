@@ -13,9 +13,10 @@ from typing import Any
 import numpy
 
 from ember.autograd.function import Function
-from ember.autograd.ops.operands import binary_operands, broadcast_error, require_floating
+from ember.autograd.ops.operands import binary_operands, broadcast_error, require_floating, to_default_float
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
+from ember.errors import DTypeError
 
 
 def _pair(rng: Any, shape_a: tuple, shape_b: tuple, low: float = -2.0, high: float = 2.0) -> tuple:
@@ -37,12 +38,12 @@ def _binary_samples(low: float = -2.0, high: float = 2.0) -> Any:
 
 
 def _binary(op: str, fn: type, a: Any, b: Any) -> Tensor:
-    # Fast path for the most common call, `tensor <op> python_number`: binary_operands
+    # Fast path for the most common call, `float_tensor <op> python_number`: binary_operands
     # would return both unchanged, so skip it (per-op overhead, benchmarks/dispatch.py).
     tb = type(b)
-    if (tb is float or tb is int) and isinstance(a, Tensor):
+    if (tb is float or tb is int) and isinstance(a, Tensor) and a.data.dtype.kind == "f":
         return fn.apply(a, b)
-    a, b = binary_operands(op, a, b)
+    a, b = binary_operands(op, a, b, true_divide=fn is Div)
     try:
         return fn.apply(a, b)
     except ValueError as e:
@@ -107,7 +108,11 @@ class Div(Function):
 
 
 class Pow(Function):
-    """``y = a ** b``; ``ga = gy * b * a**(b-1)``, ``gb = gy * y * log(a)`` (needs a > 0)."""
+    """``y = a ** b``; ``ga = gy * b * a**(b-1)``, ``gb = gy * y * log(a)``.
+
+    As PyTorch: ``ga = 0`` where ``b == 0`` (``a**0`` is constant even at ``a = 0`` or ``inf``),
+    and ``gb = 0`` where ``a == 0`` and ``b >= 0`` (``0**b`` is constant there).
+    """
 
     @staticmethod
     def forward(ctx: Function, a: Any, b: Any) -> Any:
@@ -118,12 +123,21 @@ class Pow(Function):
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
         a, b, y = ctx.saved_tensors
+        xp = ctx.xp
         ga = gb = None
-        if ctx.needs_input_grad[0]:
-            ga = gy * b * a ** (b - 1)
-        if ctx.needs_input_grad[1]:
-            log_a = _scalar_log(a) if isinstance(a, (int, float)) else ctx.xp.log(a)
-            gb = gy * y * log_a
+        with numpy.errstate(divide="ignore", invalid="ignore"):  # the masked-out 0**-1, log(0)
+            if ctx.needs_input_grad[0]:
+                if isinstance(b, (int, float)):
+                    ga = xp.zeros_like(gy) if b == 0 else gy * b * a ** (b - 1)
+                else:
+                    ga = xp.where(b == 0, 0, gy * b * a ** (b - 1))
+            if ctx.needs_input_grad[1]:
+                if isinstance(a, (int, float)):
+                    gb = gy * y * _scalar_log(a)
+                    gb = xp.where(b >= 0, 0, gb) if a == 0 else gb
+                else:
+                    gb = gy * y * xp.log(a)
+                    gb = xp.where(b >= 0, xp.where(a == 0, 0, gb), gb)
         return ga, gb
 
 
@@ -322,12 +336,24 @@ class Clip(_Unary):
         return ctx.xp.where(inside, gy, 0)
 
 
-def _unary(name: str, fn: type, samples: Any, doc: str, methods: tuple = ()) -> Any:
+def _unary(name: str, fn: type, samples: Any, doc: str, methods: tuple = (), keeps_ints: bool = False) -> Any:
+    """The functional wrapper of a unary op.
+
+    Integer input keeps its dtype (``keeps_ints``: neg, abs, relu) or is computed in
+    the default float dtype, as PyTorch does.
+    """
+
     def op(x: Tensor) -> Tensor:
         if not isinstance(x, Tensor):
             raise TypeError(f"{name}: expected a Tensor, got {type(x).__name__}")
         if x.data.dtype.kind != "f":
-            require_floating(name, x)  # raises
+            if not keeps_ints:
+                x = to_default_float(x)
+            elif x.data.dtype.kind == "b":
+                raise DTypeError(f"{name}: expected a numeric tensor, got dtype bool; convert with .int() or .float()")
+            else:  # an integer result carries no gradient; the plain array op is enough
+                out = _INT_FORMS[name](x.data)
+                return Tensor._make(numpy.asarray(out) if isinstance(out, numpy.generic) else out)
         return fn.apply(x)
 
     op.__name__ = op.__qualname__ = name
@@ -335,14 +361,16 @@ def _unary(name: str, fn: type, samples: Any, doc: str, methods: tuple = ()) -> 
     return register(name, methods=(name,) + methods, samples=samples)(op)
 
 
-neg = _unary("neg", Neg, _unary_samples(), "Elementwise ``-x``.", ("__neg__", "negative"))
+_INT_FORMS = {"neg": lambda a: -a, "abs": lambda a: a.__abs__(), "relu": lambda a: a * (a > 0)}
+neg = _unary("neg", Neg, _unary_samples(), "Elementwise ``-x``.", ("__neg__", "negative"), keeps_ints=True)
 exp = _unary("exp", Exp, _unary_samples(), "Elementwise ``e**x``.")
 log = _unary("log", Log, _unary_samples(0.2, 3.0), "Natural logarithm (x > 0).")
 sqrt = _unary("sqrt", Sqrt, _unary_samples(0.2, 3.0), "Square root (x > 0 for a finite gradient).")
 tanh = _unary("tanh", HyperbolicTangent, _unary_samples(), "Hyperbolic tangent.")
 sigmoid = _unary("sigmoid", Logistic, _unary_samples(-4, 4), "Logistic sigmoid ``1/(1+e^-x)``.")
-relu = _unary("relu", Rectifier, _unary_samples(avoid_zero=True), "``max(x, 0)``.")
-abs = _unary("abs", Abs, _unary_samples(avoid_zero=True), "Absolute value.", ("__abs__",))  # noqa: A001
+relu = _unary("relu", Rectifier, _unary_samples(avoid_zero=True), "``max(x, 0)``.", keeps_ints=True)
+abs = _unary(  # noqa: A001
+    "abs", Abs, _unary_samples(avoid_zero=True), "Absolute value.", ("__abs__",), keeps_ints=True)
 
 
 def _clip_samples(rng: Any) -> list:
@@ -353,12 +381,10 @@ def _clip_samples(rng: Any) -> list:
 
 @register("clip", methods=("clip", "clamp"), samples=_clip_samples)
 def clip(x: Tensor, lo: float | None = None, hi: float | None = None) -> Tensor:
-    """Clamp ``x`` to ``[lo, hi]`` (either bound may be None)."""
+    """Clamp ``x`` to ``[lo, hi]`` (either bound may be None); ``lo > hi`` gives ``hi`` everywhere, as PyTorch."""
     require_floating("clip", x)
     if lo is None and hi is None:
         raise ValueError("clip: expected at least one of lo and hi, got neither")
-    if lo is not None and hi is not None and lo > hi:
-        raise ValueError(f"clip: expected lo <= hi, got lo={lo}, hi={hi}")
     return Clip.apply(x, lo=lo, hi=hi)
 
 

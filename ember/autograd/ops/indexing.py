@@ -2,6 +2,8 @@
 
 ``GetItem`` and ``IndexAdd`` are each other's backward, so indexing has
 gradients of every order.  Repeated integer indices accumulate (``add.at``).
+Index arrays separated by a slice follow PyTorch's rule, not NumPy's: integers
+select first, so ``x[0, :, idx]`` of a ``(2, 3, 4)`` tensor is ``(3, len(idx))``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy
 from ember.autograd.function import Function
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.errors import DTypeError, ShapeError
+from ember.errors import IndexDTypeError, IndexOutOfRangeError, ShapeError
 
 
 def normalize_index(index: Any, op: str = "getitem") -> Any:
@@ -26,7 +28,7 @@ def normalize_index(index: Any, op: str = "getitem") -> Any:
 def _index_item(i: Any, op: str) -> Any:
     if isinstance(i, Tensor):
         if i.dtype.kind not in "iub":
-            raise DTypeError(f"{op}: expected integer or bool index tensors, got dtype {i.dtype}")
+            raise IndexDTypeError(f"{op}: expected integer or bool index tensors, got dtype {i.dtype}")
         return i.data
     if isinstance(i, list):
         try:
@@ -34,10 +36,10 @@ def _index_item(i: Any, op: str) -> Any:
         except ValueError:  # a ragged nested list
             raise TypeError(f"{op}: expected a rectangular list of indices, got {i!r}") from None
         if arr.size and arr.dtype.kind not in "iub":
-            raise TypeError(f"{op}: expected integer or bool indices, got {i!r}")
+            raise IndexDTypeError(f"{op}: expected integer or bool indices, got {i!r}")
         return arr.astype(numpy.int64) if arr.size == 0 else arr
     if isinstance(i, (float, numpy.floating)):
-        raise TypeError(f"{op}: expected integer indices, got float {i!r}")
+        raise IndexDTypeError(f"{op}: expected integer indices, got float {i!r}")
     return i
 
 
@@ -83,10 +85,46 @@ def _getitem_samples(rng: Any) -> list:
 def getitem(x: Tensor, index: Any) -> Tensor:
     """``x[index]``: slices, ints, None, Ellipsis, integer arrays/tensors and bool masks."""
     index = normalize_index(index)
+    split = _integers_first(index)
+    if split is not None:
+        return getitem(getitem(x, split[0]), split[1])
     try:
         return GetItem.apply(x, index=index)
     except (IndexError, ValueError) as e:  # out of range, wrong mask shape, a zero slice step
-        raise ShapeError(f"getitem: index {index!r} is invalid for a tensor of shape {tuple(x.shape)}: {e}") from None
+        kind = IndexOutOfRangeError if isinstance(e, IndexError) else ShapeError
+        raise kind(f"getitem: index {index!r} is invalid for a tensor of shape {tuple(x.shape)}: {e}") from None
+
+
+def _is_integer(i: Any) -> bool:
+    if isinstance(i, (int, numpy.integer)):
+        return not isinstance(i, bool)
+    return getattr(i, "ndim", None) == 0 and i.dtype.kind in "iu"
+
+
+def _integers_first(index: Any) -> tuple | None:
+    """PyTorch's order for an index mixing integers with index arrays: ``(integers, the rest)``, else None.
+
+    NumPy counts an integer as an index array, so ``x[0, :, idx]`` puts the
+    broadcast axis first; PyTorch selects with the integers first and then
+    indexes what is left.  Splitting the index in two reproduces that.
+    """
+    if type(index) is not tuple or not any(_is_integer(i) for i in index):
+        return None
+    if not any(getattr(i, "ndim", 0) > 0 for i in index):
+        return None  # no index array: NumPy and PyTorch agree
+    first, rest = [], []
+    for i in index:
+        if _is_integer(i):
+            first.append(int(i))
+        elif i is None:
+            rest.append(i)
+        elif i is Ellipsis:
+            first.append(i)
+            rest.append(i)
+        else:  # a slice or an index array (a bool mask spans as many axes as it has)
+            first.extend([slice(None)] * (i.ndim if getattr(i, "dtype", None) == bool else 1))
+            rest.append(i)
+    return tuple(first), tuple(rest)
 
 
 def _index_add_samples(rng: Any) -> list:

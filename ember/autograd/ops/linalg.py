@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from ember.autograd.function import Function
-from ember.autograd.ops.operands import binary_operands, require_floating
+from ember.autograd.ops.operands import binary_operands
 from ember.autograd.ops.shape import squeeze, unsqueeze
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.errors import ShapeError
+from ember.errors import DTypeError, ShapeError
 
 
 class MatMul(Function):
@@ -52,7 +52,8 @@ def matmul(a: Any, b: Any) -> Tensor:
     a, b = binary_operands("matmul", a, b)
     if not isinstance(a, Tensor) or not isinstance(b, Tensor):
         raise TypeError("matmul: expected two tensors (or arrays), got a scalar operand; use * for scaling")
-    require_floating("matmul", a)
+    if a.dtype.kind == "b":  # as PyTorch: integers multiply (an integer result, no graph), bools do not
+        raise DTypeError(f"matmul: expected numeric tensors, got dtype bool {tuple(a.shape)}; convert with .int()")
     sa, sb = tuple(a.shape), tuple(b.shape)
     if not sa or not sb:
         raise ShapeError(f"matmul: expected operands of at least 1 dimension, got shapes {sa} and {sb}")

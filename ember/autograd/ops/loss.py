@@ -222,7 +222,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     """Softmax cross-entropy: ``-sum_c t_c log_softmax(x)_c``, fused and stable for logits of +-1e4.
 
     Args:
-        logits: ``(N, C)`` or ``(N, C, d1, ...)``, floating (unnormalised scores).
+        logits: ``(N, C)``, ``(N, C, d1, ...)`` or unbatched ``(C,)``, floating (unnormalised scores).
         target: class indices ``(N,)`` / ``(N, d1, ...)`` of an integer dtype in ``[0, C)``, or
             one-hot / probability targets of the logits' shape and dtype (differentiable too).
         reduction: ``"mean"`` over the ``N * d1 * ...`` loss elements, ``"sum"``, or ``"none"``.
@@ -237,6 +237,10 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         ValueError: a class index outside ``[0, C)``, or an unknown ``reduction``.
     """
     op = "cross_entropy"
+    if isinstance(logits, Tensor) and logits.ndim == 1:  # unbatched (C,) logits, as PyTorch: a batch of one
+        target = target.unsqueeze(0) if isinstance(target, Tensor) else numpy.asarray(target)[None]
+        loss = cross_entropy(logits.unsqueeze(0), target, reduction)
+        return loss.squeeze(0) if reduction == "none" else loss
     _check_logits(op, logits)
     check_reduction(op, reduction)
     target = _as_target(op, target, logits)

@@ -115,7 +115,8 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
     op = "linear"
     _check_tensor(op, "the input", x)
     _check_tensor(op, "the weight", W)
-    require_floating(op, x)
+    if x.dtype.kind == "b":  # integer inputs compute (an integer result, no graph), as PyTorch
+        raise DTypeError(f"{op}: expected a numeric input, got dtype bool {tuple(x.shape)}; convert with .float()")
     if W.ndim != 2:
         raise ShapeError(f"{op}: expected a weight of shape (out_features, in_features), got {tuple(W.shape)}")
     if x.ndim == 0 or x.shape[-1] != W.shape[1]:

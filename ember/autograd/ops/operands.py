@@ -3,7 +3,9 @@
 Dtype policy: two floating operands must share a dtype (no silent float32 ->
 float64 promotion); a non-floating operand (bool/int tensor, Python scalar,
 NumPy array) next to a floating tensor is a constant and takes its dtype, as
-in PyTorch.  NumPy arrays are accepted only next to cpu tensors.
+in PyTorch.  An integer or bool tensor meeting a Python float, or divided
+truly, becomes the default float dtype (float32), never NumPy's float64.
+NumPy arrays are accepted only next to cpu tensors.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy
 
+from ember import dtypes
 from ember.autograd.function import autocast_active
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
@@ -49,8 +52,27 @@ def _as_constant(op: str, value: Any, like: Tensor) -> Any:
     return Tensor._make(value.astype(dtype, copy=False))
 
 
-def binary_operands(op: str, a: Any, b: Any) -> tuple:
-    """Return ``(a, b)`` ready for a binary Function: Tensors or Python scalars of one dtype."""
+def binary_operands(op: str, a: Any, b: Any, true_divide: bool = False) -> tuple:
+    """Return ``(a, b)`` ready for a binary Function: Tensors or Python scalars of one dtype.
+
+    ``true_divide``: the result is floating even for two integer operands (``/``).
+    """
+    a, b = _operands(op, a, b)
+    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+    if (ta and a.data.dtype.kind != "f") or (tb and b.data.dtype.kind != "f"):
+        if true_divide or type(a) is float or type(b) is float:
+            a, b = to_default_float(a), to_default_float(b)
+    return a, b
+
+
+def to_default_float(t: Any) -> Any:
+    """An integer/bool Tensor as the default float dtype (PyTorch's promotion); others unchanged."""
+    if isinstance(t, Tensor) and t.data.dtype.kind != "f":
+        return Tensor._make(t.data.astype(dtypes.get_default_dtype()))
+    return t
+
+
+def _operands(op: str, a: Any, b: Any) -> tuple:
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if ta and tb:
         da, db = a.data.dtype, b.data.dtype

@@ -182,6 +182,10 @@ def _pooling(name: str, fn: type, summary: str) -> Any:
     """The functional op ``name`` (validated geometry, then ``fn.apply``), registered with the pooling samples."""
 
     def op(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
+        if fn is MaxPooling2d and isinstance(x, Tensor) and x.dtype.kind in "iu":
+            # as PyTorch: integer images max-pool exactly (through float64), without a graph
+            exact = Tensor._make(x.data.astype("float64"))
+            return Tensor._make(op(exact, kernel_size, stride, padding).data.astype(x.dtype))
         return fn.apply(x, **_pool_args(name, x, kernel_size, stride, padding))
 
     op.__name__ = op.__qualname__ = name

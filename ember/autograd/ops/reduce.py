@@ -2,18 +2,20 @@
 
 float16 inputs accumulate in float32 and cast back (long float16 sums lose
 whole units past 2048).  ``max``/``min`` share the gradient equally among ties.
+Every op takes NumPy's ``axis=``/``keepdims=`` and PyTorch's ``dim=``/``keepdim=``.
 """
 
 from __future__ import annotations
 
 import builtins
+import collections
 from typing import Any
 
 import numpy
 
 from ember.autograd.function import Function
 from ember.autograd.ops.operands import normalize_axes, require_floating
-from ember.autograd.registry import register, sample
+from ember.autograd.registry import accepts_dim, register, sample
 from ember.autograd.tensor import Tensor
 
 
@@ -120,13 +122,21 @@ def _distinct_samples(rng: Any) -> list:
     ]
 
 
+def _reduce(name: str, fn: type, x: Tensor, axis: Any, keepdims: bool) -> Tensor:
+    axes = normalize_axes(name, axis, x.ndim)
+    if x.data.dtype.kind != "f" and fn is Sum:  # PyTorch: integer and bool sums are int64
+        out = x.data.sum(axis=axes, keepdims=bool(keepdims), dtype=numpy.int64)
+        return Tensor._make(numpy.asarray(out) if isinstance(out, numpy.generic) else out)
+    if fn is Mean:
+        require_floating(name, x)
+    if fn in (Max, Min) and x.data.size == 0:
+        raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
+    return fn.apply(x, axes=axes, keepdims=bool(keepdims))  # max/min of ints: an int result, no graph
+
+
 def _reduction(name: str, fn: type, samples: Any, doc: str) -> Any:
     def op(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
-        require_floating(name, x)
-        axes = normalize_axes(name, axis, x.ndim)
-        if fn in (Max, Min) and x.data.size == 0:
-            raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(x.shape)}")
-        return fn.apply(x, axes=axes, keepdims=bool(keepdims))
+        return _reduce(name, fn, x, axis, keepdims)
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = doc
@@ -135,9 +145,56 @@ def _reduction(name: str, fn: type, samples: Any, doc: str) -> Any:
 
 sum = _reduction("sum", Sum, _reduce_samples, "Sum over ``axis`` (int, tuple or None for all).")  # noqa: A001
 mean = _reduction("mean", Mean, _reduce_samples, "Mean over ``axis`` (int, tuple or None for all).")
-max = _reduction("max", Max, _distinct_samples, "Maximum over ``axis``; ties share the gradient.")  # noqa: A001
-min = _reduction("min", Min, _distinct_samples, "Minimum over ``axis``; ties share the gradient.")  # noqa: A001
-amax, amin = max, min
+amax = _reduction("amax", Max, _distinct_samples, "Maximum over ``axis``; ties share the gradient.")
+amin = _reduction("amin", Min, _distinct_samples, "Minimum over ``axis``; ties share the gradient.")
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = "``(values, indices)`` of ``max``/``min``/``sort``/``topk`` along a dim, as in PyTorch."
+
+
+def _extreme(name: str, fn: type) -> Any:
+    def op(x: Tensor, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None) -> Any:
+        if dim is not None and axis is not None:
+            raise TypeError(f"{name}: got both dim= and axis= (two spellings of one argument); pass only one")
+        if keepdims is not None and keepdim:
+            raise TypeError(f"{name}: got both keepdim= and keepdims= (two spellings of one argument); pass only one")
+        keep = bool(keepdim or keepdims)
+        if dim is None:  # NumPy's spelling (or none): the values only
+            return _reduce(name, fn, x, axis, keep)
+        if isinstance(dim, Tensor):  # PyTorch's max(a, b): the elementwise maximum, where that op exists
+            from ember.autograd.registry import OPS
+
+            if f"{name}imum" in OPS:
+                return OPS[f"{name}imum"].fn(x, dim)
+            raise TypeError(f"{name}: got a Tensor as dim; the elementwise {name}imum of two tensors is not available")
+        if not isinstance(dim, (int, numpy.integer)) or isinstance(dim, bool):
+            raise TypeError(f"{name}: expected an int dim (values and indices along it), got {dim!r}; "
+                            f"use a{name}(x, dim=...) to reduce several dims")
+        from ember.autograd.ops.sorting import ArgExtreme
+
+        axes = normalize_axes(name, dim, x.ndim)
+        if axes is None:  # a 0-d tensor: its own extreme, at index 0
+            values, indices = ArgExtreme.apply(x.reshape(1), axis=0, largest=name == "max")
+            return ValuesIndices(values.reshape(()), indices.reshape(()))
+        if x.shape[axes[0]] == 0:
+            raise ValueError(f"{name}: expected a non-empty dim {axes[0]}, got shape {tuple(x.shape)}")
+        values, indices = ArgExtreme.apply(x, axis=axes[0], largest=name == "max")
+        if not keep:
+            values, indices = values.squeeze(axes[0]), indices.squeeze(axes[0])
+        return ValuesIndices(values, indices)
+
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = (
+        f"The {name}imum of all elements, or over ``axis=`` (NumPy's spelling: the values only).\n\n"
+        f"    Over all elements or ``axis``, tied extremes share the gradient equally.  Along one ``dim``\n"
+        f"    (PyTorch's spelling) it returns ``(values, indices)``, the int64 indices without a gradient,\n"
+        f"    and the gradient goes to the index returned (the first of tied elements), as PyTorch."
+    )
+    setattr(Tensor, name, op)
+    return op
+
+
+max = _extreme("max", Max)  # noqa: A001
+min = _extreme("min", Min)  # noqa: A001
 
 
 def _var_samples(rng: Any) -> list:
@@ -161,8 +218,11 @@ def var(x: Tensor, axis: Any = None, keepdims: bool = False, correction: int = 1
     axes = normalize_axes("var", axis, x.ndim)
     n = _count(tuple(x.shape), axes)
     diff = x - x.mean(axis=axes, keepdims=True)
-    scale = 1.0 / (n - correction) if n > correction else float("nan")  # torch: nan when n <= correction
-    return (diff * diff).sum(axis=axes, keepdims=keepdims) * scale
+    # As PyTorch: the divisor is max(n - correction, 0), so a sum > 0 over no degrees of
+    # freedom is inf, and 0/0 (one element, or an empty axis) is nan.
+    scale = 1.0 / (n - correction) if n > correction else float("inf")
+    with numpy.errstate(invalid="ignore"):  # 0 * inf
+        return (diff * diff).sum(axis=axes, keepdims=keepdims) * scale
 
 
 def _arg_reduce(name: str) -> Any:
@@ -181,6 +241,7 @@ def _arg_reduce(name: str) -> Any:
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"Indices of the {name[3:]}imum along ``axis`` (int64; not differentiable)."
+    op = accepts_dim(op)
     setattr(Tensor, name, op)
     return op
 
@@ -197,6 +258,7 @@ def _bool_reduce(name: str) -> Any:
 
     op.__name__ = op.__qualname__ = name
     op.__doc__ = f"Whether {name} elements along ``axis`` are non-zero (a bool tensor; not differentiable)."
+    op = accepts_dim(op)
     setattr(Tensor, name, op)
     return op
 

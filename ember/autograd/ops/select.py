@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy
 
+from ember import dtypes
 from ember.autograd.function import Function
 from ember.autograd.ops.operands import binary_operands, broadcast_error
 from ember.autograd.registry import register, sample
@@ -46,7 +47,9 @@ def _where_samples(rng: Any) -> list:
 
 @register("where", samples=_where_samples)
 def where(cond: Any, a: Any, b: Any) -> Tensor:
-    """Pick ``a`` where ``cond`` is true, else ``b`` (broadcasting all three)."""
+    """Pick ``a`` where ``cond`` is true, else ``b`` (broadcasting all three; both may be Python scalars)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor) and isinstance(cond, Tensor):
+        a = _scalar_tensor(a, b, cond)
     a, b = binary_operands("where", a, b)
     like = a if isinstance(a, Tensor) else b
     if not isinstance(cond, Tensor):
@@ -59,6 +62,21 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
         if "broadcast" in str(e):
             raise broadcast_error("where", cond, a, b) from None
         raise
+
+
+def _scalar_tensor(a: Any, b: Any, cond: Tensor) -> Any:
+    """``a`` as a 0-d tensor on ``cond``'s device when both values are Python scalars.
+
+    PyTorch's dtype rule: the default float if either is a float, else int64, or bool for two bools.
+    """
+    scalars = (type(a), type(b))
+    if not all(t in (bool, int, float) for t in scalars):
+        return a  # binary_operands names the unsupported operand
+    if float in scalars:
+        dtype = dtypes.get_default_dtype()
+    else:
+        dtype = numpy.bool_ if scalars == (bool, bool) else numpy.int64
+    return Tensor._make(backend_of(cond.data).xp.asarray(a, dtype=dtype))
 
 
 def _bool_array(cond: Any, like: Tensor) -> Any:

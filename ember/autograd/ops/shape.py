@@ -13,7 +13,7 @@ import numpy
 
 from ember.autograd.function import Function
 from ember.autograd.ops.operands import normalize_axes, normalize_axis
-from ember.autograd.registry import register, sample
+from ember.autograd.registry import accepts_dim, register, sample
 from ember.autograd.tensor import Tensor
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -87,29 +87,27 @@ view = reshape
 
 
 @register("transpose", methods=("transpose",), samples=lambda rng: [
-    sample(rng.normal(size=(3, 4))), sample(rng.normal(size=(2, 3, 4)), 2, 0, 1),
-    sample(rng.normal(size=(2, 3, 4)), 0, 2, note="two axes swap them, as in PyTorch")])
-def transpose(x: Tensor, *axes: Any) -> Tensor:
-    """Permute axes (NumPy's ``transpose(*axes)``; reverses them when none are given).
+    sample(rng.normal(size=(3, 4)), 0, 1), sample(rng.normal(size=(2, 3, 4)), 0, 2),
+    sample(rng.normal(size=(2, 3, 4)), -1, 1), sample(rng.normal(size=(3, 4)), 1, 1, note="same axis: identity")])
+def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    """Swap axes ``dim0`` and ``dim1`` (PyTorch's ``transpose``; ``permute`` reorders all axes).
 
-    Two axes on a tensor of other than 2 dimensions swap those two axes,
-    PyTorch's ``transpose(dim0, dim1)``.
+    Unlike NumPy's ``transpose(*axes)``, two arguments always mean a swap, on a
+    2-d tensor too.  Backward: ``gx = gy`` with the same two axes swapped back.
     """
-    if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
-        axes = tuple(axes[0])
+    return _swap("transpose", x, dim0, dim1)
+
+
+def _swap(op: str, x: Tensor, dim0: Any, dim1: Any) -> Tensor:
     nd = x.ndim
-    if not axes:
-        axes = tuple(range(nd))[::-1]
-    elif len(axes) == 2 and nd != 2:
-        a, b = normalize_axis("transpose", axes[0], nd), normalize_axis("transpose", axes[1], nd)
-        perm = list(range(nd))
-        perm[a], perm[b] = perm[b], perm[a]
-        axes = tuple(perm)
-    else:
-        if len(axes) != nd or sorted(normalize_axes("transpose", axes, nd) or ()) != list(range(nd)):
-            raise ShapeError(f"transpose: expected a permutation of {nd} axes, got {axes} for shape {tuple(x.shape)}")
-        axes = tuple(int(a) % nd for a in axes)
-    return Transpose.apply(x, axes=axes)
+    if nd == 0:  # PyTorch accepts dims 0 and -1 on a 0-d tensor: nothing to swap
+        for d in (dim0, dim1):
+            normalize_axes(op, d, 0)
+        return x
+    a, b = normalize_axis(op, dim0, nd), normalize_axis(op, dim1, nd)
+    perm = list(range(nd))
+    perm[a], perm[b] = perm[b], perm[a]
+    return Transpose.apply(x, axes=tuple(perm))
 
 
 def permute(x: Tensor, *axes: Any) -> Tensor:
@@ -123,17 +121,14 @@ def permute(x: Tensor, *axes: Any) -> Tensor:
 
 
 def swapaxes(x: Tensor, a: int, b: int) -> Tensor:
-    """Exchange axes ``a`` and ``b``."""
-    nd = x.ndim
-    a, b = normalize_axis("swapaxes", a, nd), normalize_axis("swapaxes", b, nd)
-    perm = list(range(nd))
-    perm[a], perm[b] = perm[b], perm[a]
-    return Transpose.apply(x, axes=tuple(perm))
+    """Exchange axes ``a`` and ``b`` (NumPy's name for ``transpose``)."""
+    return _swap("swapaxes", x, a, b)
 
 
 Tensor.permute = permute
 Tensor.swapaxes = swapaxes
-Tensor.T = property(lambda self: transpose(self), doc="All axes reversed (the matrix transpose for 2-d).")
+Tensor.T = property(lambda self: permute(self, tuple(range(self.ndim))[::-1]),
+                    doc="All axes reversed (the matrix transpose for 2-d).")
 Tensor.mT = property(lambda self: swapaxes(self, -1, -2), doc="Transpose of the last two axes.")
 
 
@@ -166,15 +161,12 @@ Tensor.expand = expand
 
 
 def squeeze(x: Tensor, axis: Any = None) -> Tensor:
-    """Drop axes of size 1 (all of them, or the given ones, which must have size 1)."""
+    """Drop size-1 axes: all, or those among ``axis`` (one of another size stays, as in PyTorch)."""
     shape = tuple(x.shape)
     axes = normalize_axes("squeeze", axis, x.ndim)
     if axes is None:
         axes = tuple(i for i, s in enumerate(shape) if s == 1)
-    for a in axes:
-        if shape[a] != 1:
-            raise ShapeError(f"squeeze: axis {a} has size {shape[a]}, expected 1 (shape {shape})")
-    return reshape(x, tuple(s for i, s in enumerate(shape) if i not in axes))
+    return reshape(x, tuple(s for i, s in enumerate(shape) if i not in axes or s != 1))
 
 
 def unsqueeze(x: Tensor, axis: int) -> Tensor:
@@ -186,8 +178,9 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
     return reshape(x, tuple(shape))
 
 
-def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
-    """Merge axes ``start..end`` (inclusive) into one (``flatten(1)`` keeps the batch axis)."""
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge axes ``start_dim..end_dim`` (inclusive) into one (``flatten(1)`` keeps the batch axis)."""
+    start, end = start_dim, end_dim
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = normalize_axis("flatten", start, x.ndim), normalize_axis("flatten", end, x.ndim)
@@ -198,6 +191,8 @@ def flatten(x: Tensor, start: int = 0, end: int = -1) -> Tensor:
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
 
 
+squeeze = accepts_dim(squeeze)
+unsqueeze = accepts_dim(unsqueeze)
 Tensor.squeeze = squeeze
 Tensor.unsqueeze = unsqueeze
 Tensor.flatten = flatten
