@@ -10,6 +10,8 @@ NumPy arrays are accepted only next to cpu tensors.
 
 from __future__ import annotations
 
+import collections
+
 import numbers
 from typing import Any
 
@@ -20,6 +22,10 @@ from ember.autograd.function import autocast_active
 from ember.autograd.tensor import Tensor
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = "``(values, indices)`` of ``max``/``min``/``sort``/``topk`` along a dim, as in PyTorch."
 
 
 class AxisError(ShapeError, IndexError):

@@ -8,13 +8,12 @@ Every op takes NumPy's ``axis=``/``keepdims=`` and PyTorch's ``dim=``/``keepdim=
 from __future__ import annotations
 
 import builtins
-import collections
 from typing import Any
 
 import numpy
 
 from ember.autograd.function import Function
-from ember.autograd.ops.operands import normalize_axes, require_floating
+from ember.autograd.ops.operands import ValuesIndices, normalize_axes, require_floating
 from ember.autograd.registry import accepts_dim, register, sample
 from ember.autograd.tensor import Tensor
 
@@ -147,8 +146,6 @@ sum = _reduction("sum", Sum, _reduce_samples, "Sum over ``axis`` (int, tuple or 
 mean = _reduction("mean", Mean, _reduce_samples, "Mean over ``axis`` (int, tuple or None for all).")
 amax = _reduction("amax", Max, _distinct_samples, "Maximum over ``axis``; ties share the gradient.")
 amin = _reduction("amin", Min, _distinct_samples, "Minimum over ``axis``; ties share the gradient.")
-ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
-ValuesIndices.__doc__ = "``(values, indices)`` of ``max``/``min``/``sort``/``topk`` along a dim, as in PyTorch."
 
 
 def _extreme(name: str, fn: type) -> Any:

@@ -12,8 +12,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.function import Function
-from ember.autograd.ops.operands import normalize_axes
-from ember.autograd.ops.reduce import ValuesIndices
+from ember.autograd.ops.operands import ValuesIndices, normalize_axes
 from ember.autograd.registry import accepts_dim, register, sample
 from ember.autograd.tensor import Tensor
 from ember.errors import ShapeError
