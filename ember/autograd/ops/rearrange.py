@@ -90,24 +90,29 @@ class RepeatInterleave(Take):
     """``y = repeat(x, repeats, axis=dim)``; ``gx`` sums each element's copies."""
 
 
-def _repeat_counts(x: Tensor, repeats: Any, n: int) -> Any:
-    xp = backend_of(x.data).xp
+def _repeat_counts(repeats: Any, n: int) -> numpy.ndarray:
+    """The per-element repeat counts as a host int64 array of length ``n`` (checked non-negative)."""
     if isinstance(repeats, Tensor):
         if repeats.dtype.kind not in "iu":
             raise DTypeError(f"repeat_interleave: expected integer repeats, got dtype {repeats.dtype}")
-        counts = repeats.data.reshape(-1)
+        counts = numpy.asarray(repeats.numpy(), dtype=numpy.int64).reshape(-1)
         if counts.size == 1:
-            counts = xp.broadcast_to(counts, (n,))
+            counts = numpy.full((n,), counts[0])
         elif counts.size != n:
             raise ShapeError(f"repeat_interleave: expected {n} repeats (one per element along the dim), got "
                              f"shape {tuple(repeats.shape)}")
     elif isinstance(repeats, (int, numpy.integer)) and not isinstance(repeats, bool):
-        counts = xp.full((n,), int(repeats))
+        counts = numpy.full((n,), int(repeats), dtype=numpy.int64)
     else:
         raise TypeError(f"repeat_interleave: expected an int or an integer Tensor as repeats, got {repeats!r}")
     if counts.size and int(counts.min()) < 0:
         raise ValueError(f"repeat_interleave: expected non-negative repeats, got {int(counts.min())}")
     return counts
+
+
+def _repeated_arange(x: Tensor, counts: numpy.ndarray) -> Any:
+    """``arange(len(counts))`` with element i repeated ``counts[i]`` times, on ``x``'s device."""
+    return backend_of(x.data).asarray(numpy.repeat(numpy.arange(counts.size), counts))
 
 
 @register("repeat_interleave", methods=("repeat_interleave",), samples=lambda rng: [
@@ -125,14 +130,11 @@ def repeat_interleave(input: Tensor, repeats: Any = None, dim: int | None = None
         if x.dtype.kind not in "iu" or x.ndim != 1:
             raise ShapeError(f"repeat_interleave: a lone argument must be a 1-d integer tensor of repeats, got "
                              f"shape {tuple(x.shape)} dtype {x.dtype}")
-        xp = backend_of(x.data).xp
-        return Tensor._make(xp.repeat(xp.arange(x.shape[0]), _repeat_counts(x, x, x.shape[0])))
+        return Tensor._make(_repeated_arange(x, _repeat_counts(x, x.shape[0])))
     if dim is None:
         x, dim = reshape(x, -1), 0
     dim = normalize_axis("repeat_interleave", dim, x.ndim)
-    counts = _repeat_counts(x, repeats, x.shape[dim])
-    xp = backend_of(x.data).xp
-    source = xp.repeat(xp.arange(x.shape[dim]), counts)
+    source = _repeated_arange(x, _repeat_counts(repeats, x.shape[dim]))
     if output_size is not None and output_size != source.shape[0]:
         raise ShapeError(f"repeat_interleave: output_size={output_size} does not match the {source.shape[0]} "
                          f"repeated elements")
