@@ -150,3 +150,20 @@ def test_masked_fill_bad_input_names_the_op():
         x.masked_fill(em.tensor([True, False, True]), 0.0)
     with pytest.raises(ShapeError, match=r"masked_fill: expected a 0-d value tensor, got shape \(2,\)"):
         x.masked_fill(x > 0, em.ones(2))
+
+
+def test_scatter_keyword_forms_match_torch():
+    x, index = R.normal(size=(2, 3)), numpy.array([[0], [2]])
+    compare(lambda t, i: t.scatter(1, i, value=-2.0), lambda t, i: t.scatter(1, i, value=-2.0), [x, index])
+    src = R.normal(size=(2, 1))
+    compare(lambda t, i, s: t.scatter(1, i, s, reduce="add"), lambda t, i, s: t.scatter(1, i, s, reduce="add"),
+            [x, index, src], grad=False)  # torch has no backward for reduce=
+    y = em.zeros(2, 3)
+    y.scatter_(1, em.tensor(index), value=4.0)
+    assert y.tolist() == [[4, 0, 0], [0, 0, 4]]
+    with pytest.raises(ValueError, match=r"scatter: reduce='multiply' is not supported"):
+        em.scatter(em.ones(2, 3), 1, em.tensor(index), em.ones(2, 1), reduce="multiply")
+    with pytest.raises(TypeError, match=r"scatter: expected exactly one of src and value"):
+        em.scatter(em.ones(2, 3), 1, em.tensor(index))
+    with pytest.raises(ValueError, match=r"gather: sparse_grad=True is not supported"):
+        em.gather(em.ones(2, 3), 1, em.tensor(index), sparse_grad=True)

@@ -128,3 +128,10 @@ def test_rearrange_bad_input_names_the_op_and_shapes():
         x.chunk(0)
     with pytest.raises(ShapeError, match=r"chunk: expected a tensor of at least 1 dimension"):
         em.tensor(1.0).chunk(2)
+
+
+def test_flip_takes_dims_as_keyword_like_torch():
+    compare(lambda t: em.flip(t, dims=[0, 1]), lambda t: torch.flip(t, dims=[0, 1]), [X34])
+    compare(lambda t: t.flip(dims=(-1,)), lambda t: t.flip(dims=(-1,)), [X34])
+    with pytest.raises(TypeError, match=r"flip: expected the dims either positionally or as dims="):
+        em.flip(em.ones(2), 0, dims=0)

@@ -92,8 +92,10 @@ def _gather_samples(rng: Any) -> list:
 
 
 @register("gather", methods=("gather",), samples=_gather_samples)
-def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:  # noqa: A002 - PyTorch's argument name
-    """Values of ``input`` at ``index`` along ``dim``; the result has ``index``'s shape."""
+def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:  # noqa: A002
+    """Values of ``input`` at ``index`` along ``dim``; the result has ``index``'s shape (dense gradient only)."""
+    if sparse_grad:
+        raise ValueError("gather: sparse_grad=True is not supported (ember has no sparse tensors)")
     dim, full = _checked_index("gather", input, dim, index)
     return Gather.apply(input, full_index=full)
 
@@ -167,11 +169,21 @@ def _scatter_samples(rng: Any) -> list:
 
 
 @register("scatter", methods=("scatter",), samples=_scatter_samples)
-def scatter(input: Tensor, dim: int, index: Tensor, src: Any) -> Tensor:  # noqa: A002 - PyTorch's names
-    """A copy of ``input`` with ``src`` (a tensor or a number) written at ``index`` along ``dim``.
+def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None,  # noqa: A002
+            reduce: str | None = None) -> Tensor:
+    """A copy of ``input`` with ``src`` (a tensor) or ``value`` (a number) written at ``index`` along ``dim``.
 
     With repeated positions the value written last wins (PyTorch leaves it unspecified).
+    ``reduce="add"`` with a tensor ``src`` is ``scatter_add``; other reductions are not supported.
     """
+    if (src is None) == (value is None):
+        raise TypeError("scatter: expected exactly one of src and value")
+    src = value if src is None else src
+    if reduce is not None:
+        if reduce == "add" and isinstance(src, Tensor):
+            return scatter_add(input, dim, index, src)
+        raise ValueError(f"scatter: reduce={reduce!r} is not supported (only 'add' with a tensor src); "
+                         "use scatter_add")
     dim, full = _checked_index("scatter", input, dim, index, src if isinstance(src, Tensor) else None)
     return Scatter.apply(input, _source("scatter", input, index, src), full_index=full)
 
@@ -245,13 +257,14 @@ def masked_fill(input: Tensor, mask: Tensor, value: Any) -> Tensor:  # noqa: A00
 def _in_place(op: str, out_of_place: Any) -> Any:
     """The ``op_`` method: the out-of-place result written into ``self`` (records no graph)."""
 
-    def method(self: Tensor, *args: Any) -> Tensor:
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         self._check_inplace(op)
-        if is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in args):
+        values = args + tuple(kwargs.values())
+        if is_grad_enabled() and any(isinstance(a, Tensor) and a.requires_grad for a in values):
             raise GraphError(f"{op}: an argument requires grad, but in-place ops record no graph; use the "
                              f"out-of-place {op[:-1]} instead")
         with no_grad():
-            out = out_of_place(self.detach(), *args)
+            out = out_of_place(self.detach(), *args, **kwargs)
         self._guarded_write(op, out.data, lambda: self.data.__setitem__(Ellipsis, out.data))
         return self
 

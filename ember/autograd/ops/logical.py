@@ -63,7 +63,8 @@ def isfinite(input: Tensor) -> Tensor:  # noqa: A002
     return Tensor._make(backend_of(x.data).xp.isfinite(x.data))
 
 
-def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:  # noqa: A002
+def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,  # noqa: A002
+            equal_nan: bool = False) -> Tensor:
     """``|input - other| <= atol + rtol * |other|`` elementwise, with broadcasting."""
     _tensor("isclose", input)
     if rtol < 0 or atol < 0:
@@ -72,7 +73,8 @@ def isclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08, eq
     return _elementwise("isclose", lambda p, q: xp.isclose(p, q, rtol=rtol, atol=atol, equal_nan=equal_nan), a, b)
 
 
-def allclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> bool:  # noqa: A002
+def allclose(input: Any, other: Any, rtol: float = 1e-05, atol: float = 1e-08,  # noqa: A002
+             equal_nan: bool = False) -> bool:
     """True when every element of ``isclose`` is true."""
     return bool(isclose(input, other, rtol, atol, equal_nan).data.all())
 
@@ -144,19 +146,25 @@ def logical_not(input: Tensor) -> Tensor:  # noqa: A002
     return Tensor._make(backend_of(x.data).xp.logical_not(x.data))
 
 
+_OPERANDS = (Tensor, bool, int, float, numpy.number, numpy.bool_, numpy.ndarray, list, tuple)
+
+
 def _operator(fn: Any, reflected: bool = False) -> Any:
+    """``&``/``|``/``^`` on a Tensor; unrelated operands (None, strings ...) get Python's NotImplemented."""
+
     def method(self: Tensor, other: Any) -> Any:
-        if not isinstance(other, (Tensor, bool, int, numpy.integer, numpy.bool_, numpy.ndarray, list, tuple)):
-            if isinstance(other, float):
-                return fn(other, self) if reflected else fn(self, other)  # raises the dtype error
-            return NotImplemented
+        if not isinstance(other, _OPERANDS):
+            try:
+                backend_of(other)
+            except TypeError:
+                return NotImplemented
         return fn(other, self) if reflected else fn(self, other)
 
     return method
 
 
-for _name in ("isnan", "isinf", "isfinite", "isclose", "allclose", "nonzero", "bitwise_and", "bitwise_or", "bitwise_xor",
-              "bitwise_not", "logical_and", "logical_or", "logical_xor", "logical_not"):
+for _name in ("isnan", "isinf", "isfinite", "isclose", "allclose", "nonzero", "bitwise_and", "bitwise_or",
+              "bitwise_xor", "bitwise_not", "logical_and", "logical_or", "logical_xor", "logical_not"):
     setattr(Tensor, _name, globals()[_name])
 for _dunder, _fn in (("and", bitwise_and), ("or", bitwise_or), ("xor", bitwise_xor)):
     setattr(Tensor, f"__{_dunder}__", _operator(_fn))

@@ -156,10 +156,12 @@ class Flip(Function):
 
 @register("flip", methods=("flip",), samples=lambda rng: [
     sample(rng.normal(size=(3, 4)), (0,)), sample(rng.normal(size=(2, 3, 4)), (-1, 0))])
-def flip(input: Tensor, *dims: Any) -> Tensor:  # noqa: A002 - PyTorch's argument name
-    """Reverse the order of elements along ``dims`` (``flip(x, (0, 1))`` or ``x.flip(0, 1)``)."""
+def flip(input: Tensor, *args: Any, dims: Any = None) -> Tensor:  # noqa: A002 - PyTorch's argument name
+    """Reverse the order of elements along ``dims`` (``flip(x, (0, 1))``, ``x.flip(0, 1)``, ``flip(x, dims=[0])``)."""
     x = _tensor("flip", input)
-    dims = _int_sequence("flip", "dims", dims)
+    if (dims is None) == (not args):
+        raise TypeError(f"flip: expected the dims either positionally or as dims=, got {args!r} and dims={dims!r}")
+    dims = _int_sequence("flip", "dims", args if dims is None else (dims,))
     axes = normalize_axes("flip", dims, x.ndim) or ()
     reverse = slice(None, None, -1)
     return Flip.apply(x, index=tuple(reverse if d in axes else slice(None) for d in range(x.ndim)))
