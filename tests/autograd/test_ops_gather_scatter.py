@@ -152,6 +152,7 @@ def test_masked_fill_bad_input_names_the_op():
         x.masked_fill(x > 0, em.ones(2))
 
 
+@pytest.mark.filterwarnings("ignore:The reduce argument of torch.scatter:UserWarning")
 def test_scatter_keyword_forms_match_torch():
     x, index = R.normal(size=(2, 3)), numpy.array([[0], [2]])
     compare(lambda t, i: t.scatter(1, i, value=-2.0), lambda t, i: t.scatter(1, i, value=-2.0), [x, index])

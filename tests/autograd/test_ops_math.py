@@ -183,6 +183,7 @@ def test_integer_division_by_zero_raises_naming_the_op():
         em.tensor([5]) // 0
 
 
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_float_division_by_zero_gives_ieee_values_like_torch():
     a = numpy.array([1.0, -1.0, 0.0])
     b = numpy.zeros(3)
