@@ -20,7 +20,7 @@ from ember.autograd.ops.shape import (
     broadcast_to, cat, concatenate, expand, flatten, permute, reshape, squeeze, stack, swapaxes, transpose,
     unsqueeze,
 )
-from ember.autograd.ops.math import (  # tensor ops for PyTorch fidelity (issue 16)
+from ember.autograd.ops.math import (  # tensor ops for PyTorch fidelity
     ceil, cos, erf, exp2, fix, floor, log2, log10, round, rsqrt, sign, sin, trunc,
 )
 from ember.autograd.ops.pairwise import floor_divide, lerp, maximum, minimum, remainder

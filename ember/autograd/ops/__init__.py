@@ -5,5 +5,7 @@ Importing this package registers every op (functional form + Tensor methods).
 
 from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, select, shape  # noqa: F401
 from ember.autograd.ops import activation, loss, nn_ops  # noqa: F401
-from ember.autograd.ops import gather_scatter, logical, math, matrix, pairwise, rearrange, split  # noqa: F401
 from ember.autograd.ops import conv, im2col, pool  # noqa: F401
+
+# Tensor ops added for PyTorch fidelity.
+from ember.autograd.ops import gather_scatter, logical, math, matrix, pairwise, rearrange, split  # noqa: F401
