@@ -110,6 +110,13 @@ def test_maximum_minimum_ties_split_the_gradient_like_torch(name):
     assert em.autograd.gradcheck(lambda p, q: getattr(em, name)(p, q), [x, y])
 
 
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_maximum_minimum_nan_values_and_gradients_match_torch(name):
+    a = numpy.array([float("nan"), 1.0, float("nan"), 2.0])
+    b = numpy.array([0.0, float("nan"), float("nan"), 2.0])
+    compare(lambda x, y: getattr(em, name)(x, y), lambda x, y: getattr(torch, name)(x, y), [a, b])
+
+
 def test_maximum_propagates_nan_and_works_on_integers():
     out = em.maximum(em.tensor([float("nan"), 1.0]), em.tensor([0.0, float("nan")])).numpy()
     assert numpy.isnan(out).all()

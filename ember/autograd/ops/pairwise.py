@@ -40,36 +40,38 @@ def _apply(op: str, fn: type, a: Any, b: Any, **kwargs: Any) -> Tensor:
 
 
 class _Extremum(Function):
-    """Shared maximum/minimum: the gradient goes to the larger (smaller) operand, halved on ties."""
+    """Shared maximum/minimum: each operand gets ``gy`` unless it lost, half of it on a tie.
+
+    An operand "loses" where it is strictly beyond the other on the wrong side, so
+    at a NaN neither loses and both get ``gy`` (PyTorch's rule).
+    """
 
     pick = "maximum"
 
     @classmethod
     def forward(cls, ctx: Function, a: Any, b: Any) -> Any:
-        xp = ctx.backend.xp
-        y = getattr(xp, cls.pick)(a, b)
+        y = getattr(ctx.backend.xp, cls.pick)(a, b)
         if any(ctx.needs_input_grad):
-            wins = (a > b) if cls.pick == "maximum" else (a < b)
-            ties = a == b
-            dtype = y.dtype
-            ctx.save_for_backward(wins.astype(dtype) + ties.astype(dtype) * 0.5)
+            a_loses, b_loses = (a < b, a > b) if cls.pick == "maximum" else (a > b, a < b)
+            half_tie = (a == b).astype(y.dtype) * 0.5
+            ctx.save_for_backward(1 - a_loses.astype(y.dtype) - half_tie, 1 - b_loses.astype(y.dtype) - half_tie)
         return y
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
-        (weight_a,) = ctx.saved_arrays
+        weight_a, weight_b = ctx.saved_arrays
         need_a, need_b = ctx.needs_input_grad
-        return (gy * weight_a if need_a else None), (gy * (1 - weight_a) if need_b else None)
+        return (gy * weight_a if need_a else None), (gy * weight_b if need_b else None)
 
 
 class Maximum(_Extremum):
-    """``y = max(a, b)`` elementwise (NaN propagates); ``ga = gy [a > b] + gy/2 [a == b]``."""
+    """``y = max(a, b)`` elementwise (NaN propagates); ``ga = gy (1 - [a < b] - [a == b]/2)``."""
 
     pick = "maximum"
 
 
 class Minimum(_Extremum):
-    """``y = min(a, b)`` elementwise (NaN propagates); ``ga = gy [a < b] + gy/2 [a == b]``."""
+    """``y = min(a, b)`` elementwise (NaN propagates); ``ga = gy (1 - [a > b] - [a == b]/2)``."""
 
     pick = "minimum"
 
