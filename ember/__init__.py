@@ -24,6 +24,19 @@ from ember.autograd.ops.activation import log_softmax, softmax
 from ember.autograd.ops.reduce_nonlinear import logsumexp, prod, std
 from ember.autograd.ops.scan import cumprod, cumsum
 from ember.autograd.ops.sorting import argsort, sort, topk
+from ember.autograd.ops.math import (  # tensor ops for PyTorch fidelity
+    ceil, cos, erf, exp2, fix, floor, log2, log10, round, rsqrt, sign, sin, trunc,
+)
+from ember.autograd.ops.pairwise import floor_divide, lerp, maximum, minimum, remainder
+from ember.autograd.ops.logical import (
+    allclose, bitwise_and, bitwise_not, bitwise_or, bitwise_xor, isclose, isfinite, isinf, isnan, logical_and,
+    logical_not, logical_or, logical_xor, nonzero,
+)
+from ember.autograd.ops.gather_scatter import gather, masked_fill, scatter, scatter_add
+from ember.autograd.ops.matrix import bmm, diag, mm, tril, triu
+from ember.autograd.ops.rearrange import flip, repeat_interleave, roll, unflatten
+from ember.autograd.ops.split import chunk, split
+from ember.autograd.ranges import linspace
 from ember.backends import Device, device
 from ember.dtypes import (
     bool_, double, float16, float32, float64, get_default_dtype, half, int8, int16, int32, int64, long,

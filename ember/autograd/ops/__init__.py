@@ -7,3 +7,6 @@ from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, s
 from ember.autograd.ops import activation, loss, nn_ops  # noqa: F401
 from ember.autograd.ops import conv, im2col, pool  # noqa: F401
 from ember.autograd.ops import reduce_nonlinear, scan, sorting  # noqa: F401
+
+# Tensor ops added for PyTorch fidelity.
+from ember.autograd.ops import gather_scatter, logical, math, matrix, pairwise, rearrange, split  # noqa: F401
