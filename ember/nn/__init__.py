@@ -10,3 +10,7 @@ from ember.nn.layers.linear import Flatten, Identity, Linear
 from ember.nn.layers.loss import CrossEntropyLoss, MSELoss
 from ember.nn.layers.norm import BatchNorm1d, BatchNorm2d, Dropout
 from ember.nn.layers.conv import AvgPool2d, Conv2d, MaxPool2d
+# PyTorch's extra activation layers
+from ember.nn.layers.activation_extra import (  # noqa: F401
+    ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSigmoid, Mish, ReLU6, SELU, SiLU, Softplus,
+)

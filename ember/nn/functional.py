@@ -11,3 +11,7 @@ from ember.autograd.ops.nn_ops import batch_norm, dropout, linear  # noqa: F401
 from ember.autograd.ops.conv import conv2d  # noqa: F401
 from ember.autograd.ops.im2col import col2im, im2col  # noqa: F401
 from ember.autograd.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
+# PyTorch's extra activations
+from ember.autograd.ops.activation_extra import (  # noqa: F401
+    elu, gelu, hardsigmoid, hardswish, hardtanh, leaky_relu, logsigmoid, mish, relu6, selu, silu, softplus,
+)

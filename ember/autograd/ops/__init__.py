@@ -6,3 +6,4 @@ Importing this package registers every op (functional form + Tensor methods).
 from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, select, shape  # noqa: F401
 from ember.autograd.ops import activation, loss, nn_ops  # noqa: F401
 from ember.autograd.ops import conv, im2col, pool  # noqa: F401
+from ember.autograd.ops import activation_extra  # noqa: F401  (PyTorch activations: gelu, silu, ...)
