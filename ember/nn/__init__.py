@@ -14,3 +14,5 @@ from ember.nn.layers.conv import AvgPool2d, Conv2d, MaxPool2d
 from ember.nn.layers.activation_extra import (  # noqa: F401
     ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSigmoid, Mish, ReLU6, SELU, SiLU, Softplus,
 )
+# PyTorch's extra loss layers
+from ember.nn.layers.loss_extra import BCELoss, BCEWithLogitsLoss, NLLLoss  # noqa: F401

@@ -15,3 +15,5 @@ from ember.autograd.ops.pool import avg_pool2d, max_pool2d  # noqa: F401
 from ember.autograd.ops.activation_extra import (  # noqa: F401
     elu, gelu, hardsigmoid, hardswish, hardtanh, leaky_relu, logsigmoid, mish, relu6, selu, silu, softplus,
 )
+# PyTorch's binary cross-entropies (weights / ignore_index / label_smoothing live on cross_entropy, nll_loss)
+from ember.autograd.ops.loss_extra import binary_cross_entropy, binary_cross_entropy_with_logits  # noqa: F401

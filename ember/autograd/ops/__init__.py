@@ -7,3 +7,4 @@ from ember.autograd.ops import convert, elementwise, indexing, linalg, reduce, s
 from ember.autograd.ops import activation, loss, nn_ops  # noqa: F401
 from ember.autograd.ops import conv, im2col, pool  # noqa: F401
 from ember.autograd.ops import activation_extra  # noqa: F401  (PyTorch activations: gelu, silu, ...)
+from ember.autograd.ops import loss_extra  # noqa: F401  (binary cross-entropies, weighted / smoothed NLL)

@@ -15,16 +15,20 @@ class CrossEntropyLoss(Module):
     Takes raw logits (no softmax layer before it): the book's Softmax-with-Loss.
     """
 
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
         super().__init__()
         check_reduction("CrossEntropyLoss", reduction)
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
         self.reduction = reduction
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
-        return cross_entropy(input, target, reduction=self.reduction)
+        return cross_entropy(input, target, self.weight, self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing)
 
     def extra_repr(self) -> str:
-        return f"reduction={self.reduction!r}"
+        extra = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"reduction={self.reduction!r}{extra}"
 
 
 class MSELoss(Module):
