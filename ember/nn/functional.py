@@ -17,3 +17,7 @@ from ember.autograd.ops.activation_extra import (  # noqa: F401
 )
 # PyTorch's binary cross-entropies (weights / ignore_index / label_smoothing live on cross_entropy, nll_loss)
 from ember.autograd.ops.loss_extra import binary_cross_entropy, binary_cross_entropy_with_logits  # noqa: F401
+# Padding, PyTorch's F.pad
+from ember.autograd.ops.padding import pad  # noqa: F401
+# Convolution beyond conv2d's defaults (conv2d itself takes dilation= and groups=)
+from ember.autograd.ops.conv_extra import conv1d, conv_transpose2d  # noqa: F401

@@ -8,3 +8,5 @@ from ember.autograd.ops import activation, loss, nn_ops  # noqa: F401
 from ember.autograd.ops import conv, im2col, pool  # noqa: F401
 from ember.autograd.ops import activation_extra  # noqa: F401  (PyTorch activations: gelu, silu, ...)
 from ember.autograd.ops import loss_extra  # noqa: F401  (binary cross-entropies, weighted / smoothed NLL)
+from ember.autograd.ops import padding  # noqa: F401  (F.pad)
+from ember.autograd.ops import conv_extra  # noqa: F401  (conv1d, conv_transpose2d, dilation/groups)
