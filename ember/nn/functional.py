@@ -21,3 +21,5 @@ from ember.autograd.ops.loss_extra import binary_cross_entropy, binary_cross_ent
 from ember.autograd.ops.padding import pad  # noqa: F401
 # Convolution beyond conv2d's defaults (conv2d itself takes dilation= and groups=)
 from ember.autograd.ops.conv_extra import conv1d, conv_transpose2d  # noqa: F401
+# Resizing: interpolation and adaptive average pooling
+from ember.autograd.ops.resize import adaptive_avg_pool2d, interpolate  # noqa: F401

@@ -10,3 +10,4 @@ from ember.autograd.ops import activation_extra  # noqa: F401  (PyTorch activati
 from ember.autograd.ops import loss_extra  # noqa: F401  (binary cross-entropies, weighted / smoothed NLL)
 from ember.autograd.ops import padding  # noqa: F401  (F.pad)
 from ember.autograd.ops import conv_extra  # noqa: F401  (conv1d, conv_transpose2d, dilation/groups)
+from ember.autograd.ops import resize  # noqa: F401  (interpolate, adaptive_avg_pool2d)
