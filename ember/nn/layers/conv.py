@@ -112,14 +112,28 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Max pooling layer; ``stride`` defaults to ``kernel_size`` (the book's ``Pooling``)."""
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x: (N, C, H, W)`` -> ``(N, C, OH, OW)``."""
-        return max_pool2d(x, self.kernel_size, self.stride, self.padding)
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+                 return_indices: bool = False, ceil_mode: bool = False):
+        super().__init__(kernel_size, stride, padding)
+        pair(dilation, "dilation", op="MaxPool2d")
+        self.dilation, self.return_indices, self.ceil_mode = dilation, return_indices, ceil_mode
+
+    def forward(self, x: Tensor) -> Any:
+        """``x: (N, C, H, W)`` -> ``(N, C, OH, OW)`` (and the indices with ``return_indices``)."""
+        return max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                          self.return_indices)
 
 
 class AvgPool2d(_Pool2d):
     """Average pooling layer (zero padding counted in the mean); ``stride`` defaults to ``kernel_size``."""
 
+    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None):
+        super().__init__(kernel_size, stride, padding)
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+        self.divisor_override = divisor_override
+
     def forward(self, x: Tensor) -> Tensor:
         """``x: (N, C, H, W)`` -> ``(N, C, OH, OW)``."""
-        return avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
+                          self.divisor_override)
