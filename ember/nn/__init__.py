@@ -16,3 +16,5 @@ from ember.nn.layers.activation_extra import (  # noqa: F401
 )
 # PyTorch's extra loss layers
 from ember.nn.layers.loss_extra import BCELoss, BCEWithLogitsLoss, NLLLoss  # noqa: F401
+# PyTorch's extra convolution, resizing and pooling layers
+from ember.nn.layers.conv_extra import AdaptiveAvgPool2d, Conv1d, ConvTranspose2d, Upsample  # noqa: F401
