@@ -23,3 +23,5 @@ from ember.autograd.ops.padding import pad  # noqa: F401
 from ember.autograd.ops.conv_extra import conv1d, conv_transpose2d  # noqa: F401
 # Resizing: interpolation and adaptive average pooling
 from ember.autograd.ops.resize import adaptive_avg_pool2d, interpolate  # noqa: F401
+# Attention and friends
+from ember.autograd.ops.attention import normalize, one_hot, scaled_dot_product_attention  # noqa: F401

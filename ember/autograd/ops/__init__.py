@@ -11,3 +11,4 @@ from ember.autograd.ops import loss_extra  # noqa: F401  (binary cross-entropies
 from ember.autograd.ops import padding  # noqa: F401  (F.pad)
 from ember.autograd.ops import conv_extra  # noqa: F401  (conv1d, conv_transpose2d, dilation/groups)
 from ember.autograd.ops import resize  # noqa: F401  (interpolate, adaptive_avg_pool2d)
+from ember.autograd.ops import attention, einsum  # noqa: F401  (sdpa, normalize, one_hot; einsum)
