@@ -35,6 +35,7 @@ from fuzz_support import (
     shapes,
     tensors,
 )
+from fuzz_nn_extra import NN_EXTRA_CASES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -358,6 +359,7 @@ CASES: dict[str, Callable] = {
     "reshape": reshape_case, "transpose": transpose_case, "broadcast_to": broadcast_case, "matmul": matmul_case,
     "mse_loss": mse_case, "linear": linear_case, "dropout": dropout_case, "batch_norm": batch_norm_case,
     "conv2d": conv_case, "im2col": im2col_case, "col2im": col2im_case, "cast": cast_case, "clone": clone_case,
+    **NN_EXTRA_CASES,
 }
 
 

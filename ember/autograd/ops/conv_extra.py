@@ -155,8 +155,12 @@ def conv1d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
         v = v[0] if isinstance(v, (tuple, list)) and len(v) == 1 else v
         return (1 if name != "padding" else 0, _k.pair(v, name, op=op)[0])
 
-    y = conv2d_general(x.unsqueeze(2), W.unsqueeze(2), b, one(stride, "stride"), one(padding, "padding"),
-                       one(dilation, "dilation"), groups)
+    args = (one(stride, "stride"), one(padding, "padding"), one(dilation, "dilation"), groups)
+    try:
+        y = conv2d_general(x.unsqueeze(2), W.unsqueeze(2), b, *args)
+    except (ShapeError, DTypeError, ValueError, TypeError) as e:  # name the op the caller used
+        raise type(e)(f"{op} (x {tuple(x.shape)}, W {tuple(W.shape)}; run as conv2d over a height-1 axis): {e}") \
+            from None
     return y.squeeze(2)
 
 

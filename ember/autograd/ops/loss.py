@@ -244,6 +244,8 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         ValueError: a class index outside ``[0, C)``, or an unknown ``reduction``.
     """
     op = "cross_entropy"
+    if isinstance(weight, str):  # ember's earlier signature took reduction third
+        weight, reduction = None, weight
     if _needs_general_path(op, logits, target, weight, ignore_index, label_smoothing):
         from ember.autograd.ops.loss_extra import cross_entropy_general
 
@@ -314,6 +316,8 @@ def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, ignore_index: i
         ShapeError, DTypeError, ValueError: as ``cross_entropy`` for class-index targets.
     """
     op = "nll_loss"
+    if isinstance(weight, str):  # ember's earlier signature took reduction third
+        weight, reduction = None, weight
     if _needs_general_path(op, log_probs, target, weight, ignore_index, 0.0):
         from ember.autograd.ops.loss_extra import nll_loss_general
 

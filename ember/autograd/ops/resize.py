@@ -135,6 +135,8 @@ def interpolate(x: Tensor, size: Any = None, scale_factor: Any = None, mode: str
         raise ValueError(f"{op}: expected exactly one of size and scale_factor, got size={size}, "
                          f"scale_factor={scale_factor}")
     spatial = tuple(x.shape[2:])
+    if min(spatial) < 1:
+        raise ShapeError(f"{op}: expected non-empty spatial axes, got input of shape {tuple(x.shape)}")
     if size is not None:
         out = _per_axis(op, "size", size, nsp, int)
         scales = [None] * nsp
