@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy
 
+from ember.autograd.function import autocast_active
 from ember.autograd.ops.activation import softmax
 from ember.autograd.ops.elementwise import abs as _abs
 from ember.autograd.ops.elementwise import clip, sqrt
@@ -122,9 +123,17 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
         require_floating(op, t)
         if t.ndim < 2:
             raise ShapeError(f"{op}: expected {name} of at least 2 dimensions, got shape {tuple(t.shape)}")
+    if len({query.dtype, key.dtype, value.dtype}) > 1 and not autocast_active():
+        raise DTypeError(f"{op}: expected query, key and value of one dtype, got {query.dtype}, {key.dtype}, "
+                         f"{value.dtype}; convert with .to(dtype)")
     q, k, v = tuple(query.shape), tuple(key.shape), tuple(value.shape)
     if q[-1] != k[-1] or k[-2] != v[-2]:
         raise ShapeError(f"{op}: expected query (..., L, E), key (..., S, E) and value (..., S, Ev), got {q}, {k}, {v}")
+    try:
+        numpy.broadcast_shapes(q[:-2], k[:-2], v[:-2])
+    except ValueError:
+        raise ShapeError(f"{op}: expected batch axes of query, key and value that broadcast, got {q}, {k}, {v}") \
+            from None
     if is_causal and attn_mask is not None:
         raise ValueError(f"{op}: pass either attn_mask or is_causal=True, not both")
     L, S = q[-2], k[-2]
@@ -141,6 +150,9 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
                              f"(..., L, S), got {tuple(attn_mask.shape)}") from None
         if attn_mask.dtype == bool:
             scores = where(attn_mask.data, scores, -numpy.inf)
+        elif attn_mask.dtype != scores.dtype:
+            raise DTypeError(f"{op}: expected a bool attn_mask or one of the scores' dtype {scores.dtype}, "
+                             f"got {attn_mask.dtype}")
         else:
             scores = scores + attn_mask
     dead = None

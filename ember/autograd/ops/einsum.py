@@ -156,7 +156,12 @@ def einsum(equation: str, *operands: Any) -> Tensor:
                                  f"(operand shapes {shapes})")
             sizes[c] = n if n != 1 else sizes.get(c, 1)
     for sub, t in zip(ins, operands):
-        if len(set(sub)) != len(sub) and t.requires_grad:
+        repeated = {c for c in sub if sub.count(c) > 1}
+        for c in repeated:
+            if len({n for d, n in zip(sub, t.shape) if d == c}) > 1:
+                raise ShapeError(f"{op}: the repeated subscript {c!r} of {sub!r} needs equal sizes, got an "
+                                 f"operand of shape {tuple(t.shape)} in {equation!r}")
+        if repeated and t.requires_grad:
             raise NotImplementedError(
                 f"{op}: a repeated subscript within one operand ({sub!r} in {equation!r}) is supported only "
                 "for inputs that do not require grad; take the diagonal with indexing first"

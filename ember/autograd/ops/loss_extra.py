@@ -182,7 +182,10 @@ class BinaryCrossEntropyFunction(Function):
         x, t, w = ctx.saved_tensors
         xr = ctx.saved_arrays[0]
         xp = ctx.xp
-        g = gy * (1.0 / ctx.count) if ctx.reduction == "mean" else gy
+        if ctx.reduction == "mean":
+            g = gy * (1.0 / ctx.count) if ctx.count else gy * numpy.nan
+        else:
+            g = gy
         if w is not None:
             g = g * w
         gx = gt = None
