@@ -18,6 +18,8 @@ class CrossEntropyLoss(Module):
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
                  label_smoothing: float = 0.0):
         super().__init__()
+        if isinstance(weight, str):  # ember's earlier signature took reduction first
+            weight, reduction = None, weight
         check_reduction("CrossEntropyLoss", reduction)
         self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
         self.reduction = reduction
