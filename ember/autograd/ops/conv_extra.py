@@ -37,7 +37,8 @@ class DilateFunction(Function):
         dh, dw = dilation
         oc, c, kh, kw = W.shape
         ctx.dilation = dilation
-        out = ctx.backend.xp.zeros((oc, c, (kh - 1) * dh + 1, (kw - 1) * dw + 1), dtype=W.dtype)
+        # zeros_like keeps W's array type (and so its device)
+        out = ctx.backend.xp.zeros_like(W, shape=(oc, c, (kh - 1) * dh + 1, (kw - 1) * dw + 1))
         out[:, :, ::dh, ::dw] = W
         return out
 

@@ -30,12 +30,19 @@ def on_device(like: Tensor, array: Any) -> Any:
 
 
 class ConstantPadFunction(Function):
-    """``y = x`` surrounded by ``value`` (``widths`` per axis, each >= 0); ``gx = gy`` cropped back."""
+    """``y = x`` surrounded by ``value`` (``widths`` per axis, each >= 0); ``gx = gy`` cropped back.
+
+    A filled array with ``x`` written into it, rather than ``xp.pad``: NumPy's ``pad`` returns a base
+    ``ndarray`` for array subclasses.
+    """
 
     @staticmethod
     def forward(ctx: Function, x: Any, *, widths: tuple, value: float) -> Any:
         ctx.crop = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, x.shape))
-        return ctx.backend.xp.pad(x, widths, mode="constant", constant_values=value)
+        shape = tuple(n + lo + hi for (lo, hi), n in zip(widths, x.shape))
+        y = ctx.backend.xp.full_like(x, value, shape=shape)  # keeps x's array type (and so its device)
+        y[ctx.crop] = x
+        return y
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
