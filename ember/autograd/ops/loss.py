@@ -265,6 +265,8 @@ def _needs_general_path(op: str, logits: Any, target: Any, weight: Any, ignore_i
     if not isinstance(logits, Tensor):
         return False  # the fast path reports the bad input
     data = target.data if isinstance(target, Tensor) else target
+    if isinstance(data, (list, tuple)):
+        data = numpy.asarray(data)
     kind = getattr(getattr(data, "dtype", None), "kind", "")
     return kind in "iu" and kind != "" and bool((data == ignore_index).any())
 
