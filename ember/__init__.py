@@ -45,6 +45,8 @@ from ember.dtypes import (
 from ember.errors import DeviceMismatchError, DTypeError, GraphError, ShapeError
 from ember.random import get_rng_state, manual_seed, rand, randint, randn, randperm, set_rng_state
 from ember.serialization import load, save
+# Einstein summation, torch.einsum's rules
+from ember.autograd.ops.einsum import einsum  # noqa: E402
 from ember import cuda
 from ember import data, models, nn, optim  # noqa: E402  (after the core names they build on)
 from ember import amp  # noqa: E402

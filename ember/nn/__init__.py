@@ -14,3 +14,11 @@ from ember.nn.layers.conv import AvgPool2d, Conv2d, MaxPool2d
 from ember.nn.module_dict import ModuleDict
 from ember.nn.parameter_list import ParameterList
 from ember.nn import utils
+# PyTorch's extra activation layers
+from ember.nn.layers.activation_extra import (  # noqa: F401
+    ELU, GELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, LogSigmoid, Mish, ReLU6, SELU, SiLU, Softplus,
+)
+# PyTorch's extra loss layers
+from ember.nn.layers.loss_extra import BCELoss, BCEWithLogitsLoss, NLLLoss  # noqa: F401
+# PyTorch's extra convolution, resizing and pooling layers
+from ember.nn.layers.conv_extra import AdaptiveAvgPool2d, Conv1d, ConvTranspose2d, Upsample  # noqa: F401

@@ -36,6 +36,7 @@ from fuzz_support import (
     tensors,
 )
 from fuzz_tensor_ops import TENSOR_OP_CASES
+from fuzz_nn_extra import NN_EXTRA_CASES
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -398,6 +399,7 @@ CASES: dict[str, Callable] = {
     "mse_loss": mse_case, "linear": linear_case, "dropout": dropout_case, "batch_norm": batch_norm_case,
     "conv2d": conv_case, "im2col": im2col_case, "col2im": col2im_case, "cast": cast_case, "clone": clone_case,
     **TENSOR_OP_CASES,
+    **NN_EXTRA_CASES,
 }
 
 

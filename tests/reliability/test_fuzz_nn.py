@@ -15,6 +15,7 @@ import inspect
 import numpy
 import pytest
 from fuzz_support import FUZZ, Rejected, attempt, check_result, report, tensors
+from fuzz_nn_layers_extra import LAYERS_EXTRA
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -85,6 +86,7 @@ LAYERS = {
         st.builds(lambda i, o: (lambda: em.nn.Sequential(em.nn.Linear(3, i), em.nn.ReLU(), em.nn.Linear(o, 2))),
                   st.integers(1, 4), st.integers(1, 4)),
         st.tuples(features(3)))),
+    **LAYERS_EXTRA,
 }
 
 

@@ -254,7 +254,8 @@ def _conv2d_samples(rng: Any) -> list:
 
 
 @register("conv2d", samples=_conv2d_samples)
-def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, padding: Any = 0) -> Tensor:
+def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+           dilation: Any = 1, groups: int = 1) -> Tensor:
     """2-D cross-correlation of an NCHW batch with a filter bank (PyTorch's ``conv2d``).
 
     Args:
@@ -262,10 +263,13 @@ def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
         W: ``(OC, C, KH, KW)``, same dtype as ``x``.
         b: ``(OC,)`` or None.
         stride: ``s`` or ``(sh, sw)``, each >= 1.
-        padding: ``p`` or ``(ph, pw)`` zeros on each side, each >= 0.
+        padding: ``p`` or ``(ph, pw)`` zeros on each side, each >= 0; or ``"same"`` / ``"valid"``.
+        dilation: ``d`` or ``(dh, dw)``: spacing of the filter taps.
+        groups: channel groups (``W: (OC, C/groups, KH, KW)``).
 
     Returns:
-        ``(N, OC, OH, OW)`` with ``OH = (H + 2*ph - KH) // sh + 1`` (likewise ``OW``).
+        ``(N, OC, OH, OW)`` with ``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1`` (likewise ``OW``).
+        Dilation, groups and string padding run ``conv2d_general`` of ``ops/conv_extra.py``.
 
     Raises:
         ShapeError: wrong ranks, channel or bias mismatch, kernel larger than the padded input.
@@ -273,6 +277,10 @@ def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
         ValueError: stride < 1 or padding < 0 (TypeError if not ints).
     """
     op = "conv2d"
+    if groups != 1 or dilation not in (1, (1, 1)) or isinstance(padding, str):
+        from ember.autograd.ops.conv_extra import conv2d_general
+
+        return conv2d_general(x, W, b, stride, padding, dilation, groups)
     _check_tensor(op, "x", x)
     _check_tensor(op, "W", W)
     _check_nchw(op, x)

@@ -218,18 +218,24 @@ def _ce_samples(rng: Any) -> list:
 
 
 @register("cross_entropy", samples=_ce_samples)
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0) -> Tensor:
     """Softmax cross-entropy: ``-sum_c t_c log_softmax(x)_c``, fused and stable for logits of +-1e4.
 
     Args:
         logits: ``(N, C)``, ``(N, C, d1, ...)`` or unbatched ``(C,)``, floating (unnormalised scores).
         target: class indices ``(N,)`` / ``(N, d1, ...)`` of an integer dtype in ``[0, C)``, or
             one-hot / probability targets of the logits' shape and dtype (differentiable too).
+        weight: ``(C,)`` class weights (a constant), or None.
+        ignore_index: class-index targets equal to it add nothing (and leave the mean's divisor).
         reduction: ``"mean"`` over the ``N * d1 * ...`` loss elements, ``"sum"``, or ``"none"``.
+        label_smoothing: ``eps`` in [0, 1]: the target mixes with the uniform distribution.
 
     Returns:
         A 0-d tensor, or ``(N, d1, ...)`` for ``"none"``; the logits' dtype.
         Backward: ``gx = (softmax(x) - t) * gy / N`` (the book's Softmax-with-Loss).
+        With weights, ignored targets or smoothing it runs ``cross_entropy_general`` of
+        ``ops/loss_extra.py`` (PyTorch's formulas; the mean divides by the kept targets' weights).
 
     Raises:
         ShapeError: target shape fits neither form (a wrong-length label vector included).
@@ -237,15 +243,36 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         ValueError: a class index outside ``[0, C)``, or an unknown ``reduction``.
     """
     op = "cross_entropy"
+    if isinstance(weight, str):  # ember's earlier signature took reduction third
+        weight, reduction = None, weight
     if isinstance(logits, Tensor) and logits.ndim == 1:  # unbatched (C,) logits, as PyTorch: a batch of one
         target = target.unsqueeze(0) if isinstance(target, Tensor) else numpy.asarray(target)[None]
-        loss = cross_entropy(logits.unsqueeze(0), target, reduction)
+        loss = cross_entropy(logits.unsqueeze(0), target, weight=weight, ignore_index=ignore_index,
+                             reduction=reduction, label_smoothing=label_smoothing)
         return loss.squeeze(0) if reduction == "none" else loss
+    if _needs_general_path(op, logits, target, weight, ignore_index, label_smoothing):
+        from ember.autograd.ops.loss_extra import cross_entropy_general
+
+        return cross_entropy_general(logits, target, weight, ignore_index, reduction, label_smoothing)
     _check_logits(op, logits)
     check_reduction(op, reduction)
     target = _as_target(op, target, logits)
     soft = _classify_target(op, logits, target)
     return SoftmaxCrossEntropy.apply(logits, target, reduction=reduction, soft=soft)
+
+
+def _needs_general_path(op: str, logits: Any, target: Any, weight: Any, ignore_index: int,
+                        label_smoothing: float) -> bool:
+    """True when PyTorch's weight / ignore_index / label_smoothing options change the result."""
+    if weight is not None or label_smoothing:
+        return True
+    if not isinstance(logits, Tensor):
+        return False  # the fast path reports the bad input
+    data = target.data if isinstance(target, Tensor) else target
+    if isinstance(data, (list, tuple)):
+        data = numpy.asarray(data)
+    kind = getattr(getattr(data, "dtype", None), "kind", "")
+    return kind in "iu" and kind != "" and bool((data == ignore_index).any())
 
 
 class NegativeLogLikelihood(Function):
@@ -276,21 +303,31 @@ def _nll_samples(rng: Any) -> list:
 
 
 @register("nll_loss", samples=_nll_samples)
-def nll_loss(log_probs: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
+             reduction: str = "mean") -> Tensor:
     """Negative log-likelihood of class indices: ``-log_probs[n, t_n]`` (pair with ``log_softmax``).
 
     Args:
         log_probs: ``(N, C)`` or ``(N, C, d1, ...)``, floating.
         target: class indices ``(N,)`` / ``(N, d1, ...)``, integer, in ``[0, C)``.
+        weight: ``(C,)`` class weights (a constant), or None.
+        ignore_index: targets equal to it add nothing (and leave the mean's divisor).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
         A 0-d tensor, or ``(N, d1, ...)`` for ``"none"``. Backward: ``gx = -onehot(t) * gy / N``.
+        With weights or ignored targets: ``nll_loss_general`` of ``ops/loss_extra.py``.
 
     Raises:
         ShapeError, DTypeError, ValueError: as ``cross_entropy`` for class-index targets.
     """
     op = "nll_loss"
+    if isinstance(weight, str):  # ember's earlier signature took reduction third
+        weight, reduction = None, weight
+    if _needs_general_path(op, log_probs, target, weight, ignore_index, 0.0):
+        from ember.autograd.ops.loss_extra import nll_loss_general
+
+        return nll_loss_general(log_probs, target, weight, ignore_index, reduction)
     _check_logits(op, log_probs)
     check_reduction(op, reduction)
     target = _as_target(op, target, log_probs)

@@ -161,40 +161,62 @@ def _pool_samples(rng: Any) -> list:
     ]
 
 
-_POOL_DOC = """
+@register("max_pool2d", samples=_pool_samples)
+def max_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, dilation: Any = 1,
+               ceil_mode: bool = False, return_indices: bool = False) -> Any:
+    """Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).
 
     Args:
         x: ``(N, C, H, W)``, floating.
         kernel_size: ``k`` or ``(kh, kw)``.
         stride: ``s`` or ``(sh, sw)``; defaults to ``kernel_size``.
         padding: ``p`` or ``(ph, pw)``, at most half the kernel.
+        dilation: ``d`` or ``(dh, dw)``: spacing of the window taps.
+        ceil_mode: round the output size up (a last, partial window that starts inside the input).
+        return_indices: also return the int64 flat index ``h*W + w`` of each maximum.
 
     Returns:
-        ``(N, C, OH, OW)``, ``OH = (H + 2*ph - KH) // sh + 1``.
+        ``(N, C, OH, OW)``, ``OH = (H + 2*ph - dh*(KH-1) - 1) // sh + 1``; with ``return_indices``,
+        ``(values, indices)``. Non-default dilation/ceil_mode/return_indices run
+        ``max_pool2d_general`` of ``ops/pool_extra.py``.
 
     Raises:
         ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
         ValueError: stride < 1, padding < 0 or more than half the kernel.
     """
+    if ceil_mode or return_indices or dilation not in (1, (1, 1)):
+        from ember.autograd.ops.pool_extra import max_pool2d_general
+
+        return max_pool2d_general(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+    if isinstance(x, Tensor) and x.dtype.kind in "iu":  # as PyTorch: integer images pool exactly, no graph
+        exact = Tensor._make(x.data.astype("float64"))
+        return Tensor._make(max_pool2d(exact, kernel_size, stride, padding).data.astype(x.dtype))
+    return MaxPooling2d.apply(x, **_pool_args("max_pool2d", x, kernel_size, stride, padding))
 
 
-def _pooling(name: str, fn: type, summary: str) -> Any:
-    """The functional op ``name`` (validated geometry, then ``fn.apply``), registered with the pooling samples."""
+@register("avg_pool2d", samples=_pool_samples)
+def avg_pool2d(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).
 
-    def op(x: Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0) -> Tensor:
-        if fn is MaxPooling2d and isinstance(x, Tensor) and x.dtype.kind in "iu":
-            # as PyTorch: integer images max-pool exactly (through float64), without a graph
-            exact = Tensor._make(x.data.astype("float64"))
-            return Tensor._make(op(exact, kernel_size, stride, padding).data.astype(x.dtype))
-        return fn.apply(x, **_pool_args(name, x, kernel_size, stride, padding))
+    Args:
+        x: ``(N, C, H, W)``, floating.
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: ``s`` or ``(sh, sw)``; defaults to ``kernel_size``.
+        padding: ``p`` or ``(ph, pw)``, at most half the kernel.
+        ceil_mode: round the output size up (a last, partial window that starts inside the input).
+        count_include_pad: count the zero padding in the divisor (else only input elements).
+        divisor_override: divide every window sum by this instead.
 
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = summary + _POOL_DOC
-    return register(name, samples=_pool_samples)(op)
+    Returns:
+        ``(N, C, OH, OW)``. Non-default options run ``avg_pool2d_general`` of ``ops/pool_extra.py``.
 
+    Raises:
+        ShapeError: ``x`` not 4-D, or the kernel is larger than the padded input.
+        ValueError: stride < 1, padding < 0 or more than half the kernel.
+    """
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        from ember.autograd.ops.pool_extra import avg_pool2d_general
 
-max_pool2d = _pooling("max_pool2d", MaxPooling2d, "Max over ``KH x KW`` windows (PyTorch's ``max_pool2d``; padding is ``-inf``).")
-avg_pool2d = _pooling(
-    "avg_pool2d", AvgPooling2d,
-    "Mean over ``KH x KW`` windows, zero padding counted (PyTorch's ``count_include_pad=True``).",
-)
+        return avg_pool2d_general(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    return AvgPooling2d.apply(x, **_pool_args("avg_pool2d", x, kernel_size, stride, padding))

@@ -32,7 +32,20 @@ class CrossEntropyLoss(_Loss):
     Takes raw logits (no softmax layer before it): the book's Softmax-with-Loss.
     """
 
-    function = staticmethod(cross_entropy)
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        if isinstance(weight, str):  # ember's earlier signature took reduction first
+            weight, reduction = None, weight
+        super().__init__(reduction)
+        self.weight, self.ignore_index, self.label_smoothing = weight, ignore_index, label_smoothing
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return cross_entropy(input, target, self.weight, self.ignore_index, reduction=self.reduction,
+                             label_smoothing=self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        extra = f", label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
+        return f"reduction={self.reduction!r}{extra}"
 
 
 class MSELoss(_Loss):
