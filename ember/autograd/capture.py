@@ -161,7 +161,7 @@ class Recorder:
         """Record the engine's reduction of a broadcast gradient ``source`` to ``shape``."""
         if self.depth or result is source:
             return
-        from ember.backends.numpy_backend import sum_to
+        from ember.backends.arrays import sum_to
 
         src, dst = self.in_slot(source), self.out_slot(result)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.function import Function
+from ember.autograd.ops.math import Erf
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
@@ -46,21 +47,7 @@ def _raw_erf(backend: Any, x: Any) -> Any:
     return erf(x).astype(x.dtype, copy=False)
 
 
-class ErfFunction(Function):
-    """``y = erf(x)``; ``gx = gy * 2/sqrt(pi) * exp(-x**2)`` (used by exact ``gelu``'s double backward)."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return _raw_erf(ctx.backend, x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy * (2.0 / math.sqrt(math.pi)) * ctx.xp.exp(-(x * x))
-
-
-class GeluFunction(Function):
+class GaussianErrorLinear(Function):
     """Exact: ``y = x Phi(x)``, ``gx = gy (Phi(x) + x phi(x))``; tanh: ``y = x/2 (1 + tanh(u))``,
     ``u = sqrt(2/pi)(x + 0.044715 x^3)``, ``gx = gy (0.5 (1 + t) + 0.5 x (1 - t^2) u')``."""
 
@@ -81,13 +68,13 @@ class GeluFunction(Function):
             du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_C * x * x)
             return gy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
         if ctx._create_graph:
-            cdf = 0.5 * (1.0 + ErfFunction.apply(x * _INV_SQRT_2))
+            cdf = 0.5 * (1.0 + Erf.apply(x * _INV_SQRT_2))
         else:
             cdf = 0.5 * (1.0 + _raw_erf(ctx.backend, x * _INV_SQRT_2))
         return gy * (cdf + x * _INV_SQRT_2PI * xp.exp(-0.5 * (x * x)))
 
 
-class SiluFunction(Function):
+class SigmoidWeightedLinear(Function):
     """``y = x sigmoid(x)``; ``gx = gy s (1 + x (1 - s))``."""
 
     @staticmethod
@@ -107,7 +94,7 @@ def _softplus_raw(xp: Any, z: Any) -> Any:
     return xp.maximum(z, 0) + xp.log1p(xp.exp(-xp.abs(z)))
 
 
-class MishFunction(Function):
+class MishActivation(Function):
     """``y = x tanh(softplus(x))``; ``gx = gy (t + x (1 - t^2) sigmoid(x))``."""
 
     @staticmethod
@@ -126,7 +113,7 @@ class MishFunction(Function):
         return gy * (t + x * (1.0 - t * t) * _sigmoid(xp, x))
 
 
-class SoftplusFunction(Function):
+class SoftplusActivation(Function):
     """``y = log(1 + exp(beta x)) / beta``, or ``x`` where ``beta x > threshold``;
     ``gx = gy sigmoid(beta x)`` (``gy`` past the threshold)."""
 
@@ -146,7 +133,7 @@ class SoftplusFunction(Function):
         return ctx.xp.where(linear, gy, gy * _sigmoid(ctx.xp, x * ctx.beta))
 
 
-class LogSigmoidFunction(Function):
+class LogLogistic(Function):
     """``y = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))``; ``gx = gy sigmoid(-x)``."""
 
     @staticmethod
@@ -161,7 +148,7 @@ class LogSigmoidFunction(Function):
         return gy * _sigmoid(ctx.xp, -x)
 
 
-class EluFunction(Function):
+class ExponentialLinear(Function):
     """``y = scale * (x if x > 0 else alpha (exp(x) - 1))``; ``gx = gy scale (1 or alpha exp(x))``.
 
     ``scale = 1`` is ELU, SELU's constants give SELU.  At 0 the left branch is used, as PyTorch.
@@ -185,7 +172,7 @@ class EluFunction(Function):
         return xp.where(pos, gy * ctx.scale, gy * slope)
 
 
-class LeakyReluFunction(Function):
+class LeakyRectifier(Function):
     """``y = x if x > 0 else slope x``; ``gx = gy`` or ``slope gy`` (the slope side at 0, as PyTorch)."""
 
     @staticmethod
@@ -200,7 +187,7 @@ class LeakyReluFunction(Function):
         return ctx.xp.where(xr > 0, gy, gy * ctx.slope)
 
 
-class HardtanhFunction(Function):
+class HardHyperbolicTangent(Function):
     """``y = clip(x, lo, hi)``; ``gx = gy`` strictly inside ``(lo, hi)``, else 0 (PyTorch's rule)."""
 
     @staticmethod
@@ -215,7 +202,7 @@ class HardtanhFunction(Function):
         return ctx.xp.where((xr > ctx.lo) & (xr < ctx.hi), gy, 0.0)
 
 
-class HardsigmoidFunction(Function):
+class HardLogistic(Function):
     """``y = clip(x/6 + 1/2, 0, 1)``; ``gx = gy/6`` strictly inside ``(-3, 3)``, else 0."""
 
     @staticmethod
@@ -229,7 +216,7 @@ class HardsigmoidFunction(Function):
         return ctx.xp.where((xr > -3.0) & (xr < 3.0), gy / 6.0, 0.0)
 
 
-class HardswishFunction(Function):
+class HardSwishActivation(Function):
     """``y = x relu6(x + 3) / 6``; ``gx = 0`` for ``x <= -3``, ``gy (x/3 + 1/2)`` on ``(-3, 3)``, else ``gy``."""
 
     @staticmethod
@@ -277,21 +264,21 @@ def gelu(x: Tensor, approximate: str = "none") -> Tensor:
     _check("gelu", x)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: expected approximate 'none' or 'tanh', got {approximate!r}")
-    return GeluFunction.apply(x, approximate=approximate)
+    return GaussianErrorLinear.apply(x, approximate=approximate)
 
 
 @register("silu", samples=_samples())
 def silu(x: Tensor) -> Tensor:
     """SiLU / swish ``x sigmoid(x)``; any shape, floating."""
     _check("silu", x)
-    return SiluFunction.apply(x)
+    return SigmoidWeightedLinear.apply(x)
 
 
 @register("mish", samples=_samples())
 def mish(x: Tensor) -> Tensor:
     """Mish ``x tanh(softplus(x))``; any shape, floating."""
     _check("mish", x)
-    return MishFunction.apply(x)
+    return MishActivation.apply(x)
 
 
 def _softplus_samples(rng: Any) -> list:
@@ -305,35 +292,35 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     _check("softplus", x)
     if beta == 0:
         raise ValueError(f"softplus: expected a non-zero beta, got beta={beta}")
-    return SoftplusFunction.apply(x, beta=float(beta), threshold=float(threshold))
+    return SoftplusActivation.apply(x, beta=float(beta), threshold=float(threshold))
 
 
 @register("logsigmoid", samples=_samples())
 def logsigmoid(x: Tensor) -> Tensor:
     """``log(sigmoid(x))``, finite for large negative ``x``; any shape."""
     _check("logsigmoid", x)
-    return LogSigmoidFunction.apply(x)
+    return LogLogistic.apply(x)
 
 
 @register("elu", samples=_samples())
 def elu(x: Tensor, alpha: float = 1.0) -> Tensor:
     """ELU: ``x`` for ``x > 0``, else ``alpha (exp(x) - 1)``."""
     _check("elu", x)
-    return EluFunction.apply(x, alpha=float(alpha), scale=1.0)
+    return ExponentialLinear.apply(x, alpha=float(alpha), scale=1.0)
 
 
 @register("selu", samples=_samples())
 def selu(x: Tensor) -> Tensor:
     """SELU: ``scale * elu(x, alpha)`` with the self-normalising constants."""
     _check("selu", x)
-    return EluFunction.apply(x, alpha=_SELU_ALPHA, scale=_SELU_SCALE)
+    return ExponentialLinear.apply(x, alpha=_SELU_ALPHA, scale=_SELU_SCALE)
 
 
 @register("leaky_relu", samples=_samples())
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
     """``x`` for ``x > 0``, else ``negative_slope * x``."""
     _check("leaky_relu", x)
-    return LeakyReluFunction.apply(x, negative_slope=float(negative_slope))
+    return LeakyRectifier.apply(x, negative_slope=float(negative_slope))
 
 
 @register("hardtanh", samples=_samples(kinks=(-1.0, 1.0)))
@@ -342,25 +329,25 @@ def hardtanh(x: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
     _check("hardtanh", x)
     if min_val > max_val:
         raise ValueError(f"hardtanh: expected min_val <= max_val, got min_val={min_val}, max_val={max_val}")
-    return HardtanhFunction.apply(x, lo=float(min_val), hi=float(max_val))
+    return HardHyperbolicTangent.apply(x, lo=float(min_val), hi=float(max_val))
 
 
 @register("relu6", samples=_samples(-2.0, 8.0, kinks=(0.0, 6.0)))
 def relu6(x: Tensor) -> Tensor:
     """``min(max(x, 0), 6)`` (``hardtanh(x, 0, 6)``)."""
     _check("relu6", x)
-    return HardtanhFunction.apply(x, lo=0.0, hi=6.0)
+    return HardHyperbolicTangent.apply(x, lo=0.0, hi=6.0)
 
 
 @register("hardsigmoid", samples=_samples(-5.0, 5.0, kinks=(-3.0, 3.0)))
 def hardsigmoid(x: Tensor) -> Tensor:
     """``clip(x/6 + 1/2, 0, 1)``."""
     _check("hardsigmoid", x)
-    return HardsigmoidFunction.apply(x)
+    return HardLogistic.apply(x)
 
 
 @register("hardswish", samples=_samples(-5.0, 5.0, kinks=(-3.0, 3.0)))
 def hardswish(x: Tensor) -> Tensor:
     """``x * relu6(x + 3) / 6``."""
     _check("hardswish", x)
-    return HardswishFunction.apply(x)
+    return HardSwishActivation.apply(x)

@@ -32,6 +32,10 @@ COL_BUDGET_BYTES = 256 << 20
 # Fewest column elements one thread's slice of the batch holds (smaller work runs inline).
 MIN_SLICE_ELEMENTS = 1 << 16
 
+# Non-default options (dilation, groups, string padding) run a general path that
+# ``ops/conv_extra.py`` installs here when imported, so this module never imports it.
+GENERAL_PATHS: dict = {}
+
 
 def kernels(backend: Any) -> Any:
     """The im2col/col2im kernel module of ``backend``."""
@@ -278,9 +282,7 @@ def conv2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
     """
     op = "conv2d"
     if groups != 1 or dilation not in (1, (1, 1)) or isinstance(padding, str):
-        from ember.autograd.ops.conv_extra import conv2d_general
-
-        return conv2d_general(x, W, b, stride, padding, dilation, groups)
+        return GENERAL_PATHS["conv2d"](x, W, b, stride, padding, dilation, groups)
     _check_tensor(op, "x", x)
     _check_tensor(op, "W", W)
     _check_nchw(op, x)

@@ -2,11 +2,11 @@
 padding, ``conv1d`` and ``conv_transpose2d``.
 
 The kernels of ``ember.backends`` know neither dilation nor groups, so both are built at the op
-level, as compositions of differentiable ops around ``Conv2dFunction`` /
-``ConvTranspose2dFunction``:
+level, as compositions of differentiable ops around ``Convolution2d`` /
+``TransposedConvolution2d``:
 
 - dilation: the filter is spread onto a ``(KH-1)*dh + 1`` by ``(KW-1)*dw + 1`` grid of zeros
-  (``DilateFunction``, whose backward is a strided slice), then convolved normally.  This costs
+  (``DilateKernel``, whose backward is a strided slice), then convolved normally.  This costs
   the zeros' multiplications (about ``dh*dw`` times the FLOPs of the same conv undilated) but
   needs no new kernel;
 - groups: the channels are cut into ``groups`` slices, each convolved with its filters, and the
@@ -20,16 +20,17 @@ from __future__ import annotations
 from typing import Any
 
 from ember.autograd.function import Function
-from ember.autograd.ops.conv import ConvTranspose2dFunction, _check_tensor, conv2d
+from ember.autograd.ops import conv as _conv
+from ember.autograd.ops.conv import TransposedConvolution2d, _check_tensor, conv2d
 from ember.autograd.ops.padding import pad as _pad
 from ember.autograd.ops.shape import cat
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends import conv_kernels as _k
+from ember.backends import geometry as _k
 from ember.errors import DTypeError, ShapeError
 
 
-class DilateFunction(Function):
+class DilateKernel(Function):
     """Spread ``W: (OC, C, KH, KW)`` onto zeros at steps ``(dh, dw)``; backward ``gW = g[:, :, ::dh, ::dw]``."""
 
     @staticmethod
@@ -49,7 +50,7 @@ class DilateFunction(Function):
 
 
 def _dilate(W: Tensor, dilation: tuple) -> Tensor:
-    return W if dilation == (1, 1) else DilateFunction.apply(W, dilation=dilation)
+    return W if dilation == (1, 1) else DilateKernel.apply(W, dilation=dilation)
 
 
 def _groups(op: str, groups: Any, channels: int, out_channels: int) -> int:
@@ -240,10 +241,13 @@ def conv_transpose2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any 
                          f"kernel {(kh, kw)}, stride {stride}, padding {padding}")
     step = cin // groups
     parts = [
-        ConvTranspose2dFunction.apply(x[:, g * step:(g + 1) * step] if groups > 1 else x,
+        TransposedConvolution2d.apply(x[:, g * step:(g + 1) * step] if groups > 1 else x,
                                       Wd[g * step:(g + 1) * step] if groups > 1 else Wd,
                                       x_shape=(n, cog, oh, ow), stride=stride, padding=padding)
         for g in range(groups)
     ]
     y = parts[0] if groups == 1 else cat(parts, axis=1)
     return y if b is None else y + b.reshape(1, cout, 1, 1)
+
+
+_conv.GENERAL_PATHS["conv2d"] = conv2d_general

@@ -5,7 +5,7 @@ the broadcast axes, right-aligned as PyTorch; an implicit output is the letters 
 after the ``...`` axes).  Forward is ``xp.einsum``; the gradient of operand ``i`` is another
 einsum, of ``gy`` with the other operands, into operand ``i``'s subscripts.  Letters that only
 operand ``i`` has (summed away, e.g. ``"ij->i"``) are left out of that einsum and restored by
-broadcasting.  Under ``create_graph`` the gradient einsums are recorded as ``EinsumFunction``
+broadcasting.  Under ``create_graph`` the gradient einsums are recorded as ``EinsteinSum``
 nodes, so double backward works.  A letter repeated within one operand (a diagonal, ``"ii->i"``)
 is supported in the forward only, for inputs that do not require grad.
 """
@@ -67,7 +67,7 @@ def _parse(equation: str, shapes: list) -> tuple:
     return ins, out
 
 
-class EinsumFunction(Function):
+class EinsteinSum(Function):
     """``y = einsum(ins -> out, *xs)``; ``g_i = einsum(out, others -> ins[i])`` (broadcast where summed away)."""
 
     @staticmethod
@@ -79,7 +79,7 @@ class EinsumFunction(Function):
     def forward(ctx: Function, *xs: Any, ins: tuple, out: str) -> Any:
         ctx.save_for_backward(*xs)
         ctx.ins, ctx.out = ins, out
-        return EinsumFunction.compute(ctx.backend, *xs, ins=ins, out=out)
+        return EinsteinSum.compute(ctx.backend, *xs, ins=ins, out=out)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
@@ -94,9 +94,9 @@ class EinsumFunction(Function):
             kept = "".join(c for c in sub if c in known)
             operands = [gy] + [xs[j] for j in range(len(xs)) if j != i]
             if ctx._create_graph:
-                g = EinsumFunction.apply(*operands, ins=(ctx.out, *others), out=kept)
+                g = EinsteinSum.apply(*operands, ins=(ctx.out, *others), out=kept)
             else:
-                g = EinsumFunction.compute(ctx.backend, *operands, ins=(ctx.out, *others), out=kept)
+                g = EinsteinSum.compute(ctx.backend, *operands, ins=(ctx.out, *others), out=kept)
             if kept != sub:  # axes summed in operand i alone: every element got the same gradient
                 for axis, c in enumerate(sub):
                     if c not in known:
@@ -166,4 +166,4 @@ def einsum(equation: str, *operands: Any) -> Tensor:
                 f"{op}: a repeated subscript within one operand ({sub!r} in {equation!r}) is supported only "
                 "for inputs that do not require grad; take the diagonal with indexing first"
             )
-    return EinsumFunction.apply(*operands, ins=tuple(ins), out=out)
+    return EinsteinSum.apply(*operands, ins=tuple(ins), out=out)

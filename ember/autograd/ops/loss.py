@@ -25,6 +25,10 @@ from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
 REDUCTIONS = ("mean", "sum", "none")
 
+# Class weights, ignored targets and label smoothing run general paths that
+# ``ops/loss_extra.py`` installs here when imported, so this module never imports it.
+GENERAL_PATHS: dict = {}
+
 
 def check_reduction(op: str, reduction: str) -> None:
     """Reject anything but ``"mean"``, ``"sum"`` and ``"none"``."""
@@ -251,9 +255,7 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
                              reduction=reduction, label_smoothing=label_smoothing)
         return loss.squeeze(0) if reduction == "none" else loss
     if _needs_general_path(op, logits, target, weight, ignore_index, label_smoothing):
-        from ember.autograd.ops.loss_extra import cross_entropy_general
-
-        return cross_entropy_general(logits, target, weight, ignore_index, reduction, label_smoothing)
+        return GENERAL_PATHS["cross_entropy"](logits, target, weight, ignore_index, reduction, label_smoothing)
     _check_logits(op, logits)
     check_reduction(op, reduction)
     target = _as_target(op, target, logits)
@@ -325,9 +327,7 @@ def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, ignore_index: i
     if isinstance(weight, str):  # ember's earlier signature took reduction third
         weight, reduction = None, weight
     if _needs_general_path(op, log_probs, target, weight, ignore_index, 0.0):
-        from ember.autograd.ops.loss_extra import nll_loss_general
-
-        return nll_loss_general(log_probs, target, weight, ignore_index, reduction)
+        return GENERAL_PATHS["nll_loss"](log_probs, target, weight, ignore_index, reduction)
     _check_logits(op, log_probs)
     check_reduction(op, reduction)
     target = _as_target(op, target, log_probs)

@@ -4,7 +4,7 @@ smoothing, and the binary cross-entropies.
 Weighted / ignoring / smoothed class-index losses are all linear in the log-probabilities:
 ``loss_n = -sum_c A[n, c] logp[n, c]`` with a constant coefficient array ``A`` (the weighted
 one-hot of the target, plus ``eps / C * w`` for smoothing, zero rows for ignored targets), so
-one ``Function`` (``LinearNLLFunction``) serves ``nll_loss`` and ``cross_entropy`` (after a
+one ``Function`` (``WeightedNegativeLogLikelihood``) serves ``nll_loss`` and ``cross_entropy`` (after a
 ``log_softmax``).  ``binary_cross_entropy`` is a ``Function``; the logits form is a composition
 of ``logsigmoid`` and arithmetic (every piece differentiable twice, the target included).
 """
@@ -18,6 +18,7 @@ import numpy
 from ember.autograd.function import Function
 from ember.autograd.ops.activation import compute_dtype, log_softmax, upcast
 from ember.autograd.ops.activation_extra import logsigmoid
+from ember.autograd.ops import loss as _loss
 from ember.autograd.ops.loss import _as_target, _check_logits, check_reduction
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
@@ -25,7 +26,7 @@ from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError, ShapeError
 
 
-class LinearNLLFunction(Function):
+class WeightedNegativeLogLikelihood(Function):
     """``loss_n = -sum_c A[n, c] logp[n, c]``, reduced as ``sum / den`` (mean), ``sum`` or per ``n``.
 
     ``logp: (N, C, d...)``; ``A`` a constant of that shape; ``den`` the mean's divisor (the summed
@@ -119,7 +120,7 @@ def nll_loss_general(log_probs: Tensor, target: Any, weight: Any = None, ignore_
     _check_options(op, reduction)
     target = _as_target(op, target, log_probs)
     coef, den = _nll_coefficients(op, log_probs, target, weight, ignore_index, 0.0)
-    return LinearNLLFunction.apply(log_probs, coef=coef, reduction=reduction, den=den)
+    return WeightedNegativeLogLikelihood.apply(log_probs, coef=coef, reduction=reduction, den=den)
 
 
 def cross_entropy_general(logits: Tensor, target: Any, weight: Any = None, ignore_index: int = -100,
@@ -153,10 +154,10 @@ def cross_entropy_general(logits: Tensor, target: Any, weight: Any = None, ignor
             return loss.sum()
         return loss.mean() if reduction == "mean" else loss
     coef, den = _nll_coefficients(op, logits, target, weight, ignore_index, label_smoothing)
-    return LinearNLLFunction.apply(logp, coef=coef, reduction=reduction, den=den)
+    return WeightedNegativeLogLikelihood.apply(logp, coef=coef, reduction=reduction, den=den)
 
 
-class BinaryCrossEntropyFunction(Function):
+class BinaryCrossEntropy(Function):
     """``l = -w (t log x + (1 - t) log(1 - x))``, logs clamped at -100 (PyTorch);
     ``gx = g w (x - t) / max(x (1 - x), 1e-12)``, ``gt = g w (log(1 - x) - log x)`` (unclamped)."""
 
@@ -253,7 +254,7 @@ def binary_cross_entropy(input: Tensor, target: Any, weight: Any = None, reducti
     if x.size and (bool((x < 0).any()) or bool((x > 1).any())):
         raise ValueError(f"{op}: expected every input element in [0, 1] (probabilities; use "
                          f"binary_cross_entropy_with_logits for logits), got min {float(x.min())}, max {float(x.max())}")
-    return BinaryCrossEntropyFunction.apply(input, target, weight, reduction=reduction)
+    return BinaryCrossEntropy.apply(input, target, weight, reduction=reduction)
 
 
 def _bce_logits_samples(rng: Any) -> list:
@@ -283,3 +284,6 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Any, weight: Any = N
     if reduction == "sum":
         return loss.sum()
     return loss.mean() if reduction == "mean" else loss
+
+
+_loss.GENERAL_PATHS.update(cross_entropy=cross_entropy_general, nll_loss=nll_loss_general)

@@ -29,7 +29,7 @@ def on_device(like: Tensor, array: Any) -> Any:
     return backend_of(like.data).xp.asarray(array)
 
 
-class ConstantPadFunction(Function):
+class ConstantPad(Function):
     """``y = x`` surrounded by ``value`` (``widths`` per axis, each >= 0); ``gx = gy`` cropped back.
 
     A filled array with ``x`` written into it, rather than ``xp.pad``: NumPy's ``pad`` returns a base
@@ -128,7 +128,7 @@ def pad(x: Tensor, pad: Any, mode: str = "constant", value: float | None = None)
             x = x[tuple(crop)]
         if not any(w != (0, 0) for w in widths):
             return x
-        return ConstantPadFunction.apply(x, widths=tuple(widths), value=0.0 if value is None else float(value))
+        return ConstantPad.apply(x, widths=tuple(widths), value=0.0 if value is None else float(value))
     if value is not None and value != 0:
         raise ValueError(f"{op}: a fill value applies to mode 'constant' only, got value={value} for {mode!r}")
     for k, (lo, hi) in enumerate(pairs):

@@ -24,7 +24,7 @@ from ember.autograd.ops.padding import on_device, pad
 from ember.autograd.ops.select import where
 from ember.autograd.ops.shape import stack
 from ember.autograd.tensor import Tensor
-from ember.backends import conv_kernels as _k
+from ember.backends import geometry as _k
 from ember.errors import ShapeError
 
 

@@ -9,7 +9,7 @@ from ember import dtypes
 from ember.autograd.ops.conv_extra import conv1d, conv_transpose2d
 from ember.autograd.ops.resize import adaptive_avg_pool2d, interpolate
 from ember.autograd.tensor import Tensor
-from ember.backends.conv_kernels import pair
+from ember.backends.geometry import pair
 from ember.nn.module import Module
 from ember.nn.parameter import Parameter
 from ember.random import default_generator
