@@ -89,7 +89,7 @@ def test_max_rejects_a_tuple_dim_and_takes_a_tensor_as_torch_does():
     with pytest.raises(TypeError, match="max: expected an int dim"):
         x.max(dim=(0, 1))
     if "maximum" in OPS:  # torch.max(a, b) is the elementwise maximum
-        numpy.testing.assert_array_equal(x.max(-x).numpy(), numpy.maximum(X, -X).astype(numpy.float32))
+        numpy.testing.assert_array_equal(x.max(-x).numpy(), numpy.maximum(X, -X).astype(x.numpy().dtype))
     else:
         with pytest.raises(TypeError, match="max: got a Tensor as dim; the elementwise maximum"):
             x.max(x)
