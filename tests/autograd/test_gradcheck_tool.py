@@ -230,3 +230,22 @@ def test_an_output_that_does_not_require_grad_is_compared_as_zero():
     assert em.autograd.gradcheck(lambda t: (t * 2.0, t.detach() * 0.0), [x])
     with pytest.raises(GradcheckError, match="output 1"):
         em.autograd.gradcheck(lambda t: (t * 2.0, t.detach() * 3.0 + t.detach() * t.detach()), [x])
+
+
+def test_gradgradcheck_catches_a_create_graph_backward_that_differs_from_the_plain_one():
+    class TwoBackwards(em.autograd.Function):
+        """x**2 whose backward is right on arrays but off by 5 % when it records a graph (Tensors)."""
+
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, gy):
+            (x,) = ctx.saved_tensors
+            return gy * (2.1 if isinstance(gy, em.Tensor) else 2.0) * x
+
+    assert em.autograd.gradcheck(TwoBackwards.apply, [_x()])
+    with pytest.raises(GradcheckError, match="create_graph=True disagrees"):
+        em.autograd.gradgradcheck(TwoBackwards.apply, [_x()])
