@@ -140,7 +140,7 @@ def run_tests(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, s
     except subprocess.TimeoutExpired:
         return "timeout", f"no result within {timeout:.0f} s", time.monotonic() - start
     seconds = time.monotonic() - start
-    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", done.stdout, re.MULTILINE)
+    failed = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", done.stdout, re.MULTILINE)
     note = failed.group(1) if failed else done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
     outcome = {0: "passed", 1: "failed"}.get(done.returncode, "error")
     return outcome, note, seconds

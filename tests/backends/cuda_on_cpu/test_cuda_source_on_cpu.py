@@ -53,12 +53,12 @@ def compiled(request, monkeypatch):
     return request.param
 
 
-def _pairs(g):
-    return [(v, v) if isinstance(v, int) else v for v in g]
+def _geometry_id(g) -> str:
+    return str(g).replace(" ", "")
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("geo", CONV_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("geo", CONV_GEOMETRIES, ids=_geometry_id)
 def test_im2col_and_col2im(compiled, geo, dtype, rng):
     n, c, h, w, kh, kw, s, p = geo
     x = rng.normal(size=(n, c, h, w)).astype(dtype)
@@ -71,7 +71,7 @@ def test_im2col_and_col2im(compiled, geo, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", FLOATS)
-@pytest.mark.parametrize("geo", POOL_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("geo", POOL_GEOMETRIES, ids=_geometry_id)
 def test_pooling(compiled, geo, dtype, rng):
     n, c, h, w, kh, kw, s, p = geo
     x = rng.normal(size=(n, c, h, w)).astype(dtype)
