@@ -14,14 +14,23 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "embe
 
 import ember as em  # noqa: E402
 
-DATA_CANDIDATES = [os.environ.get("EMBER_DATA"), str(Path(__file__).resolve().parents[1].parent / "shared" / "data")]
-
+# Property tests: the same examples on every run and no example database written into the checkout
+# (a failure prints its reproduction blob).  EMBER_HYPOTHESIS_PROFILE=explore draws fresh random examples
+# and keeps hypothesis' database, for hunting new failures locally.
+try:
+    from hypothesis import settings as _hypothesis_settings
+except ImportError:  # the property tests import hypothesis themselves and fail loudly without it
+    _hypothesis_settings = None
+if _hypothesis_settings is not None:
+    _hypothesis_settings.register_profile("ember", derandomize=True, database=None, print_blob=True)
+    _hypothesis_settings.register_profile("explore", derandomize=False)
+    _hypothesis_settings.load_profile(os.environ.get("EMBER_HYPOTHESIS_PROFILE", "ember"))
 
 def data_root() -> Path | None:
-    """The folder holding fashion-mnist/ and mnist/, or None when absent."""
-    for c in DATA_CANDIDATES:
-        if c and (Path(c) / "fashion-mnist").is_dir():
-            return Path(c)
+    """``$EMBER_DATA`` when it holds fashion-mnist/, else None: tests find real data only through it."""
+    root = os.environ.get("EMBER_DATA")
+    if root and (Path(root) / "fashion-mnist").is_dir():
+        return Path(root)
     return None
 
 

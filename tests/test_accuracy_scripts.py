@@ -18,13 +18,22 @@ from benchmarks import accuracy_parity, book_experiments
 EPOCH_KEYS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "samples_per_s")
 
 
-def _finite_epochs(epochs: list, n: int) -> None:
+def _is_fraction_of(value: float, n: int) -> bool:
+    """``value`` is a count of correct answers divided by ``n`` (what an accuracy over n samples must be)."""
+    return 0 <= value <= 1 and abs(value * n - round(value * n)) < 1e-6
+
+
+def _finite_epochs(epochs: list, n: int, n_train: int | None = None, n_test: int | None = None) -> None:
     assert len(epochs) == n
     for i, e in enumerate(epochs, 1):
         assert e["epoch"] == i
         for k in EPOCH_KEYS:
             assert math.isfinite(e[k]), (k, e)
         assert 0.0 <= e["train_accuracy"] <= 1.0 and 0.0 <= e["test_accuracy"] <= 1.0
+        if n_train is not None:
+            assert _is_fraction_of(e["train_accuracy"], n_train), (e, n_train)
+        if n_test is not None:
+            assert _is_fraction_of(e["test_accuracy"], n_test), (e, n_test)
 
 
 def test_parity_ember_only_writes_results(tmp_path):
@@ -34,8 +43,10 @@ def test_parity_ember_only_writes_results(tmp_path):
     saved = json.loads((tmp_path / "accuracy_parity.json").read_text())
     assert saved == json.loads(json.dumps(out))
     case = saved["cases"]["two_layer_net"]
-    _finite_epochs(case["ember"]["epochs"], 2)
     assert case["settings"]["n_train"] == 200 and case["settings"]["optimizer"] == "SGD"
+    _finite_epochs(case["ember"]["epochs"], 2, n_train=200, n_test=case["settings"]["n_test"])
+    # 2 epochs of 2 batches barely move the book's 0.01-init net: the loss stays at ln(10), nothing diverges.
+    assert all(abs(e["train_loss"] - math.log(10)) < 0.05 for e in case["ember"]["epochs"])
     assert case["settings"]["issue_settings"] is False
     assert "torch" not in case and "lockstep" not in case
     assert set(case["targets"]["met"]) == {"min_test_accuracy"}
@@ -50,8 +61,12 @@ def test_parity_with_torch_agrees_step_by_step(tmp_path):
     accuracy_parity.main(["--case", "simple_convnet", "--dataset", "digits", "--epochs", "1", "--max-train", "300",
                           "--max-test", "100", "--lockstep", "3", "--out", str(tmp_path)])
     case = json.loads((tmp_path / "accuracy_parity.json").read_text())["cases"]["simple_convnet"]
-    _finite_epochs(case["ember"]["epochs"], 1)
-    _finite_epochs(case["torch"]["epochs"], 1)
+    n_test = case["settings"]["n_test"]
+    _finite_epochs(case["ember"]["epochs"], 1, n_train=300, n_test=n_test)
+    _finite_epochs(case["torch"]["epochs"], 1, n_train=300, n_test=n_test)
+    # Same weights, same batches: the accuracies differ by at most a sample or two (float32 near-ties).
+    for k, n in (("train_accuracy", 300), ("test_accuracy", n_test)):
+        assert abs(case["diff_ember_minus_torch"][0][k]) <= 2 / n, (k, case["diff_ember_minus_torch"])
     lock = case["lockstep"]
     assert lock["steps"] == 3 and len(lock["ember_loss"]) == len(lock["torch_loss"]) == 3
     assert lock["step1_rel_loss_diff"] < 1e-5, lock
@@ -65,8 +80,8 @@ def test_parity_with_torch_agrees_step_by_step(tmp_path):
 
 
 def test_book_experiments_write_curves(tmp_path):
-    out = book_experiments.main(["--dataset", "digits", "--bn-train", "200", "--bn-epochs", "2", "--bn-scales", "0.1",
-                                 "he", "--of-train", "100", "--of-epochs", "3", "--max-test", "200",
+    out = book_experiments.main(["--dataset", "digits", "--bn-train", "300", "--bn-epochs", "4", "--bn-scales", "0.1",
+                                 "he", "--of-train", "100", "--of-epochs", "25", "--max-test", "200",
                                  "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "book_experiments.json").read_text())
     assert saved == json.loads(json.dumps(out))
@@ -75,14 +90,22 @@ def test_book_experiments_write_curves(tmp_path):
     for run in bn["runs"]:
         for key in ("batchnorm", "plain"):
             curve = run[key]
-            assert len(curve["train_accuracy"]) == len(curve["test_accuracy"]) == 2
-            assert all(0.0 <= a <= 1.0 for a in curve["train_accuracy"] + curve["test_accuracy"])
+            assert len(curve["train_accuracy"]) == len(curve["test_accuracy"]) == 4
+            assert all(_is_fraction_of(a, 300) for a in curve["train_accuracy"])
+            assert all(_is_fraction_of(a, 200) for a in curve["test_accuracy"])
+    # With He init the batch-norm net learns within 4 epochs (chance is 0.1).
+    he_bn = bn["runs"][1]["batchnorm"]["train_accuracy"]
+    assert he_bn[-1] >= he_bn[0] + 0.05 and he_bn[-1] > 0.15, he_bn
     of = saved["overfitting"]
     assert set(of["variants"]) == {"plain", "weight_decay", "dropout"}
     assert of["settings"]["n_train"] == 100 and of["settings"]["n_test"] == 200
     for v in of["variants"].values():
-        assert len(v["train_accuracy"]) == 3 and all(math.isfinite(x) for x in v["train_loss"])
+        assert len(v["train_accuracy"]) == 25 and all(math.isfinite(x) for x in v["train_loss"])
+        assert all(_is_fraction_of(a, 100) for a in v["train_accuracy"])
         assert math.isfinite(v["final_gap"]) and math.isfinite(v["gap_last10_mean"])
+    # 25 epochs on 100 images: the plain net learns well above chance (0.1) and its loss falls.
+    plain = of["variants"]["plain"]
+    assert plain["train_accuracy"][-1] > 0.3 and plain["train_loss"][-1] < plain["train_loss"][0] - 0.3, plain
     # Weight decay adds the book's 0.5*lambda*sum W^2 to the loss, so its loss is the larger one at epoch 1.
     assert of["variants"]["weight_decay"]["train_loss"][0] > of["variants"]["plain"]["train_loss"][0]
     for name in ("book_experiments.md", "book_experiments_batchnorm.png", "book_experiments_overfitting.png"):

@@ -68,8 +68,8 @@ def gradcheck(
     fn: Callable,
     inputs: Sequence[Any],
     eps: float = 1e-6,
-    atol: float = 1e-5,
-    rtol: float = 1e-3,
+    atol: float = 1e-7,
+    rtol: float = 1e-5,
     raise_exception: bool = True,
 ) -> bool:
     """Check ``fn``'s gradients w.r.t. every input that requires grad.
@@ -78,6 +78,9 @@ def gradcheck(
         fn: maps the inputs to a Tensor or a tuple of Tensors.
         inputs: Tensors (float64 to be meaningful) and other arguments.
         eps, atol, rtol: step and tolerance: ``|analytic - numeric| <= atol + rtol * |numeric|``.
+            The defaults sit well above the worst float64 central-difference error on the
+            registered ops (``python -m benchmarks.gradcheck_tolerance`` measures it) and well
+            below any plausible gradient bug.
 
     Returns:
         True when every Jacobian entry agrees.
@@ -125,14 +128,20 @@ def gradgradcheck(
     fn: Callable,
     inputs: Sequence[Any],
     eps: float = 1e-6,
-    atol: float = 1e-5,
-    rtol: float = 1e-3,
+    atol: float = 1e-7,
+    rtol: float = 1e-5,
     seed: int = 0,
 ) -> bool:
     """Check second derivatives: gradcheck of ``v . d fn / d inputs`` built with ``create_graph``.
 
     ``v`` is a fixed random weighting of the outputs, so the checked function is
     the vector-Jacobian product, whose own Jacobian is the Hessian contraction.
+    That product is first compared with its central-difference value: an op whose
+    ``create_graph`` backward differs from its plain one would otherwise pass, its
+    second derivative being consistent with its own wrong first derivative.
+
+    Raises:
+        GradcheckError: the first derivative built with ``create_graph`` or its Jacobian is wrong.
     """
     inputs = list(inputs)
     wrt = [i for i, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
@@ -140,13 +149,41 @@ def gradgradcheck(
     outs = _outputs(fn, inputs)
     weights = [Tensor._make(numpy.asarray(rng.normal(size=tuple(o.shape)), dtype=o.dtype)) for o in outs]
 
-    def first_derivative(*args: Any) -> tuple:
+    def weighted_grads(args: list) -> tuple:
         # The numeric pass runs fn under no_grad; the first derivative needs a graph regardless.
         with enable_grad():
-            ys = [o for o in _outputs(fn, list(args)) if o.requires_grad]
+            outs = _outputs(fn, args)
+            keep = [k for k, o in enumerate(outs) if o.requires_grad]
             grads = autograd_grad(
-                ys, [args[i] for i in wrt], weights[: len(ys)], create_graph=True, allow_unused=True
+                [outs[k] for k in keep], [args[i] for i in wrt], [weights[k] for k in keep],
+                create_graph=True, allow_unused=True,
             )
-        return tuple(g for g in grads if g is not None)
+        return keep, grads
 
+    def first_derivative(*args: Any) -> tuple:
+        return tuple(g for g in weighted_grads(list(args))[1] if g is not None)
+
+    _check_weighted_first_derivative(fn, inputs, wrt, weights, weighted_grads, eps, atol, rtol)
     return gradcheck(first_derivative, inputs, eps=eps, atol=atol, rtol=rtol)
+
+
+def _check_weighted_first_derivative(
+    fn: Callable, inputs: list, wrt: list, weights: list, weighted_grads: Callable, eps: float, atol: float,
+    rtol: float,
+) -> None:
+    """``v . J`` from ``create_graph=True`` must equal ``v . J_numeric``, input by input."""
+    keep, grads = weighted_grads(inputs)
+    numeric = _numeric_jacobians(fn, inputs, wrt, eps)
+    for col, g in enumerate(grads):
+        expected = numpy.zeros(inputs[wrt[col]].numel())
+        for k in keep:
+            expected += numpy.asarray(weights[k].numpy(), dtype=numpy.float64).reshape(-1) @ numeric[k][col]
+        got = numpy.zeros_like(expected) if g is None else numpy.asarray(g.numpy(), dtype=numpy.float64).reshape(-1)
+        excess = numpy.abs(got - expected) - (atol + rtol * numpy.abs(expected))
+        if excess.size and excess.max() > 0:
+            j = int(excess.argmax())
+            raise GradcheckError(
+                f"gradgradcheck: the first derivative built with create_graph=True disagrees with the numeric one "
+                f"w.r.t. input {wrt[col]} at flat index {j}: analytic {got[j]:.8g}, numeric {expected[j]:.8g} "
+                f"(atol={atol}, rtol={rtol})"
+            )

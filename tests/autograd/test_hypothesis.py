@@ -7,6 +7,8 @@ is summed back with a helper of this file, not ember's ``sum_to``).
 
 from __future__ import annotations
 
+import os
+
 import numpy
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -261,3 +263,11 @@ def test_views_produced_by_ops_feed_later_ops(view):
     y.sum().backward()
     # atol: exp(a) * (1 + a) cancels near a = -1, where the two summation orders differ.
     numpy.testing.assert_allclose(t.grad.numpy(), numpy.exp(a) * (1 + a), rtol=1e-13, atol=1e-13)
+
+
+def test_property_tests_are_reproducible_and_write_no_database():
+    """The suite's hypothesis profile (tests/conftest.py): fixed examples, nothing written to .hypothesis/."""
+    if os.environ.get("EMBER_HYPOTHESIS_PROFILE", "ember") != "ember":
+        pytest.skip("EMBER_HYPOTHESIS_PROFILE chose another hypothesis profile")
+    for s in (settings.default, SETTINGS, FEW):
+        assert s.derandomize is True and s.database is None

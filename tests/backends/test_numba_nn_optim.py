@@ -85,6 +85,16 @@ def test_activation_backward_equals_reference(nb_nn, rng, name, dtype, shape):
     got, want = getattr(nb_nn, name)(y, gy), getattr(ref_nn, name)(y, gy)
     assert got.dtype == want.dtype == dtype
     np.testing.assert_array_equal(got, want)  # same operation order and dtype: bit for bit
+    if dtype == np.float16:  # float16 runs the reference itself: check its values independently
+        exact = ACTIVATION_BACKWARD[name](y.astype(np.float64), gy.astype(np.float64))
+        np.testing.assert_allclose(got.astype(np.float64), exact, rtol=3e-3, atol=1e-4)
+
+
+ACTIVATION_BACKWARD = {  # closed forms in float64, from the activation's output y
+    "relu_backward": lambda y, g: np.where(y > 0, g, 0.0),
+    "sigmoid_backward": lambda y, g: g * y * (1 - y),
+    "tanh_backward": lambda y, g: g * (1 - y * y),
+}
 
 
 @pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
@@ -106,7 +116,9 @@ def test_activation_backward_split_over_threads_equals_reference(nb_nn, rng, mon
 def test_activation_backward_non_contiguous_and_broadcast_inputs(nb_nn, rng, name):
     y = rng.uniform(-1, 1, (6, 5)).T  # transposed view
     gy = np.broadcast_to(np.float64(0.5), (5, 6))  # what sum() sends back
-    np.testing.assert_array_equal(getattr(nb_nn, name)(y, gy), getattr(ref_nn, name)(y, gy))
+    got = getattr(nb_nn, name)(y, gy)
+    np.testing.assert_array_equal(got, getattr(ref_nn, name)(y, gy))
+    np.testing.assert_allclose(got, ACTIVATION_BACKWARD[name](y, gy), rtol=1e-15)  # values, not only routing
 
 
 @pytest.mark.parametrize("dtype", DTYPES + [np.float16])
@@ -118,6 +130,7 @@ def test_relu_forward_equals_reference(nb_nn, rng, dtype, shape):
     got, want = nb_nn.relu_forward(x), ref_nn.relu_forward(x)
     assert got.dtype == want.dtype == dtype and got.shape == x.shape
     np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(got, np.where(x > 0, x, np.where(np.isnan(x), x, 0)).astype(dtype))
     if x.size > 3:
         assert np.isnan(got.flat[1]) and got.flat[2] == 0
 
@@ -175,11 +188,21 @@ def test_batch_norm_matches_reference(nb_nn, rng, dtype, shape, affine):
 
 def test_batch_norm_float16_falls_back_to_reference(nb_nn, rng):
     x = rng.normal(size=(4, 3, 2, 2)).astype(np.float16)
-    w = np.ones(3, np.float32)
+    w = rng.normal(size=3).astype(np.float32)
     got, want = nb_nn.batch_norm_forward_train(x, w, None, 1e-5), ref_nn.batch_norm_forward_train(x, w, None, 1e-5)
     for a, r in zip(got, want):
         assert a.dtype == r.dtype
         np.testing.assert_array_equal(a, r)
+    # The values, against a float64 computation on the same float16 inputs (statistics come back in float32).
+    x64 = x.astype(np.float64)
+    mean, var = x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))
+    y = (x64 - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5) * w[None, :, None, None]
+    y_got, mean_got, var_got, inv_std_got = got
+    assert y_got.dtype == np.float16 and mean_got.dtype == np.float32
+    np.testing.assert_allclose(y_got.astype(np.float64), y, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(mean_got.reshape(-1), mean, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(var_got.reshape(-1), var, rtol=1e-5)
+    np.testing.assert_allclose(inv_std_got.reshape(-1), 1 / np.sqrt(var + 1e-5), rtol=1e-5)
 
 
 # --------------------------------------------------------------------- dropout

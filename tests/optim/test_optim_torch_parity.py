@@ -73,7 +73,8 @@ def _run_torch(name, kw, x0, grads, dtype=torch.float64, groups=None):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
-def test_first_three_steps_match_torch(cfg):
+def test_first_three_steps_match_torch(cfg, cpu_kernels):
+    """Under both CPU kernel sets: the NumPy reference updates and the Numba ones."""
     name, kw = cfg
     x0, grads = _problem()
     for n in (1, 2, 3):
@@ -84,7 +85,7 @@ def test_first_three_steps_match_torch(cfg):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=_ids)
-def test_state_matches_torch(cfg):
+def test_state_matches_torch(cfg, cpu_kernels):
     name, kw = cfg
     x0, grads = _problem(seed=1)
     _, ours = _run_ember(name, kw, x0, grads)

@@ -1,0 +1,207 @@
+"""Plant realistic bugs one at a time in a copy of the package and check that the tests catch each.
+
+Each mutation is (name, exact old text, new text, tests to run).  The file is found by
+searching the package for the old text (optionally narrowed by a file-name suffix), so the
+list survives modules being moved; a text that is missing or ambiguous stops the run before
+anything is planted.  Every test command first runs on the unmutated copy (it must pass),
+then once per mutation that uses it; a mutation is caught when its tests fail.
+
+Usage (from the repository root)::
+
+    python tests/mutation_check.py                 # all mutations, markdown table on stdout
+    python tests/mutation_check.py --only gradcheck-first-input --timeout 120
+    python tests/mutation_check.py --out /tmp/mutations.md
+
+Exit status 0 when every mutation is caught, 1 when one is missed, 2 on a usage or setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CUDA = ("tests/backends/cuda_on_cpu",)
+REGISTRY = "tests/autograd/test_gradcheck_registry.py"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """A planted bug: replace ``old`` (found exactly once in the package) by ``new``."""
+
+    name: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+    file_suffix: str = ""  # narrows the search when the text also occurs elsewhere
+    area: str = ""
+    skip_dirs: tuple[str, ...] = ()  # package sub-folders not searched
+
+
+MUTATIONS = [
+    # --- the four the suite used to miss
+    Mutation("cuda-im2col-stride-swap", "long long iy = oy * SH - PH + ky, ix = ox * SW - PW + kx;",
+             "long long iy = oy * SW - PH + ky, ix = ox * SH - PW + kx;", CUDA, "conv.py", "CUDA kernel"),
+    Mutation("cuda-relu-backward-ge", '"yv > (ACC)0 ? g : (ACC)0"', '"yv >= (ACC)0 ? g : (ACC)0"', CUDA,
+             area="CUDA kernel"),
+    Mutation("gradcheck-first-input-only", "enumerate(zip(row_a, row_n))", "enumerate(zip(row_a[:1], row_n[:1]))",
+             ("tests/autograd/test_gradcheck_tool.py",), area="gradcheck"),
+    Mutation("gradcheck-first-output-only", "enumerate(zip(analytic, numeric))",
+             "enumerate(zip(analytic[:1], numeric[:1]))", ("tests/autograd/test_gradcheck_tool.py",),
+             area="gradcheck"),
+    Mutation("generation-from-first-nonleaf-input", "if fn.generation >= generation:", "if generation == 0:",
+             ("tests/autograd/test_engine.py", "tests/autograd/test_engine_ordering.py"), area="engine"),
+    # --- engine
+    Mutation("engine-overwrites-node-gradient", "slots[i] = gx if slots[i] is None else _add(slots[i], gx)",
+             "slots[i] = gx", ("tests/autograd/test_engine.py",), area="engine"),
+    Mutation("engine-overwrites-leaf-grad", "leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)",
+             "leaf.grad = g", ("tests/autograd/test_engine.py",), area="engine"),
+    # --- ops
+    Mutation("div-backward-sign", "gb = -ga * a / b if ctx.needs_input_grad[1] else None",
+             "gb = ga * a / b if ctx.needs_input_grad[1] else None", (REGISTRY, "-k", "div"), area="op"),
+    Mutation("tanh-double-backward-missing-square", "return gy * (1 - y * y)", "return gy * (1 - y)",
+             (REGISTRY, "-k", "tanh"), "elementwise.py", "op"),
+    Mutation("reference-tanh-backward-missing-square", "return gy * (1 - y * y)", "return gy * (1 - y)",
+             (REGISTRY, "tests/backends/test_numba_nn_optim.py", "-k", "tanh"), area="CPU kernel",
+             skip_dirs=("autograd",)),
+    Mutation("reference-relu-backward-ge", "return xp.where(y > 0, gy, 0)", "return xp.where(y >= 0, gy, 0)",
+             ("tests/nn/test_activation_loss.py", "tests/backends/test_numba_nn_optim.py"), area="CPU kernel"),
+    # --- kernels
+    Mutation("cuda-col2im-stride-swap", "if (u < 0 || u % SW != 0) continue;", "if (u < 0 || u % SH != 0) continue;",
+             CUDA, "conv.py", "CUDA kernel"),
+    Mutation("cuda-max-pool-last-max-wins", "if (v > best || (is_nan(v) && !is_nan(best)))",
+             "if (v >= best || (is_nan(v) && !is_nan(best)))", CUDA, area="CUDA kernel"),
+    Mutation("cuda-batch-norm-tree-stops-early", "for (int k = BLOCK_SIZE / 2; k > 0; k >>= 1)",
+             "for (int k = BLOCK_SIZE / 2; k > 1; k >>= 1)", CUDA, area="CUDA kernel"),
+    Mutation("cuda-adam-amsgrad-min", "v = (old > v || is_nan(old)) ? old : v;", "v = (old > v || is_nan(old)) ? v : old;",
+             CUDA, area="CUDA kernel"),
+    Mutation("numba-im2col-stride-swap", "cp[i, j, oy, ox] = xp[iy, ox * sw + j]", "cp[i, j, oy, ox] = xp[iy, ox * sh + j]",
+             ("tests/backends/test_numba_conv_pool.py",), area="Numba kernel"),
+    # --- optimizers
+    Mutation("sgd-dampening-inverted", 'buf += (1 - group["dampening"]) * g', 'buf += group["dampening"] * g',
+             ("tests/optim",), area="optimizer"),
+    Mutation("adam-bias-correction-no-sqrt", "denom /= (1 - beta2**step) ** 0.5", "denom /= 1 - beta2**step",
+             ("tests/optim",), area="optimizer", skip_dirs=("backends",)),
+    Mutation("reference-sgd-kernel-dampening-inverted", "buf += (1 - dampening) * g", "buf += dampening * g",
+             ("tests/backends/test_numba_nn_optim.py", CUDA[0], "-k", "sgd"), area="CPU kernel"),
+    Mutation("steplr-off-by-one", "return base_lr * self.gamma ** (epoch // self.step_size)",
+             "return base_lr * self.gamma ** ((epoch + 1) // self.step_size)", ("tests/optim/test_lr_scheduler.py",),
+             area="optimizer"),
+    # --- serialization
+    Mutation("load-returns-tuples-as-lists", 'return tuple(self.decode(v) for v in node["items"])',
+             'return [self.decode(v) for v in node["items"]]',
+             ("tests/nn/test_serialization.py", "tests/reliability/test_checkpoints.py"), area="serialization"),
+    Mutation("load-casts-tensors-to-float32", "return Tensor._make(self.backend.asarray(host))",
+             "return Tensor._make(self.backend.asarray(host).astype(numpy.float32))",
+             ("tests/nn/test_serialization.py", "tests/reliability/test_checkpoints.py"), area="serialization"),
+]
+
+
+def locate(package: Path, m: Mutation) -> Path:
+    """The one file of ``package`` holding ``m.old`` exactly once (or a clear error)."""
+    hits = []
+    for path in sorted(package.rglob("*.py")):
+        if m.file_suffix and not path.name.endswith(m.file_suffix):
+            continue
+        if any(d in path.relative_to(package).parts[:-1] for d in m.skip_dirs):
+            continue
+        count = path.read_text().count(m.old)
+        if count:
+            hits.append((path, count))
+    if len(hits) != 1 or hits[0][1] != 1:
+        found = ", ".join(f"{p.relative_to(package.parent)} x{c}" for p, c in hits) or "nowhere"
+        raise SystemExit(f"mutation_check: {m.name}: the old text must occur exactly once, found {found}: {m.old!r}")
+    return hits[0][0]
+
+
+def _copy(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", "results")
+    for name in ("ember", "tests", "benchmarks"):
+        shutil.copytree(ROOT / name, dest / name, ignore=ignore)
+    for name in ("setup.cfg", "pyproject.toml"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, dest / name)
+
+
+def run_tests(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, str, float]:
+    """``(outcome, first failing test or note, seconds)``; outcome is passed, failed, error or timeout."""
+    env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args]
+    start = time.monotonic()
+    try:
+        done = subprocess.run(cmd, cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", f"no result within {timeout:.0f} s", time.monotonic() - start
+    seconds = time.monotonic() - start
+    failed = re.search(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", done.stdout, re.MULTILINE)
+    note = failed.group(1) if failed else done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    outcome = {0: "passed", 1: "failed"}.get(done.returncode, "error")
+    return outcome, note, seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Plant known bugs one at a time and report which the tests catch.")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutations")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per test run (default 300)")
+    p.add_argument("--out", type=Path, help="also write the markdown table here")
+    p.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = p.parse_args(argv)
+    chosen = MUTATIONS
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in MUTATIONS})
+        if unknown:
+            p.error(f"unknown mutation(s) {unknown}; see --list")
+        chosen = [m for m in MUTATIONS if m.name in args.only]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name:40s} {m.area:15s} {' '.join(m.tests)}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="ember-mutants-") as tmp:
+        copy = Path(tmp)
+        _copy(copy)
+        targets = {m.name: locate(copy / "ember", m) for m in chosen}  # every text is checked before any run
+        baseline: dict[tuple, str] = {}
+        rows = []
+        for m in chosen:
+            if m.tests not in baseline:
+                outcome, note, _ = run_tests(copy, m.tests, args.timeout)
+                baseline[m.tests] = outcome
+                if outcome != "passed":
+                    print(f"mutation_check: the unmutated tests {' '.join(m.tests)} did not pass ({outcome}: {note})",
+                          file=sys.stderr)
+                    return 2
+            path = targets[m.name]
+            original = path.read_text()
+            path.write_text(original.replace(m.old, m.new))
+            try:
+                outcome, note, seconds = run_tests(copy, m.tests, args.timeout)
+            finally:
+                path.write_text(original)
+            verdict = {"failed": "caught", "passed": "MISSED"}.get(outcome, f"caught ({outcome})")
+            rows.append((m, path.relative_to(copy), verdict, note, seconds))
+            print(f"{m.name}: {verdict} ({seconds:.0f} s) {note}", file=sys.stderr)
+    lines = ["| mutation | area | file | tests | result | first failure | s |", "|---|---|---|---|---|---|---:|"]
+    for m, rel, verdict, note, seconds in rows:
+        lines.append(f"| {m.name} | {m.area} | {rel} | {' '.join(m.tests)} | {verdict} | {note} | {seconds:.0f} |")
+    missed = sum(1 for r in rows if r[2] == "MISSED")
+    lines.append(f"\n{len(rows) - missed}/{len(rows)} caught.")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        tmp_out = args.out.with_name(args.out.name + ".tmp")
+        tmp_out.write_text(table + "\n")
+        os.replace(tmp_out, args.out)
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
