@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from host_cuda import kernel
-from kernel_specs import kernel_modules
+from kernel_specs import all_kernel_specs, kernel_modules
 
 # grid-stride launch shapes: (blocks, threads) for a given total
 LAUNCH_SHAPES = {
@@ -22,7 +22,7 @@ def patch_launches(monkeypatch: Any, shape: str, seen: set | None = None) -> Non
     ``seen`` (optional) collects the names of the kernels that ran.
     """
     source, modules = kernel_modules()
-    specs = tuple(source.all_specs())
+    specs = tuple(all_kernel_specs())
     pick = LAUNCH_SHAPES[shape] or source.launch_config
 
     def launch(spec: Any, dtype: Any, total: int, args: tuple) -> None:

@@ -12,24 +12,23 @@ def _load(names: dict) -> SimpleNamespace:
 
 def kernel_modules() -> tuple:
     """``(source module, [modules defining KernelSpecs and calling launch/launch_blocks])``."""
-    source = importlib.import_module("ember.backends.cupy_source")
+    source = importlib.import_module("ember.backends.cupy.kernel_spec")
     w = cuda_wrappers()
     return source, [w.conv, w.pool, w.nn, w.bn, w.optim]
 
 
 def cuda_wrappers() -> SimpleNamespace:
     """The CuPy backend's kernel wrappers (``im2col``, ``max_pool2d_forward``, ``sgd_update`` ...)."""
-    return _load({"conv": "ember.backends.cupy_conv", "pool": "ember.backends.cupy_pool",
-                  "nn": "ember.backends.cupy_nn", "bn": "ember.backends.cupy_bn", "optim": "ember.backends.cupy_optim"})
+    return _load({"conv": "ember.backends.cupy.conv", "pool": "ember.backends.cupy.pool",
+                  "nn": "ember.backends.cupy.nn", "bn": "ember.backends.cupy.bn", "optim": "ember.backends.cupy.optim"})
 
 
 def references() -> SimpleNamespace:
     """The NumPy reference kernels the CUDA wrappers must agree with."""
-    return _load({"conv": "ember.backends.conv_kernels", "pool": "ember.backends.pool_kernels",
-                  "nn": "ember.backends.nn_kernels", "optim": "ember.backends.optim_kernels"})
+    return _load({"conv": "ember.backends.reference.conv", "pool": "ember.backends.reference.pool",
+                  "nn": "ember.backends.reference.nn", "optim": "ember.backends.reference.optim"})
 
 
 def all_kernel_specs() -> list:
     """Every ``KernelSpec`` ember defines, as the GPU compile check sees them."""
-    source, _ = kernel_modules()
-    return source.all_specs()
+    return importlib.import_module("ember.backends.cupy.specs").all_specs()
