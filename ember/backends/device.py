@@ -102,8 +102,8 @@ def cuda_unavailable_message(dev: "Device | str") -> str:
         why = "CuPy is installed but sees no CUDA device (no NVIDIA GPU or driver)"
     return (
         f"device {dev}: CUDA is not available ({why}); on a machine with an NVIDIA GPU install the GPU "
-        "extra: `pip install -e \".[gpu]\"` (or `pip install ember[gpu]`, i.e. cupy-cuda12x; "
-        "use cupy-cuda13x for CUDA 13), or use device='cpu'"
+        "extra matching the driver's CUDA major version (`nvidia-smi` shows it): `pip install -e \".[gpu]\"` or "
+        "\".[gpu-cuda12]\" for CUDA 12 (cupy-cuda12x), \".[gpu-cuda13]\" for CUDA 13 (cupy-cuda13x); or use device='cpu'"
     )
 
 
