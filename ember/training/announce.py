@@ -20,8 +20,8 @@ class _FirstCompileListener:
         module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
         if not self.announced and module.startswith("ember."):
             self.announced = True
-            print("compiling CPU kernels, cached for next time (this first epoch is slower)", file=self.stream,
-                  flush=True)
+            print("compiling CPU kernels, cached for next time (this first epoch is slower)",
+                  file=self.stream or sys.stderr, flush=True)
 
 
 
@@ -34,7 +34,7 @@ def announce_kernel_compilation(stream: Any = None) -> bool:
         from numba.core import event
     except ImportError:
         return False
-    listener = _FirstCompileListener(stream or sys.stderr)
+    listener = _FirstCompileListener(stream)  # None: whatever sys.stderr is at that moment
     event.register("numba:compile", _as_numba_listener(event, listener))
     _installed = True
     return True

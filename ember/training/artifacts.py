@@ -80,7 +80,8 @@ def plot_history(path: Path, epochs: list[dict], title: str, steps: list | None 
     ax_acc.plot(xs, [e["train_accuracy"] for e in epochs], "o-", label="train (epoch mean)")
     ax_acc.plot(xs, [e["test_accuracy"] for e in epochs], "s--", label="test")
     ax_acc.set_ylabel("accuracy")
-    ax_acc.set_ylim(min(0.5, min(e["test_accuracy"] for e in epochs) - 0.02), 1.0)
+    lowest = min(min(e["test_accuracy"], e["train_accuracy"]) for e in epochs)
+    ax_acc.set_ylim(min(0.5, lowest - 0.02), 1.0)
     for ax in (ax_loss, ax_acc):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
