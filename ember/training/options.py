@@ -213,5 +213,5 @@ def default_lr(optimizer: str) -> float:
 def env_data_hint() -> str:
     """How a user gets MNIST or Fashion-MNIST, in flags (shown when the CLI falls back to digits)."""
     where = os.environ.get("EMBER_DATA")
-    base = "for MNIST or Fashion-MNIST use --download --dataset mnist, or --data-dir DIR / EMBER_DATA=DIR"
+    base = "for Fashion-MNIST or MNIST add --dataset fashion-mnist --download, or --data-dir DIR / EMBER_DATA=DIR"
     return base + (f" (EMBER_DATA={where} holds neither)" if where else "")
