@@ -71,9 +71,9 @@ class DatasetSpec:
 
 
 # MNIST: the published MD5s (torchvision and the original site agree); the three
-# files in ../shared/data/mnist match them byte for byte.
+# MNIST files we had at hand match them byte for byte.
 # Fashion-MNIST: the published MD5s from zalandoresearch/fashion-mnist. The copies
-# in ../shared/data/fashion-mnist are re-gzipped (gzip mtime 2020-06-05, no stored
+# of Fashion-MNIST we had at hand are re-gzipped (gzip mtime 2020-06-05, no stored
 # name, as Debian's dataset-fashion-mnist ships them), so they hash differently;
 # their MD5s are listed as also_known.
 # sha256 (what a download is verified against) is of the decompressed IDX content, computed from
