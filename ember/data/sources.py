@@ -77,8 +77,9 @@ class DatasetSpec:
 # name, as Debian's dataset-fashion-mnist ships them), so they hash differently;
 # their MD5s are listed as also_known.
 # sha256 (what a download is verified against) is of the decompressed IDX content, computed from
-# those local copies, so it holds for the mirrors' gzip files too. MNIST's train-images was not at
-# hand: its sha256 is None and downloading it is refused until someone verifies and records it.
+# those local copies, so any gzip packaging of the same images verifies (not yet checked against
+# the live mirrors, which this machine cannot reach). MNIST's train-images was not at hand: its
+# sha256 is None and downloading it is refused until someone verifies and records it.
 DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(
         name="mnist",
