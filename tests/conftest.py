@@ -14,7 +14,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "embe
 
 import ember as em  # noqa: E402
 
-DATA_CANDIDATES = [os.environ.get("EMBER_DATA"), str(Path(__file__).resolve().parents[1].parent / "shared" / "data")]
+DATA_CANDIDATES = [os.environ.get("EMBER_DATA")]  # tests find data only through $EMBER_DATA
 
 
 def data_root() -> Path | None:
