@@ -190,10 +190,14 @@ def test_help_shows_every_default_and_ember_data(capsys):
             assert "default" in (action.help or ""), action.option_strings
 
 
-def test_subprocess_mistake_prints_no_traceback():
+@pytest.mark.parametrize("argv, expected", [
+    (["--lr", "-1"], "error: --lr must be a finite number >= 0, got -1"),
+    (["--data-dir", "/nonexistent"], "error: --data-dir /nonexistent: no such folder"),
+])
+def test_subprocess_mistake_prints_no_traceback(argv, expected, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.run([sys.executable, "-m", "ember.train", "--lr", "-1"], capture_output=True, text=True,
-                          env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "ember.train", *argv], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "error: --lr must be a finite number >= 0, got -1"
-    assert proc.stdout == ""
+    assert proc.stderr.strip() == expected
+    assert proc.stdout == "" and not list(tmp_path.iterdir())

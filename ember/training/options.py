@@ -75,30 +75,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder searched first for the IDX files (default: $EMBER_DATA, then ~/.cache/ember)")
     p.add_argument("--download", action="store_true",
                    help="download a missing MNIST/Fashion-MNIST into ~/.cache/ember (default: never download)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
                    help=f"passes over the training set (default: {DEFAULTS['epochs']}; "
                         f"{DIGITS_DEFAULTS['epochs']} on digits)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help=f"images per step (default: {DEFAULTS['batch_size']}; {DIGITS_DEFAULTS['batch_size']} on digits)")
     p.add_argument("--optimizer", default="adam", choices=sorted(OPTIMIZERS), metavar="NAME",
                    help=f"one of {', '.join(sorted(OPTIMIZERS))} (default: adam)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=float, default=None, metavar="X",
                    help="learning rate (default: the optimizer's: " + ", ".join(
                        f"{k} {v[1]:g}" for k, v in OPTIMIZERS.items()) + f"; adam {DIGITS_ADAM_LR:g} on digits)")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="optimizer L2 weight decay (default: 0)")
+    p.add_argument("--weight-decay", type=float, default=0.0, metavar="X", help="optimizer L2 weight decay (default: 0)")
     p.add_argument("--lr-schedule", default="none", choices=tuple(LR_SCHEDULES),
                    help="per-epoch lr schedule: step (x0.1 every epochs/3) or cosine (to 0 over --epochs) "
                         "(default: none)")
-    p.add_argument("--init", default=None,
+    p.add_argument("--init", default=None, metavar="STD|NAME",
                    help="weight init: a std such as 0.01, or one of " + ", ".join(INIT_NAMES)
                         + " (default: the model's own, the book's 0.01 for most; he on digits)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
+    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda[:N] (default: cpu)")
     p.add_argument("--dtype", default="float32", choices=("float16", "float32", "float64"),
                    help="float16: mixed precision (AMP) - float32 master weights, autocast, loss scaling "
                         "(default: float32)")
     p.add_argument("--eval-dtype", default=None, choices=("float16", "float32", "float64"),
                    help="evaluate a copy of the weights in this precision (default: as trained)")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and subsets (default: 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="seed of weights, shuffling and subsets (default: 0)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/<model>-<dataset>)")
     p.add_argument("--max-train", type=int, default=None, metavar="N",
                    help="train on a random subset of N images (default: all)")
