@@ -201,3 +201,23 @@ def test_subprocess_mistake_prints_no_traceback(argv, expected, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == expected
     assert proc.stdout == "" and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("model", ["keras_mlp", "keras_cnn"])
+def test_digits_defaults_respect_models_with_their_own_init(model, tmp_path):
+    """The digits' He-init default is not forced on the Keras models, which refuse --init."""
+    assert main(["--dataset", "digits", "--model", model, "--epochs", "1", "--max-train", "100", "--no-plot",
+                 "--progress", "off", "--out", str(tmp_path)]) == 0
+
+
+def test_unreadable_idx_file_is_one_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("EMBER_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("ember.data.sources.DEBIAN_ROOT", tmp_path / "debian")
+    data = tmp_path / "data" / "fashion-mnist"
+    data.mkdir(parents=True)
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (data / f"{name}-ubyte").write_bytes(b"\x00\x00\x08\x03 truncated")
+    assert main(["--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--progress", "off"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and "train-images-idx3-ubyte" in err

@@ -199,6 +199,8 @@ def apply_dataset_defaults(args: argparse.Namespace, dataset: str) -> None:
     """Fill the flags left unset with the defaults for ``dataset`` (see DEFAULTS / DIGITS_DEFAULTS)."""
     defaults = DIGITS_DEFAULTS if dataset == "digits" else DEFAULTS
     for key, value in defaults.items():
+        if key == "init" and args.model in BOOK_INIT_FREE_MODELS:
+            continue  # these models have their own init and refuse --init
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.lr is None and dataset == "digits" and args.optimizer == "adam":

@@ -79,13 +79,21 @@ def main(argv: Sequence[str] | None = None, on_setup: Callable[..., None] | None
         print(f"error: {cli_data_error(str(e)) if isinstance(e, DatasetError) else e}", file=sys.stderr)
         return 2
     em.manual_seed(args.seed)
-    data = load_data(name, args.data_dir, args.max_train, args.max_test, seed=args.seed, download=args.download)
+    try:
+        data = load_data(name, args.data_dir, args.max_train, args.max_test, seed=args.seed, download=args.download)
+    except DatasetError as e:  # found, but unreadable (truncated or corrupt IDX file)
+        print(f"error: {cli_data_error(str(e))}", file=sys.stderr)
+        return 2
     hint = f"; {env_data_hint()}" if name == "digits" and args.dataset == "auto" else ""
     print(f"dataset: {name} ({reason}{hint}); {len(data.train)} train / {len(data.test)} test images "
           f"of shape {data.input_dim}")
     init = parse_init(args.init, args.model)
-    model = build_model(args.model, data.input_dim, data.num_classes,
-                        **({} if init is None else {"weight_init_std": init}))
+    try:
+        model = build_model(args.model, data.input_dim, data.num_classes,
+                            **({} if init is None else {"weight_init_std": init}))
+    except ValueError as e:  # e.g. a network too deep for 8x8 images
+        print(f"error: --model {args.model} on {name}: {e}", file=sys.stderr)
+        return 2
     dtype = em.float64 if args.dtype == "float64" else em.float32
     scaler = em.amp.GradScaler() if args.dtype == "float16" else None  # AMP: the model stays float32
     model.to(args.device).to(dtype)
