@@ -102,8 +102,8 @@ def cuda_unavailable_message(dev: "Device | str") -> str:
         why = "CuPy is installed but sees no CUDA device (no NVIDIA GPU or driver)"
     return (
         f"device {dev}: CUDA is not available ({why}); on a machine with an NVIDIA GPU install the GPU "
-        "extra matching the driver's CUDA major version (`nvidia-smi` shows it): `pip install -e \".[gpu]\"` or "
-        "\".[gpu-cuda12]\" for CUDA 12 (cupy-cuda12x), \".[gpu-cuda13]\" for CUDA 13 (cupy-cuda13x); or use device='cpu'"
+        "extra for the driver's CUDA version (`nvidia-smi`): CUDA 12 `pip install ember[gpu]` (= ember[gpu-cuda12], "
+        "cupy-cuda12x; in a checkout `pip install -e \".[gpu]\"`), CUDA 13 ember[gpu-cuda13] (cupy-cuda13x); or use device='cpu'"
     )
 
 
