@@ -21,9 +21,7 @@ class RunFolder:
         if existing and not (resume or force):
             raise RunFolderError(f"{self.path} already holds a run ({', '.join(existing)}); pass --resume to "
                                  "continue it, --force to replace it, or --out DIR for a new folder")
-        if force:
-            for name in existing:
-                (self.path / name).unlink()
+        self._replaced = existing if force else []  # deleted at the first write, once the new run is under way
         self.path.mkdir(parents=True, exist_ok=True)
 
     def existing_run_files(self) -> list[str]:
@@ -32,6 +30,9 @@ class RunFolder:
 
     def file(self, name: str) -> Path:
         """The path of run file ``name``; temp files left beside it by an interrupted save are removed first."""
+        for old in self._replaced:  # --force: the previous run's files go, so none is mistaken for this run's
+            (self.path / old).unlink(missing_ok=True)
+        self._replaced = []
         self.remove_stale_temp_files(name)
         if name not in self.written:
             self.written.append(name)
