@@ -15,8 +15,13 @@ from ember.backends.device import Device, cuda_available, cuda_unavailable_messa
 
 
 def is_available() -> bool:
-    """True when CuPy is installed and sees a GPU (``pip install ember[gpu]``)."""
+    """True when CuPy is installed and sees a GPU; when False, :func:`install_hint` says what to install."""
     return cuda_available()
+
+
+def install_hint() -> str:
+    """Why CUDA is unusable here and which extra to install: ``gpu-cuda12`` or ``gpu-cuda13`` (``gpu`` = 12)."""
+    return cuda_unavailable_message("cuda")
 
 
 def _cupy(what: str) -> Any:

@@ -181,6 +181,11 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
     backend = get_backend(map_location)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no such checkpoint file {path!r}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # every checkpoint is a zip (.npz); anything else would reach NumPy's pickle advice
+        kind = "an empty file" if not magic else f"not a zip/.npz archive (it starts with {magic!r})"
+        raise ValueError(f"load: {path!r} is not a valid ember checkpoint ({kind})")
     try:
         archive = numpy.load(path, allow_pickle=False)
         if not isinstance(archive, numpy.lib.npyio.NpzFile):
@@ -194,7 +199,8 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
     # Whatever a malformed archive makes numpy/zipfile raise (BadZipFile, zlib.error, EOFError,
     # ValueError for pickled data, UnicodeDecodeError ...) becomes one ValueError naming the file.
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"load: {path!r} is not a valid ember checkpoint ({type(e).__name__}: {e})") from None
+        detail = "it holds pickled objects, which ember never unpickles" if "allow_pickle" in str(e) else f"{type(e).__name__}: {e}"
+        raise ValueError(f"load: {path!r} is not a valid ember checkpoint ({detail})") from None
     reader = _Reader(path, arrays, backend)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or "tree" not in meta:
         raise reader.bad("missing format tag")

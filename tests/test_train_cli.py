@@ -27,6 +27,23 @@ def test_simple_convnet_he_init_learns_fashion_mnist_subset(tmp_path, capsys, fa
     assert "dataset: fashion-mnist (requested with --dataset)" in out
 
 
+def test_default_run_without_data_learns_the_bundled_digits(tmp_path, capsys, monkeypatch):
+    """No data anywhere: the defaults picked for digits (He init, 15 epochs) reach >= 95% test accuracy."""
+    monkeypatch.delenv("EMBER_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr("ember.data.sources.DEBIAN_ROOT", tmp_path / "debian")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--progress", "off"]) == 0
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert first.startswith("dataset: digits (auto: no MNIST or Fashion-MNIST found in")
+    assert "--download" in first and "--data-dir" in first and "EMBER_DATA" in first
+    history = json.loads((tmp_path / "runs" / "simple_convnet-digits" / "history.json").read_text())
+    assert history["args"]["init"] == "he" and history["args"]["epochs"] == 15
+    assert history["epochs"][-1]["test_accuracy"] >= 0.95, history["epochs"][-1]
+    assert len(history["steps"]) == 15 * 29  # per-step losses for the curve (1438 images, batches of 50)
+
+
 def test_simple_convnet_learns_digits(tmp_path):
     """The same check on scikit-learn's bundled digits (always available offline)."""
     code = main(["--dataset", "digits", "--epochs", "4", "--init", "he", "--out", str(tmp_path),

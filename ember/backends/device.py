@@ -110,8 +110,8 @@ def cuda_unavailable_message(dev: "Device | str") -> str:
         why = "CuPy is installed but sees no CUDA device (no NVIDIA GPU or driver)"
     return (
         f"device {dev}: CUDA is not available ({why}); on a machine with an NVIDIA GPU install the GPU "
-        "extra: `pip install -e \".[gpu]\"` (or `pip install ember[gpu]`, i.e. cupy-cuda12x; "
-        "use cupy-cuda13x for CUDA 13), or use device='cpu'"
+        "extra for the driver's CUDA version (`nvidia-smi`): CUDA 12 `pip install ember[gpu]` (= ember[gpu-cuda12], "
+        "cupy-cuda12x; in a checkout `pip install -e \".[gpu]\"`), CUDA 13 ember[gpu-cuda13] (cupy-cuda13x); or use device='cpu'"
     )
 
 

@@ -1,1 +1,1 @@
-"""The pieces of ``python -m ember.train``: dataset choice, the loop, checkpoints and plots."""
+"""The pieces of ``python -m ember.train``: flags (options), data choice (datasets), the loop, the run (run), checkpoints, run folders and plots."""

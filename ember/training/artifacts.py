@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy
 
-from ember.serialization import _fsync_directory
+from ember.serialization import _chmod_like_open, _fsync_directory
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -23,6 +23,7 @@ def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        _chmod_like_open(fd)  # 0644 under the usual umask, not mkstemp's private 0600
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -44,24 +45,47 @@ def _figure_to(path: Path, fig: Any) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
 
 
-def plot_history(path: Path, epochs: list[dict], title: str) -> None:
-    """Loss and accuracy per epoch, train and test, side by side."""
+def smooth(values: list[float], window: int) -> numpy.ndarray:
+    """Trailing moving average over up to ``window`` values (shorter at the start, never shifted)."""
+    v = numpy.asarray(values, dtype=numpy.float64)
+    if window <= 1 or len(v) == 0:
+        return v
+    c = numpy.cumsum(numpy.insert(v, 0, 0.0))
+    idx = numpy.arange(1, len(v) + 1)
+    lo = numpy.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def plot_history(path: Path, epochs: list[dict], title: str, steps: list | None = None,
+                 steps_per_epoch: int = 1) -> None:
+    """Loss (per step, smoothed, plus per-epoch test) and accuracy per epoch, on integer epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     xs = [e["epoch"] for e in epochs]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(xs, [e["train_loss"] for e in epochs], "o-", label="train")
-    ax_loss.plot(xs, [e["test_loss"] for e in epochs], "s--", label="test")
-    ax_loss.set_xlabel("epoch")
+    if steps:
+        sx = [s[0] for s in steps]
+        sy = [s[1] for s in steps]
+        window = max(1, steps_per_epoch // 10)
+        ax_loss.plot(sx, sy, color="tab:blue", alpha=0.2, linewidth=0.8)
+        ax_loss.plot(sx, smooth(sy, window), color="tab:blue", label=f"train (per step, mean of {window})")
+    else:
+        ax_loss.plot(xs, [e["train_loss"] for e in epochs], "o-", label="train")
+    ax_loss.plot(xs, [e["test_loss"] for e in epochs], "s--", color="tab:orange", label="test (end of epoch)")
     ax_loss.set_ylabel("cross-entropy loss")
-    ax_acc.plot(xs, [e["train_accuracy"] for e in epochs], "o-", label="train")
+    ax_acc.plot(xs, [e["train_accuracy"] for e in epochs], "o-", label="train (epoch mean)")
     ax_acc.plot(xs, [e["test_accuracy"] for e in epochs], "s--", label="test")
-    ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
+    lowest = min(min(e["test_accuracy"], e["train_accuracy"]) for e in epochs)
+    ax_acc.set_ylim(min(0.5, lowest - 0.02), 1.0)
     for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(0 if steps else min(xs) - 0.5, max(xs) + (0 if steps else 0.5))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy
 
 from ember.data import MNIST, DatasetError, Digits, FashionMNIST, TensorDataset
+from ember.data.sources import locate, search_dirs
 
 DATASETS = ("mnist", "fashion-mnist", "digits")
 
@@ -28,6 +29,10 @@ class LoadedData:
     num_classes: int
 
 
+_IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
 def _load(name: str, data_dir: str | None, download: bool) -> tuple:
     if name == "digits":
         return Digits(train=True).arrays(), Digits(train=False).arrays()
@@ -35,6 +40,38 @@ def _load(name: str, data_dir: str | None, download: bool) -> tuple:
     train = cls(root=data_dir, train=True, download=download)
     test = cls(root=data_dir, train=False, download=download)
     return train.arrays(), test.arrays()
+
+
+def choose_dataset(name: str = "auto", data_dir: str | None = None, download: bool = False) -> tuple[str, str]:
+    """Which dataset a run uses and why, found by locating files only (no arrays are read).
+
+    ``auto`` takes MNIST, then Fashion-MNIST, then the bundled digits; but when ``data_dir`` is
+    given, finding neither 28x28 set there is an error rather than a silent fallback.
+
+    Raises:
+        ValueError: unknown dataset name.
+        DatasetError: the named dataset (or, with ``data_dir``, any 28x28 set) cannot be found.
+    """
+    name = name.lower().replace("_", "-")
+    if name != "auto" and name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of: auto, {', '.join(DATASETS)}")
+    if name == "digits":
+        return name, "requested with --dataset"
+    if name != "auto":
+        locate(name, list(_IDX_FILES), root=data_dir, download_missing=download, op=name)
+        return name, "requested with --dataset"
+    for candidate in ("mnist", "fashion-mnist"):
+        try:
+            locate(candidate, list(_IDX_FILES), root=data_dir, download_missing=False, op=candidate)
+        except DatasetError:
+            continue
+        return candidate, f"auto: {candidate} found" + ("" if candidate == "mnist" else ", mnist not found")
+    searched = ", ".join(str(d.parent) for d, _ in search_dirs("mnist", data_dir) if d.name == "mnist")
+    if data_dir is not None:
+        raise DatasetError(f"--data-dir {data_dir}: found neither mnist nor fashion-mnist IDX files "
+                           f"(searched {searched}; expected <dir>/mnist/train-images-idx3-ubyte.gz and the "
+                           "other three files)")
+    return "digits", f"auto: no MNIST or Fashion-MNIST found in {searched}, so scikit-learn's bundled 8x8 digits"
 
 
 def load_data(name: str = "auto", data_dir: str | None = None, max_train: int | None = None,
@@ -52,24 +89,8 @@ def load_data(name: str = "auto", data_dir: str | None = None, max_train: int | 
         ValueError: unknown dataset name.
         DatasetError: the named dataset cannot be found.
     """
-    name = name.lower().replace("_", "-")
-    if name != "auto" and name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of: auto, {', '.join(DATASETS)}")
-    if name == "auto":
-        skipped = []
-        for candidate in DATASETS:
-            try:
-                (tr, te) = _load(candidate, data_dir, download=False)
-            except DatasetError as e:
-                first = str(e).splitlines()[0].replace("; not found in any of:", "; not found offline")
-                skipped.append(f"{candidate} unavailable ({first})")
-                continue
-            reason = "auto: " + ("; ".join(skipped) + "; " if skipped else "") + f"{candidate} found"
-            name = candidate
-            break
-    else:
-        tr, te = _load(name, data_dir, download)
-        reason = "requested with --dataset"
+    name, reason = choose_dataset(name, data_dir, download)
+    tr, te = _load(name, data_dir, download)
     rng = numpy.random.default_rng(seed)
     tr = _subsample(tr, max_train, rng)
     te = _subsample(te, max_test, rng)

@@ -33,8 +33,11 @@ def compute_loss(model: Any, logits: Any, labels: Any) -> Any:
 
 
 def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any = "cpu", dtype: Any = None,
-                progress: Any = None, scaler: Any = None) -> dict:
+                progress: Any = None, scaler: Any = None, step_losses: list | None = None) -> dict:
     """Train for one pass over ``loader``; returns mean loss, accuracy and samples/s.
+
+    ``step_losses``, when given, receives ``[epoch - 1 + step / steps, loss]`` for every step
+    (fractional epochs), so a plot can show the training loss within an epoch.
 
     With an ``ember.amp.GradScaler`` the step is mixed precision (AMP): the
     forward runs under float16 autocast, the loss is scaled, and a step whose
@@ -66,6 +69,8 @@ def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any
             scaler.step(optimizer)
             scaler.update()
         n = len(y)
+        if step_losses is not None:
+            step_losses.append([epoch - 1 + step / len(loader), value])
         total_loss += value * n
         seen += n
         correct += int((logits.argmax(axis=1).numpy() == y.numpy()).sum())

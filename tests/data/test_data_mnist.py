@@ -1,6 +1,6 @@
 """MNIST / Fashion-MNIST datasets: small fixture files, then the real data.
 
-The real-data tests read $EMBER_DATA (e.g. ``EMBER_DATA=../shared/data``) and are
+The real-data tests read $EMBER_DATA (the folder holding mnist/ and fashion-mnist/) and are
 skipped when it is unset or lacks the files.
 """
 
@@ -126,7 +126,7 @@ def test_corrupt_file_names_path(isolated):
 
 def _real_dir(name):
     if not REAL_DATA:
-        pytest.skip("EMBER_DATA is not set (run with EMBER_DATA=../shared/data)")
+        pytest.skip("EMBER_DATA is not set (set it to the folder holding mnist/ and fashion-mnist/)")
     directory = Path(REAL_DATA) / name
     if not directory.is_dir():
         pytest.skip(f"no {name} directory under EMBER_DATA={REAL_DATA}")
@@ -191,4 +191,5 @@ def test_real_mnist_train_offline_fails_listing_paths(isolated, monkeypatch):
         for directory, _ in sources.search_dirs("mnist"):
             assert str(directory) in message
         assert str(real) in message
-        assert ("Connection refused" in message) == download
+        # train-images has no recorded SHA-256, so a download is refused before any connection
+        assert ("no SHA-256 is recorded" in message) == download

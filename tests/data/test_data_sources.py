@@ -5,6 +5,7 @@ No test here touches the real internet: mirror lists are replaced by servers on
 """
 
 import dataclasses
+import gzip
 import hashlib
 import http.server
 import os
@@ -93,11 +94,18 @@ def _closed_port_url():
     return f"http://127.0.0.1:{port}/mnist/"
 
 
-def _patch_mnist(monkeypatch, mirrors, checksums):
+def _content_sha256(body):
+    return hashlib.sha256(gzip.decompress(body)).hexdigest()
+
+
+def _patch_mnist(monkeypatch, mirrors, checksums, files, sha_override=None):
+    """MNIST's table replaced by the fixture files (md5 for identity, content sha256 for downloads)."""
+    shas = {name: _content_sha256(body) for name, body in files.items()}
+    shas.update(sha_override or {})
     spec = dataclasses.replace(
         sources.DATASETS["mnist"],
         mirrors=tuple(mirrors),
-        files=tuple(sources.RemoteFile(name, md5) for name, md5 in checksums.items()),
+        files=tuple(sources.RemoteFile(name, md5, sha256=shas.get(name)) for name, md5 in checksums.items()),
     )
     monkeypatch.setitem(sources.DATASETS, "mnist", spec)
 
@@ -209,7 +217,7 @@ def test_file_of_other_dataset_is_skipped(isolated, monkeypatch):
 def test_download_with_mirror_fallback_then_cache(isolated, monkeypatch, served):
     files, md5s, images, labels = served
     with _Server(files) as server:
-        _patch_mnist(monkeypatch, [_closed_port_url(), server.url], md5s)
+        _patch_mnist(monkeypatch, [_closed_port_url(), server.url], md5s, files)
         ds = MNIST(train=True, download=True, timeout=5)
         assert sorted(server.requests) == sorted(TRAIN_FILES)
         cache = isolated / "home" / ".cache" / "ember" / "mnist"
@@ -229,7 +237,7 @@ def test_download_only_missing_file(isolated, monkeypatch, served):
     (env / TRAIN_FILES[1]).write_bytes(files[TRAIN_FILES[1]])
     monkeypatch.setenv("EMBER_DATA", str(isolated / "env"))
     with _Server(files) as server:
-        _patch_mnist(monkeypatch, [server.url], md5s)
+        _patch_mnist(monkeypatch, [server.url], md5s, files)
         ds = MNIST(train=True)
         assert server.requests == [TRAIN_FILES[0]]
     assert ds.paths[TRAIN_FILES[1]] == env / TRAIN_FILES[1]
@@ -247,41 +255,44 @@ def _assert_clean_failure(isolated, info, *patterns):
 
 def test_checksum_mismatch_deletes_download(isolated, monkeypatch, served):
     files, md5s, _, _ = served
-    wrong = dict(md5s, **{TRAIN_FILES[0]: "0" * 32})
     with _Server(files) as server:
-        _patch_mnist(monkeypatch, [server.url], wrong)
+        _patch_mnist(monkeypatch, [server.url], md5s, files, {TRAIN_FILES[0]: "0" * 64})
         with pytest.raises(DatasetError) as info:
             MNIST(train=True)
     _assert_clean_failure(
         isolated,
         info,
-        "expected md5 " + "0" * 32,
-        "got " + md5s[TRAIN_FILES[0]],
+        "expected content sha256 " + "0" * 64,
+        "got " + _content_sha256(files[TRAIN_FILES[0]]),
         server.url + TRAIN_FILES[0],
     )
 
 
-def test_truncated_download_is_rejected(isolated, monkeypatch, served):
+def test_truncated_download_keeps_the_partial_file_for_resume(isolated, monkeypatch, served):
+    """A server that always cuts the body (and ignores Range): error, no final file, the .part kept."""
     files, md5s, _, _ = served
     with _Server(files, truncate=[TRAIN_FILES[0]]) as server:
-        _patch_mnist(monkeypatch, [server.url], md5s)
+        _patch_mnist(monkeypatch, [server.url], md5s, files)
         with pytest.raises(DatasetError) as info:
             MNIST(train=True)
-    _assert_clean_failure(isolated, info, TRAIN_FILES[0], "download failed")
-    assert "truncated" in str(info.value) or "IncompleteRead" in str(info.value)
+    message = str(info.value)
+    assert TRAIN_FILES[0] in message and "download failed" in message and "IncompleteRead" in message
+    cache = isolated / "home" / ".cache" / "ember" / "mnist"
+    assert not (cache / TRAIN_FILES[0]).exists()
+    assert (cache / f".{TRAIN_FILES[0]}.part").stat().st_size == len(files[TRAIN_FILES[0]]) // 2
 
 
 def test_http_404(isolated, monkeypatch, served):
-    _, md5s, _, _ = served
+    files, md5s, _, _ = served
     with _Server({}) as server:
-        _patch_mnist(monkeypatch, [server.url], md5s)
+        _patch_mnist(monkeypatch, [server.url], md5s, files)
         with pytest.raises(DatasetError, match="HTTP Error 404"):
             MNIST(train=True)
 
 
 def test_offline_fails_fast(isolated, monkeypatch, served):
-    _, md5s, _, _ = served
-    _patch_mnist(monkeypatch, [_closed_port_url()], md5s)
+    files, md5s, _, _ = served
+    _patch_mnist(monkeypatch, [_closed_port_url()], md5s, files)
     with pytest.raises(DatasetError) as info:
         MNIST(train=True)
     _assert_clean_failure(
@@ -294,11 +305,11 @@ def test_offline_fails_fast(isolated, monkeypatch, served):
 
 
 def test_stalled_server_times_out(isolated, monkeypatch, served):
-    _, md5s, _, _ = served
+    files, md5s, _, _ = served
     with socket.socket() as listener:  # accepts connections (backlog) but never answers
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/mnist/"
-        _patch_mnist(monkeypatch, [url], md5s)
+        _patch_mnist(monkeypatch, [url], md5s, files)
         with pytest.raises(DatasetError, match="timed out"):  # the 0.3 s timeout fired: no hang, a clear error
             MNIST(train=True, timeout=0.3)
