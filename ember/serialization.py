@@ -25,7 +25,6 @@ from typing import Any
 import numpy
 
 from ember.atomic_files import atomic_write
-from ember.atomic_files import fsync_directory as _fsync_directory  # noqa: F401  (ember.training imports it)
 from ember.autograd.tensor import Tensor
 from ember.backends.device import get_backend
 

@@ -7,33 +7,20 @@ place, so an interrupted run never leaves a half-written file behind.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy
 
-from ember.serialization import _chmod_like_open, _fsync_directory
+from ember import atomic_files
 
 
 def atomic_write(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, rename it over ``path``, fsync the folder."""
+    """Call ``write(file)`` on a temp file beside ``path`` that replaces it atomically (mode 0644)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        _chmod_like_open(fd)  # 0644 under the usual umask, not mkstemp's private 0600
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(str(path.parent))  # make the rename itself durable
+    with atomic_files.atomic_write(path, mode) as f:
+        write(f)
 
 
 def save_history(path: Path, history: dict) -> None:
