@@ -32,45 +32,82 @@ def compute_loss(model: Any, logits: Any, labels: Any) -> Any:
     return loss
 
 
+class _NonFinite(Exception):
+    """Raised inside an eager step when the loss is NaN/inf, before the update is taken."""
+
+    def __init__(self, value: float):
+        super().__init__(value)
+        self.value = value
+
+
+def _require_finite(loss: Any) -> None:
+    value = float(loss.item())
+    if not math.isfinite(value):
+        raise _NonFinite(value)
+
+
+def make_train_step(model: Any, optimizer: Any, scaler: Any = None, compiled: bool = False,
+                    before_update: Any = None) -> Any:
+    """``step(x, y) -> (loss, logits)``: forward, loss, backward and update; ``ember.compile``d when asked.
+
+    ``before_update(loss)`` runs between the loss and the backward (the eager NaN check); a
+    compiled step cannot branch on the loss, so its caller checks the loss after the update.
+    """
+    def step(x: Any, y: Any) -> tuple:
+        with em.amp.autocast() if scaler is not None else contextlib.nullcontext():
+            logits = model(x)
+            loss = compute_loss(model, logits, y)
+        if before_update is not None:
+            before_update(loss)
+        optimizer.zero_grad()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        return loss, logits
+
+    return em.compile(step) if compiled else step
+
+
 def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any = "cpu", dtype: Any = None,
-                progress: Any = None, scaler: Any = None, step_losses: list | None = None) -> dict:
-    """Train for one pass over ``loader``; returns mean loss, accuracy and samples/s.
+                progress: Any = None, scaler: Any = None, step_losses: list | None = None,
+                step: Any = None) -> dict:
+    """Train for one pass over ``loader``; returns mean loss, accuracy, samples/s and samples seen.
 
     ``step_losses``, when given, receives ``[epoch - 1 + step / steps, loss]`` for every step
     (fractional epochs), so a plot can show the training loss within an epoch.
 
     With an ``ember.amp.GradScaler`` the step is mixed precision (AMP): the
     forward runs under float16 autocast, the loss is scaled, and a step whose
-    gradients overflowed is skipped while the scale adapts.
+    gradients overflowed is skipped while the scale adapts. ``step`` is a prepared
+    ``make_train_step`` (``--compile``); by default an eager one is made.
 
     Raises:
-        NonFiniteLossError: the loss is NaN/inf (the optimizer step is not taken).
+        NonFiniteLossError: the loss is NaN/inf (an eager step's update is not taken).
     """
     model.train()
+    if step is None:
+        step = make_train_step(model, optimizer, scaler, before_update=_require_finite)
     total_loss = 0.0
     correct = seen = 0
     start = time.perf_counter()
-    for step, (x, y) in enumerate(loader, 1):
+    for i, (x, y) in enumerate(loader, 1):
         x = x.to(device, dtype) if dtype is not None else x.to(device)
         y = y.to(device)
-        with em.amp.autocast() if scaler is not None else contextlib.nullcontext():
-            logits = model(x)
-            loss = compute_loss(model, logits, y)
+        try:
+            with numpy.errstate(over="ignore", invalid="ignore"):  # an AMP overflow skips the step, by design
+                loss, logits = step(x, y)
+        except _NonFinite as e:
+            raise NonFiniteLossError(epoch, i, e.value) from None
         value = float(loss.item())
         if not math.isfinite(value):
-            raise NonFiniteLossError(epoch, step, value)
-        optimizer.zero_grad()
-        if scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
-            with numpy.errstate(over="ignore", invalid="ignore"):  # an overflow skips the step, by design
-                scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            raise NonFiniteLossError(epoch, i, value)
         n = len(y)
         if step_losses is not None:
-            step_losses.append([epoch - 1 + step / len(loader), value])
+            step_losses.append([epoch - 1 + i / len(loader), value])
         total_loss += value * n
         seen += n
         correct += int((logits.argmax(axis=1).numpy() == y.numpy()).sum())
@@ -80,7 +117,7 @@ def train_epoch(model: Any, loader: Any, optimizer: Any, epoch: int, device: Any
             progress.update(1)
     elapsed = time.perf_counter() - start
     return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "samples_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
+            "samples_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed, "seen": seen}
 
 
 def evaluate(model: Any, dataset: Any, batch_size: int = 1000, device: Any = "cpu", dtype: Any = None) -> dict:

@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="skip the loss/accuracy PNG (default: plot)")
     p.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
                    help="tqdm progress bar (default: auto, only on a terminal)")
+    p.add_argument("--compile", action="store_true",
+                   help="capture the training step once and replay it (ember.compile; default: eager)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the ranks of `mpiexec -n N python -m mpi4py -m ember.train` "
+                        "(--batch-size is the global batch; default: one process)")
     return p
 
 
@@ -188,6 +193,9 @@ def validate(args: argparse.Namespace) -> None:
             _fail("--data-dir has no effect with --dataset digits (the digits ship with scikit-learn)")
     if args.download and args.dataset in ("auto", "digits"):
         _fail("--download needs --dataset mnist or --dataset fashion-mnist (which one to fetch)")
+    if args.compile and args.distributed:
+        _fail("--compile and --distributed do not work together yet (a captured step cannot run "
+              "DistributedDataParallel's gradient hooks); pick one")
     if args.resume and args.force:
         _fail("--resume and --force contradict each other: --resume continues the run, --force replaces it")
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():

@@ -19,7 +19,8 @@ from ember.training.artifacts import plot_filters, plot_history, save_history
 from ember.training.checkpoint import (CHECKPOINT_NAME, CheckpointError, RunParts, read_run_state,
                                        restore_run_state, save_run_state)
 from ember.training.datasets import choose_dataset, load_data
-from ember.training.loop import NonFiniteLossError, evaluate_in_precision, train_epoch
+from ember.training import parallel
+from ember.training.loop import NonFiniteLossError, evaluate_in_precision, make_train_step, train_epoch
 from ember.training.options import (LR_SCHEDULES, OPTIMIZERS, UsageError, apply_dataset_defaults, default_lr,
                                     env_data_hint, parse_args, parse_init)
 from ember.training.run_folder import RunFolder, RunFolderError
@@ -72,27 +73,39 @@ def main(argv: Sequence[str] | None = None, on_setup: Callable[..., None] | None
     benchmark can read the initial weights and the loader's state (its batch
     order) of exactly the run the CLI performs.
     """
+    launch = parallel.Launch(rank=parallel.env_rank())  # until the group exists: who prints errors
     try:
         args = parse_args(argv)
+        launch = parallel.start(args)
         name, reason, folder, state = _setup(args)
     except (UsageError, RunFolderError, CheckpointError, ValueError) as e:
-        print(f"error: {cli_data_error(str(e)) if isinstance(e, DatasetError) else e}", file=sys.stderr)
+        launch.error(cli_data_error(str(e)) if isinstance(e, DatasetError) else str(e))
         return 2
-    em.manual_seed(args.seed)
+    try:
+        return _run(args, launch, name, reason, folder, state, on_setup)
+    finally:
+        parallel.finish()
+
+
+def _run(args: argparse.Namespace, launch: parallel.Launch, name: str, reason: str, folder: RunFolder,
+         state: Any, on_setup: Callable[..., None] | None) -> int:
+    """Everything after the flags were accepted: load, build, (resume,) train, report."""
+    em.manual_seed(args.seed + launch.rank)  # ranks draw their own dropout masks; DDP syncs the weights
     try:
         data = load_data(name, args.data_dir, args.max_train, args.max_test, seed=args.seed, download=args.download)
     except DatasetError as e:  # found, but unreadable (truncated or corrupt IDX file)
-        print(f"error: {cli_data_error(str(e))}", file=sys.stderr)
+        launch.error(cli_data_error(str(e)))
         return 2
     hint = f"; {env_data_hint()}" if name == "digits" and args.dataset == "auto" else ""
-    print(f"dataset: {name} ({reason}{hint}); {len(data.train)} train / {len(data.test)} test images "
-          f"of shape {data.input_dim}")
+    ranks = f"; {launch.world} ranks" if launch.world > 1 else ""
+    launch.say(f"dataset: {name} ({reason}{hint}); {len(data.train)} train / {len(data.test)} test images "
+               f"of shape {data.input_dim}{ranks}")
     init = parse_init(args.init, args.model)
     try:
         model = build_model(args.model, data.input_dim, data.num_classes,
                             **({} if init is None else {"weight_init_std": init}))
     except ValueError as e:  # e.g. a network too deep for 8x8 images
-        print(f"error: --model {args.model} on {name}: {e}", file=sys.stderr)
+        launch.error(f"--model {args.model} on {name}: {e}")
         return 2
     dtype = em.float64 if args.dtype == "float64" else em.float32
     scaler = em.amp.GradScaler() if args.dtype == "float16" else None  # AMP: the model stays float32
@@ -100,7 +113,7 @@ def main(argv: Sequence[str] | None = None, on_setup: Callable[..., None] | None
     cls, _, extra = OPTIMIZERS[args.optimizer]
     lr = args.lr if args.lr is not None else default_lr(args.optimizer)
     optimizer = cls(model.parameters(), lr=lr, weight_decay=args.weight_decay, **extra)
-    loader = DataLoader(data.train, batch_size=args.batch_size, shuffle=True, seed=args.seed)
+    loader, sampler = parallel.shard(data.train, args.batch_size, args.seed, launch)
     make_scheduler = LR_SCHEDULES[args.lr_schedule]
     scheduler = make_scheduler(optimizer, args.epochs) if make_scheduler else None
     parts = RunParts(model, optimizer, loader, scaler, scheduler)
@@ -111,21 +124,25 @@ def main(argv: Sequence[str] | None = None, on_setup: Callable[..., None] | None
         try:
             last, history["epochs"] = restore_run_state(ckpt_path, state, parts)
         except CheckpointError as e:
-            print(f"error: {e}", file=sys.stderr)
+            launch.error(str(e))
             return 2
         start_epoch = last + 1
         history["steps"] = _previous_steps(folder.path / "history.json", last)
-        print(f"resumed from {ckpt_path} after epoch {last}")
+        launch.say(f"resumed from {ckpt_path} after epoch {last}")
         if args.lr is not None:  # an explicit --lr overrides the checkpoint's, as a user changing it expects
             for group in optimizer.param_groups:
                 group["lr"] = args.lr
-    if args.plot_filters and start_epoch == 1 and _first_conv_weight(model) is not None:
+    if launch.is_main and args.plot_filters and start_epoch == 1 and _first_conv_weight(model) is not None:
         plot_filters(folder.file("filters_before.png"), _first_conv_weight(model),
                      f"{args.model} conv1, before training")
     if on_setup is not None:
         on_setup(model=model, optimizer=optimizer, loader=loader, data=data, dtype=dtype, start_epoch=start_epoch)
-    code = _train(args, name, data, parts, dtype, history, folder, start_epoch)
-    if code:
+    trained = parallel.wrap(model, launch)
+    step = None  # the eager step train_epoch makes, which checks the loss before the update
+    if args.compile or trained is not model:
+        step = make_train_step(trained, optimizer, scaler, compiled=args.compile)
+    code = _train(args, name, data, parts, dtype, history, folder, start_epoch, launch, step, sampler)
+    if code or not launch.is_main:
         return code
     if args.plot_filters and _first_conv_weight(model) is not None:
         plot_filters(folder.file("filters_after.png"), _first_conv_weight(model), f"{args.model} conv1, after training")
@@ -137,24 +154,37 @@ def main(argv: Sequence[str] | None = None, on_setup: Callable[..., None] | None
 
 
 def _train(args: argparse.Namespace, name: str, data: Any, parts: RunParts, dtype: Any, history: dict,
-           folder: RunFolder, start_epoch: int) -> int:
+           folder: RunFolder, start_epoch: int, launch: parallel.Launch, step: Any, sampler: Any) -> int:
     """The epochs: train, evaluate, step the schedule, save checkpoint/history/plot; 3 on a NaN loss."""
     from tqdm import tqdm
 
-    disable = {"auto": None, "on": False, "off": True}[args.progress]
+    disable = {"auto": None, "on": False, "off": True}[args.progress] or not launch.is_main
     ckpt_path = folder.path / CHECKPOINT_NAME
     steps: list = history["steps"]
-    announce_kernel_compilation()
+    if launch.is_main:
+        announce_kernel_compilation()
     for epoch in range(start_epoch, args.epochs + 1):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
         with tqdm(total=len(parts.loader), desc=f"epoch {epoch}/{args.epochs}", unit="batch", disable=disable,
                   leave=False) as bar:
             try:
                 train = train_epoch(parts.model, parts.loader, parts.optimizer, epoch, args.device, dtype,
-                                    progress=bar, scaler=parts.scaler, step_losses=steps)
+                                    progress=bar, scaler=parts.scaler, step_losses=steps, step=step)
             except NonFiniteLossError as e:
                 kept = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved yet"
-                print(f"error: {e}; stopping ({kept})", file=sys.stderr)
+                where = f"rank {launch.rank}: " if launch.world > 1 else ""
+                print(f"error: {where}{e}; stopping ({kept})", file=sys.stderr)
+                if launch.world > 1:
+                    from ember import distributed
+
+                    distributed.abort(f"stopping: {e}")
                 return 3
+        train = parallel.combine(train, launch)
+        if parts.scheduler is not None and not launch.is_main:
+            parts.scheduler.step()
+        if not launch.is_main:
+            continue
         test = evaluate_in_precision(parts.model, data.test, args.device, dtype, args.eval_dtype,
                                      amp=parts.scaler is not None)
         lr = parts.optimizer.param_groups[0]["lr"]

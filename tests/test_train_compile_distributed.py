@@ -1,0 +1,79 @@
+"""``python -m ember.train --compile`` and ``--distributed``: same run as eager / one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+
+import ember as em
+from ember.train import main
+
+COMMON = ["--dataset", "digits", "--progress", "off", "--no-plot"]
+
+
+def _history(folder: Path) -> dict:
+    return json.loads((folder / "history.json").read_text())
+
+
+def test_compiled_training_equals_eager_training_bit_for_bit(tmp_path):
+    args = COMMON + ["--model", "simple_convnet", "--epochs", "2", "--max-train", "600"]
+    assert main(args + ["--out", str(tmp_path / "eager")]) == 0
+    assert main(args + ["--out", str(tmp_path / "compiled"), "--compile"]) == 0
+    eager, compiled = _history(tmp_path / "eager"), _history(tmp_path / "compiled")
+    assert eager["steps"] == compiled["steps"]  # every step's loss, exactly
+    a = em.load(tmp_path / "eager" / "checkpoint.npz")["model"]
+    b = em.load(tmp_path / "compiled" / "checkpoint.npz")["model"]
+    for k in a:
+        numpy.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=k)
+
+
+def test_compile_and_distributed_together_is_one_error_line(capsys):
+    assert main(COMMON + ["--compile", "--distributed"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --compile and --distributed")
+
+
+def _mpiexec() -> str:
+    pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'ember[distributed]'")
+    exe = shutil.which("mpiexec")
+    if exe is None:
+        pytest.skip("mpiexec not on PATH: pip install 'ember[distributed]' installs MPICH's")
+    return exe
+
+
+def test_two_ranks_reach_the_single_process_accuracy(tmp_path):
+    """The issue's check on the embedded digits: 2 ranks within 1 point of one process."""
+    exe = _mpiexec()
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    cmd = [exe, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "ember.train", "--distributed",
+           "--out", str(tmp_path / "two")] + COMMON
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("final test accuracy") == 1  # rank 0 alone reports
+    assert "2 ranks" in proc.stdout.splitlines()[0]
+    assert main(COMMON + ["--out", str(tmp_path / "one")]) == 0
+    two = _history(tmp_path / "two")["epochs"][-1]["test_accuracy"]
+    one = _history(tmp_path / "one")["epochs"][-1]["test_accuracy"]
+    assert abs(two - one) <= 0.01, (one, two)
+    assert two >= 0.95
+
+
+def test_distributed_refuses_a_batch_the_ranks_cannot_split(tmp_path):
+    exe = _mpiexec()
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    cmd = [exe, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "ember.train", "--distributed",
+           "--batch-size", "51", "--out", str(tmp_path)] + COMMON
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert lines == ["error: --batch-size 51 must be divisible by the 2 ranks (it is the global batch, split evenly)"]
+    assert "Traceback" not in proc.stderr
