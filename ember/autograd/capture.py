@@ -185,14 +185,13 @@ class Recorder:
         """Record a gradient reaching a leaf: set its ``.grad``, or add to it, as the engine does."""
         if self.depth:
             return
-        from ember.autograd.engine import _accumulate_leaf
+        from ember.autograd.engine import accumulate_into
         from ember.autograd.tensor import Tensor
 
         src = self.in_slot(grad)
 
         def run(slots: list, leaf: Any = leaf) -> None:
-            g = Tensor._make(slots[src])
-            leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)
+            accumulate_into(leaf, Tensor._make(slots[src]))
 
         self.tape.entries.append(run)
 

@@ -96,7 +96,7 @@ def run_backward(
             g = _hooks.leaf_pre_hooks(leaf, g)
         if not isinstance(g, Tensor):
             g = Tensor._make(g)
-        leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)
+        accumulate_into(leaf, g)
         if tracker is not None:
             _hooks.leaf_post_hooks(leaf)
 
@@ -189,6 +189,11 @@ def _add(a: Any, b: Any) -> Any:
     """``a + b`` for gradients; keeps 0-d results arrays (NumPy would return scalars)."""
     s = a + b
     return numpy.asarray(s) if isinstance(s, numpy.generic) else s
+
+
+def accumulate_into(leaf: Any, g: Any) -> None:
+    """``leaf.grad = g``, or ``leaf.grad + g`` when it already holds a gradient (also used by replay)."""
+    leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)
 
 
 def _accumulate_leaf(old: Any, g: Any) -> Any:
