@@ -77,7 +77,7 @@ MUTATIONS = [
              ("tests/nn/test_activation_loss.py", "tests/backends/test_numba_nn_optim.py"), area="CPU kernel"),
     # --- kernels
     Mutation("cuda-col2im-stride-swap", "if (u < 0 || u % SW != 0) continue;", "if (u < 0 || u % SH != 0) continue;",
-             CUDA, "conv.py", "CUDA kernel"),
+             CUDA, "kernel_spec.py", "CUDA kernel"),
     Mutation("cuda-max-pool-last-max-wins", "if (v > best || (is_nan(v) && !is_nan(best)))",
              "if (v >= best || (is_nan(v) && !is_nan(best)))", CUDA, area="CUDA kernel"),
     Mutation("cuda-batch-norm-tree-stops-early", "for (int k = BLOCK_SIZE / 2; k > 0; k >>= 1)",
