@@ -87,10 +87,10 @@ MUTATIONS = [
     Mutation("numba-im2col-stride-swap", "cp[i, j, oy, ox] = xp[iy, ox * sw + j]", "cp[i, j, oy, ox] = xp[iy, ox * sh + j]",
              ("tests/backends/test_numba_conv_pool.py",), area="Numba kernel"),
     # --- optimizers
-    Mutation("sgd-dampening-inverted", 'buf += (1 - group["dampening"]) * g', 'buf += group["dampening"] * g',
-             ("tests/optim",), area="optimizer"),
+    Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
+             "first = momentum != 0", ("tests/optim",), area="optimizer"),
     Mutation("adam-bias-correction-no-sqrt", "denom /= (1 - beta2**step) ** 0.5", "denom /= 1 - beta2**step",
-             ("tests/optim",), area="optimizer", skip_dirs=("backends",)),
+             ("tests/optim",), area="optimizer"),
     Mutation("reference-sgd-kernel-dampening-inverted", "buf += (1 - dampening) * g", "buf += dampening * g",
              ("tests/backends/test_numba_nn_optim.py", CUDA[0], "-k", "sgd"), area="CPU kernel"),
     Mutation("steplr-off-by-one", "return base_lr * self.gamma ** (epoch // self.step_size)",
