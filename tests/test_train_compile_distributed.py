@@ -77,3 +77,21 @@ def test_distributed_refuses_a_batch_the_ranks_cannot_split(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert lines == ["error: --batch-size 51 must be divisible by the 2 ranks (it is the global batch, split evenly)"]
     assert "Traceback" not in proc.stderr
+
+
+def test_distributed_resume_is_bit_exact(tmp_path):
+    """2 ranks: 3 epochs straight == 2 epochs, then --resume to 3 (every parameter, bit for bit)."""
+    exe = _mpiexec()
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    base = [exe, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "ember.train", "--distributed",
+            "--model", "two_layer_net", "--max-train", "600"] + COMMON
+    for extra in (["--epochs", "3", "--out", str(tmp_path / "straight")],
+                  ["--epochs", "2", "--out", str(tmp_path / "split")],
+                  ["--epochs", "3", "--out", str(tmp_path / "split"), "--resume"]):
+        proc = subprocess.run(base + extra, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+    a = em.load(tmp_path / "straight" / "checkpoint.npz")["model"]
+    b = em.load(tmp_path / "split" / "checkpoint.npz")["model"]
+    for k in a:
+        numpy.testing.assert_array_equal(a[k].numpy(), b[k].numpy(), err_msg=k)
