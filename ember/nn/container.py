@@ -8,7 +8,26 @@ from typing import Any, Iterable, Iterator
 from ember.nn.module import Module
 
 
-class Sequential(Module):
+class IndexedChildren:
+    """``len``, iteration and integer indexing over one of a Module's registries, in insertion order.
+
+    Shared by the list-like containers; ``_registry`` names the dict they keep
+    their children in (``"_modules"``, or ``"_parameters"`` for ``ParameterList``).
+    """
+
+    _registry = "_modules"
+
+    def __len__(self) -> int:
+        return len(getattr(self, self._registry))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(getattr(self, self._registry).values())
+
+    def __getitem__(self, i: int) -> Any:
+        return list(getattr(self, self._registry).values())[i]
+
+
+class Sequential(IndexedChildren, Module):
     """Apply modules in order; accepts modules positionally or one ``OrderedDict`` of named ones."""
 
     def __init__(self, *modules: Any):
@@ -25,24 +44,17 @@ class Sequential(Module):
             x = m(x)
         return x
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
     def __getitem__(self, i: int | slice) -> Any:
-        mods = list(self._modules.values())
         if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
+            return Sequential(*list(self._modules.values())[i])
+        return super().__getitem__(i)
 
     def append(self, module: Module) -> "Sequential":
         self.add_module(str(len(self)), module)
         return self
 
 
-class ModuleList(Module):
+class ModuleList(IndexedChildren, Module):
     """A list of modules whose parameters are registered (plain lists are invisible to Module)."""
 
     def __init__(self, modules: Iterable[Module] = ()):
@@ -53,12 +65,3 @@ class ModuleList(Module):
     def append(self, module: Module) -> "ModuleList":
         self.add_module(str(len(self._modules)), module)
         return self
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
-
-    def __getitem__(self, i: int) -> Module:
-        return list(self._modules.values())[i]

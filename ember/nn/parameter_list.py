@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from ember.autograd.tensor import Tensor
+from ember.nn.container import IndexedChildren
 from ember.nn.module import Module
 from ember.nn.parameter import Parameter
 
 
-class ParameterList(Module):
+class ParameterList(IndexedChildren, Module):
     """A list of parameters that ``parameters()`` and ``state_dict()`` see (plain lists are invisible).
 
     A Tensor that is not a Parameter is wrapped in one, as PyTorch does.
     """
+
+    _registry = "_parameters"
 
     def __init__(self, values: Iterable[Any] | None = None):
         super().__init__()
@@ -32,15 +35,6 @@ class ParameterList(Module):
         for v in values:
             self.append(v)
         return self
-
-    def __len__(self) -> int:
-        return len(self._parameters)
-
-    def __iter__(self) -> Iterator[Parameter]:
-        return iter(self._parameters.values())
-
-    def __getitem__(self, i: int) -> Parameter:
-        return list(self._parameters.values())[i]
 
     def __setitem__(self, i: int, value: Any) -> None:
         n = len(self)

@@ -64,6 +64,22 @@ def _groups(op: str, groups: Any, channels: int, out_channels: int) -> int:
     return groups
 
 
+def _check_operands(op: str, x: Any, W: Any, ndim: int, layout: str) -> None:
+    """``x`` and ``W`` are Tensors of rank ``ndim``; ``layout`` spells the expected shapes in the error."""
+    _check_tensor(op, "x", x)
+    _check_tensor(op, "W", W)
+    if x.ndim != ndim or W.ndim != ndim:
+        raise ShapeError(f"{op}: expected {layout}, got shapes {tuple(x.shape)} and {tuple(W.shape)}")
+
+
+def _dilation(op: str, dilation: Any) -> tuple:
+    """``dilation`` as a pair of ints, each at least 1."""
+    dilation = _k.pair(dilation, "dilation", op=op)
+    if min(dilation) < 1:
+        raise ValueError(f"{op}: expected dilation >= 1, got {dilation}")
+    return dilation
+
+
 def _same_padding(op: str, x: Tensor, kernel: tuple, stride: tuple, dilation: tuple) -> tuple:
     """``(x padded on the right where needed, symmetric padding)`` for ``padding="same"``."""
     if stride != (1, 1):
@@ -80,17 +96,9 @@ def conv2d_general(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 
                    dilation: Any = 1, groups: int = 1) -> Tensor:
     """``conv2d`` with dilation, groups and ``"same"``/``"valid"`` padding; see ``conv2d``."""
     op = "conv2d"
-    _check_tensor(op, "x", x)
-    _check_tensor(op, "W", W)
-    if x.ndim != 4 or W.ndim != 4:
-        raise ShapeError(
-            f"{op}: expected x (N, C, H, W) and W (OC, C/groups, KH, KW), got shapes {tuple(x.shape)} and "
-            f"{tuple(W.shape)}"
-        )
+    _check_operands(op, x, W, 4, "x (N, C, H, W) and W (OC, C/groups, KH, KW)")
     stride = _k.pair(stride, "stride", op=op)
-    dilation = _k.pair(dilation, "dilation", op=op)
-    if min(dilation) < 1:
-        raise ValueError(f"{op}: expected dilation >= 1, got {dilation}")
+    dilation = _dilation(op, dilation)
     oc, cg = W.shape[:2]
     groups = _groups(op, groups, x.shape[1], oc)
     if cg * groups != x.shape[1]:
@@ -144,12 +152,7 @@ def conv1d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, paddi
         ShapeError: x not 3-D, W not 3-D, channel mismatch. ValueError: bad geometry or groups.
     """
     op = "conv1d"
-    _check_tensor(op, "x", x)
-    _check_tensor(op, "W", W)
-    if x.ndim != 3 or W.ndim != 3:
-        raise ShapeError(
-            f"{op}: expected x (N, C, L) and W (OC, C/groups, K), got shapes {tuple(x.shape)} and {tuple(W.shape)}"
-        )
+    _check_operands(op, x, W, 3, "x (N, C, L) and W (OC, C/groups, K)")
 
     def one(v: Any, name: str) -> Any:
         if isinstance(v, str):
@@ -199,22 +202,14 @@ def conv_transpose2d(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any 
         ValueError / DTypeError: bad geometry or groups; mixed dtypes.
     """
     op = "conv_transpose2d"
-    _check_tensor(op, "x", x)
-    _check_tensor(op, "W", W)
-    if x.ndim != 4 or W.ndim != 4:
-        raise ShapeError(
-            f"{op}: expected x (N, C_in, H, W) and W (C_in, C_out/groups, KH, KW), got shapes {tuple(x.shape)} "
-            f"and {tuple(W.shape)}"
-        )
+    _check_operands(op, x, W, 4, "x (N, C_in, H, W) and W (C_in, C_out/groups, KH, KW)")
     if x.dtype != W.dtype or (b is not None and b.dtype != x.dtype):
         raise DTypeError(f"{op}: expected x, W and b of one dtype, got {x.dtype}, {W.dtype}"
                          f"{'' if b is None else ', ' + str(b.dtype)}")
     stride = _k.pair(stride, "stride", op=op)
     padding = _k.pair(padding, "padding", op=op)
     output_padding = _k.pair(output_padding, "output_padding", op=op)
-    dilation = _k.pair(dilation, "dilation", op=op)
-    if min(dilation) < 1:
-        raise ValueError(f"{op}: expected dilation >= 1, got {dilation}")
+    dilation = _dilation(op, dilation)
     if output_padding[0] >= stride[0] or output_padding[1] >= stride[1]:
         # PyTorch also accepts output_padding < dilation; the col2im geometry here needs < stride.
         raise ValueError(

@@ -14,6 +14,7 @@ import numpy
 
 from ember.autograd.function import Function
 from ember.autograd.ops.operands import binary_operands, broadcast_error, require_floating, to_default_float
+from ember.autograd.ops.unary_rule import unary_function
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError
@@ -207,82 +208,34 @@ class Neg(_Unary):
         return -gy
 
 
-class Exp(_Unary):
-    """``y = exp(x)``; ``gx = gy * y``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        y = ctx.xp.exp(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return gy * y
+def _rule(name: str, doc: str, value: Any, grad: Any, saves: str) -> type:
+    return unary_function(name, doc, value, grad, saves=saves, module=__name__, base=_Unary)
 
 
-class Log(_Unary):
-    """``y = log(x)``; ``gx = gy / x``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return ctx.xp.log(x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy / x
+def _tanh_grad(ctx: Function, y: Any, gy: Any) -> Any:
+    if ctx.create_graph:
+        return gy * (1 - y * y)
+    return ctx.backend.nn.tanh_backward(y, gy, xp=ctx.backend.xp)
 
 
-class Sqrt(_Unary):
-    """``y = sqrt(x)``; ``gx = gy / (2 y)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        y = ctx.xp.sqrt(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return gy * 0.5 / y
+def _sigmoid_grad(ctx: Function, y: Any, gy: Any) -> Any:
+    if ctx.create_graph:
+        return gy * y * (1 - y)
+    return ctx.backend.nn.sigmoid_backward(y, gy, xp=ctx.backend.xp)
 
 
-class HyperbolicTangent(_Unary):
-    """``y = tanh(x)``; ``gx = gy * (1 - y**2)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        y = ctx.xp.tanh(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        if ctx.create_graph:
-            return gy * (1 - y * y)
-        return ctx.backend.nn.tanh_backward(y, gy, xp=ctx.backend.xp)
-
-
-class Logistic(_Unary):
-    """``y = 1 / (1 + exp(-x))``, computed as ``0.5 tanh(x/2) + 0.5`` (no overflow); ``gx = gy y (1-y)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        y = ctx.xp.tanh(x * 0.5) * 0.5 + 0.5
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        if ctx.create_graph:
-            return gy * y * (1 - y)
-        return ctx.backend.nn.sigmoid_backward(y, gy, xp=ctx.backend.xp)
+Exp = _rule("Exp", "``y = exp(x)``; ``gx = gy * y``.",
+            lambda ctx, x: ctx.xp.exp(x), lambda ctx, y, gy: gy * y, saves="output")
+Log = _rule("Log", "``y = log(x)``; ``gx = gy / x``.",
+            lambda ctx, x: ctx.xp.log(x), lambda ctx, x, gy: gy / x, saves="input")
+Sqrt = _rule("Sqrt", "``y = sqrt(x)``; ``gx = gy / (2 y)``.",
+             lambda ctx, x: ctx.xp.sqrt(x), lambda ctx, y, gy: gy * 0.5 / y, saves="output")
+HyperbolicTangent = _rule("HyperbolicTangent", "``y = tanh(x)``; ``gx = gy * (1 - y**2)``.",
+                          lambda ctx, x: ctx.xp.tanh(x), _tanh_grad, saves="output")
+Logistic = _rule(
+    "Logistic",
+    "``y = 1 / (1 + exp(-x))``, computed as ``0.5 tanh(x/2) + 0.5`` (no overflow); ``gx = gy y (1-y)``.",
+    lambda ctx, x: ctx.xp.tanh(x * 0.5) * 0.5 + 0.5, _sigmoid_grad, saves="output")
 
 
 class Rectifier(_Unary):
@@ -302,18 +255,8 @@ class Rectifier(_Unary):
         return ctx.backend.nn.relu_backward(y, gy, xp=ctx.backend.xp)
 
 
-class Abs(_Unary):
-    """``y = |x|``; ``gx = gy * sign(x)`` (subgradient 0 at 0)."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return ctx.xp.abs(x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy * ctx.xp.sign(x)
+Abs = _rule("Abs", "``y = |x|``; ``gx = gy * sign(x)`` (subgradient 0 at 0).",
+            lambda ctx, x: ctx.xp.abs(x), lambda ctx, x, gy: gy * ctx.xp.sign(x), saves="input")
 
 
 class Clip(_Unary):

@@ -15,6 +15,7 @@ import numpy
 
 from ember.autograd.function import Function
 from ember.autograd.grad_mode import is_grad_enabled, no_grad
+from ember.autograd.ops.indexing import GetItem
 from ember.autograd.ops.operands import normalize_axis
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
@@ -65,17 +66,8 @@ def _checked_index(op: str, x: Tensor, dim: int, index: Any, src: Any = None) ->
     return dim, _full_index(backend_of(x.data).xp, index.data, dim)
 
 
-class Gather(Function):
+class Gather(GetItem):
     """``y = x[full_index]`` (``y`` has the index's shape); ``gx = index_add(zeros(x.shape), full_index, gy)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any, full_index: tuple) -> Any:
-        ctx.x_shape, ctx.full_index = x.shape, full_index
-        return x[full_index]
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        return ctx.xp.index_add(ctx.x_shape, ctx.full_index, gy)
 
 
 def _index_tensor(rng: Any, shape: tuple, size: int) -> Tensor:
@@ -97,7 +89,7 @@ def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False)
     if sparse_grad:
         raise ValueError("gather: sparse_grad=True is not supported (ember has no sparse tensors)")
     dim, full = _checked_index("gather", input, dim, index)
-    return Gather.apply(input, full_index=full)
+    return Gather.apply(input, index=full)
 
 
 class Scatter(Function):

@@ -44,7 +44,11 @@ def _index_item(i: Any, op: str) -> Any:
 
 
 class GetItem(Function):
-    """``y = x[index]``; ``gx = index_add(zeros(x.shape), index, gy)``."""
+    """``y = x[index]``; ``gx = index_add(zeros(x.shape), index, gy)``.
+
+    Also the base of every op that gathers by a precomputed index (gather,
+    diagonal, take), so they share this forward/backward pair and its higher orders.
+    """
 
     @staticmethod
     def forward(ctx: Function, x: Any, index: Any) -> Any:

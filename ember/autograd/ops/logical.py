@@ -102,20 +102,28 @@ def _require_integral(op: str, *values: Any) -> None:
                              f"use logical_{op.split('_')[-1]} for a truth-value test of floats")
 
 
-def _bitwise(name: str, ufunc: str) -> Any:
+def _pairwise(name: str, doc: str, integral: bool) -> Any:
+    """``name(input, other)``: the array ufunc of that name, with broadcasting.
+
+    ``integral``: the bitwise ops, which take bool or integer operands only.
+    """
+
     def op(input: Any, other: Any) -> Tensor:  # noqa: A002
-        _require_integral(name, input, other)
+        if integral:
+            _require_integral(name, input, other)
         a, b, xp = _pair(name, input, other)
-        return _elementwise(name, getattr(xp, ufunc), a, b)
+        return _elementwise(name, getattr(xp, name), a, b)
 
     op.__name__ = op.__qualname__ = name
-    op.__doc__ = f"Elementwise bitwise {name.split('_')[1]} of bool or integer operands, with broadcasting."
+    op.__doc__ = doc.format(name.split("_")[1])
     return op
 
 
-bitwise_and = _bitwise("bitwise_and", "bitwise_and")
-bitwise_or = _bitwise("bitwise_or", "bitwise_or")
-bitwise_xor = _bitwise("bitwise_xor", "bitwise_xor")
+_BITWISE_DOC = "Elementwise bitwise {} of bool or integer operands, with broadcasting."
+_LOGICAL_DOC = "Elementwise logical {} (non-zero is true) as a bool tensor, with broadcasting."
+bitwise_and = _pairwise("bitwise_and", _BITWISE_DOC, integral=True)
+bitwise_or = _pairwise("bitwise_or", _BITWISE_DOC, integral=True)
+bitwise_xor = _pairwise("bitwise_xor", _BITWISE_DOC, integral=True)
 
 
 def bitwise_not(input: Tensor) -> Tensor:  # noqa: A002
@@ -125,19 +133,9 @@ def bitwise_not(input: Tensor) -> Tensor:  # noqa: A002
     return Tensor._make(backend_of(x.data).xp.invert(x.data))
 
 
-def _logical(name: str, ufunc: str) -> Any:
-    def op(input: Any, other: Any) -> Tensor:  # noqa: A002
-        a, b, xp = _pair(name, input, other)
-        return _elementwise(name, getattr(xp, ufunc), a, b)
-
-    op.__name__ = op.__qualname__ = name
-    op.__doc__ = f"Elementwise logical {name.split('_')[1]} (non-zero is true) as a bool tensor, with broadcasting."
-    return op
-
-
-logical_and = _logical("logical_and", "logical_and")
-logical_or = _logical("logical_or", "logical_or")
-logical_xor = _logical("logical_xor", "logical_xor")
+logical_and = _pairwise("logical_and", _LOGICAL_DOC, integral=False)
+logical_or = _pairwise("logical_or", _LOGICAL_DOC, integral=False)
+logical_xor = _pairwise("logical_xor", _LOGICAL_DOC, integral=False)
 
 
 def logical_not(input: Tensor) -> Tensor:  # noqa: A002

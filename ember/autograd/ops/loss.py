@@ -17,23 +17,16 @@ import numpy
 
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import compute_dtype, upcast
+from ember.autograd.ops.loss_operands import REDUCTIONS, check_reduction, same_shape_target  # noqa: F401
+from ember.autograd.ops.loss_operands import as_target as _as_target
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends.device import backend_of
-from ember.errors import DeviceMismatchError, DTypeError, ShapeError
-
-REDUCTIONS = ("mean", "sum", "none")
+from ember.errors import DTypeError, ShapeError
 
 # Class weights, ignored targets and label smoothing run general paths that
 # ``ops/loss_extra.py`` installs here when imported, so this module never imports it.
 GENERAL_PATHS: dict = {}
-
-
-def check_reduction(op: str, reduction: str) -> None:
-    """Reject anything but ``"mean"``, ``"sum"`` and ``"none"``."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"{op}: expected reduction to be one of {REDUCTIONS}, got {reduction!r}")
 
 
 def _reduce(loss: Any, reduction: str) -> Any:
@@ -52,28 +45,6 @@ def _loss_grad_scale(xp: Any, gy: Any, reduction: str, count: int, axis: int | N
     if reduction == "none" and axis is not None:
         return xp.expand_dims(gy, axis)
     return gy
-
-
-def _as_target(op: str, target: Any, like: Tensor) -> Tensor:
-    """``target`` as a Tensor on ``like``'s device (NumPy arrays only next to cpu tensors)."""
-    if isinstance(target, Tensor):
-        if target.device != like.device:
-            raise DeviceMismatchError(
-                f"{op}: expected the target on {like.device} like the input, got {target.device}; "
-                "move it with .to(device) first"
-            )
-        return target
-    if isinstance(target, (list, tuple)):
-        target = numpy.asarray(target)
-    try:
-        owner = backend_of(target)
-    except TypeError:
-        raise TypeError(f"{op}: expected the target to be a Tensor or an array, got {type(target).__name__}") from None
-    if owner is not backend_of(like.data):
-        raise DeviceMismatchError(
-            f"{op}: expected the target on {like.device} like the input, got an array on another device"
-        )
-    return Tensor._make(target)
 
 
 class SoftmaxCrossEntropy(Function):
@@ -383,17 +354,6 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
         ShapeError: the shapes differ.
         DTypeError: the dtypes differ or are not floating.
     """
-    op = "mse_loss"
-    if not isinstance(input, Tensor):
-        raise TypeError(f"{op}: expected the input to be a Tensor, got {type(input).__name__}")
-    require_floating(op, input)
-    check_reduction(op, reduction)
-    target = _as_target(op, target, input)
-    if tuple(target.shape) != tuple(input.shape):
-        raise ShapeError(
-            f"{op}: expected a target of the input's shape {tuple(input.shape)}, got {tuple(target.shape)} "
-            "(ember never broadcasts a loss target; reshape it explicitly)"
-        )
-    if target.dtype != input.dtype and not autocast_active():  # autocast computes both in float32
-        raise DTypeError(f"{op}: expected a target of dtype {input.dtype} like the input, got {target.dtype}")
+    hint = " (ember never broadcasts a loss target; reshape it explicitly)"
+    target = same_shape_target("mse_loss", input, target, reduction, hint, autocast_ok=True)
     return MeanSquaredError.apply(input, target, reduction=reduction)

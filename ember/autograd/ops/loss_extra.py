@@ -20,7 +20,7 @@ from ember.autograd.ops.activation import compute_dtype, log_softmax, upcast
 from ember.autograd.ops.activation_extra import logsigmoid
 from ember.autograd.ops import loss as _loss
 from ember.autograd.ops.loss import _as_target, _check_logits, check_reduction
-from ember.autograd.ops.operands import require_floating
+from ember.autograd.ops.loss_operands import same_shape_target
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError, ShapeError
@@ -200,17 +200,7 @@ class BinaryCrossEntropy(Function):
 
 
 def _bce_operands(op: str, input: Any, target: Any, weight: Any, reduction: str) -> tuple:
-    if not isinstance(input, Tensor):
-        raise TypeError(f"{op}: expected the input to be a Tensor, got {type(input).__name__}")
-    require_floating(op, input)
-    check_reduction(op, reduction)
-    target = _as_target(op, target, input)
-    if tuple(target.shape) != tuple(input.shape):
-        raise ShapeError(
-            f"{op}: expected a target of the input's shape {tuple(input.shape)}, got {tuple(target.shape)}"
-        )
-    if target.dtype != input.dtype:
-        raise DTypeError(f"{op}: expected a target of dtype {input.dtype} like the input, got {target.dtype}")
+    target = same_shape_target(op, input, target, reduction)
     if weight is not None:
         weight = weight if isinstance(weight, Tensor) else Tensor._make(_array_like(weight, input))
         try:

@@ -17,6 +17,7 @@ import numpy
 
 from ember import dtypes
 from ember.autograd.function import Function
+from ember.autograd.ops.unary_rule import unary_function
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 
@@ -41,34 +42,6 @@ def _array_or_op(ctx: Function, name: str) -> Any:
     return getattr(ctx.backend.xp, name)
 
 
-class Sin(Function):
-    """``y = sin(x)``; ``gx = gy * cos(x)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return ctx.backend.xp.sin(x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy * _array_or_op(ctx, "cos")(x)
-
-
-class Cos(Function):
-    """``y = cos(x)``; ``gx = -gy * sin(x)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return ctx.backend.xp.cos(x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return -gy * _array_or_op(ctx, "sin")(x)
-
-
 def _erf_array(xp: Any, x: Any) -> Any:
     if xp is numpy:
         from scipy.special import erf as erf_fn  # scipy comes with scikit-learn, a dependency
@@ -77,76 +50,26 @@ def _erf_array(xp: Any, x: Any) -> Any:
     return erf_fn(x).astype(x.dtype, copy=False)
 
 
-class Erf(Function):
-    """``y = erf(x)``; ``gx = gy * 2/sqrt(pi) * exp(-x**2)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return _erf_array(ctx.backend.xp, x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy * _TWO_OVER_SQRT_PI * ctx.xp.exp(-(x * x))
+def _rule(name: str, doc: str, value: Any, grad: Any, saves: str = "input") -> type:
+    return unary_function(name, doc, value, grad, saves=saves, module=__name__)
 
 
-class Log2(Function):
-    """``y = log2(x)``; ``gx = gy / (x ln 2)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return ctx.backend.xp.log2(x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy / (x * _LN2)
-
-
-class Log10(Function):
-    """``y = log10(x)``; ``gx = gy / (x ln 10)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        ctx.save_for_backward(x)
-        return ctx.backend.xp.log10(x)
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (x,) = ctx.saved_tensors
-        return gy / (x * _LN10)
-
-
-class Exp2(Function):
-    """``y = 2**x``; ``gx = gy * y ln 2``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        y = ctx.backend.xp.exp2(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return gy * y * _LN2
-
-
-class Rsqrt(Function):
-    """``y = 1 / sqrt(x)``; ``gx = -gy * y**3 / 2``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        y = 1 / ctx.backend.xp.sqrt(x)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (y,) = ctx.saved_tensors
-        return gy * (y * y * y) * -0.5
+Sin = _rule("Sin", "``y = sin(x)``; ``gx = gy * cos(x)``.",
+            lambda ctx, x: ctx.backend.xp.sin(x), lambda ctx, x, gy: gy * _array_or_op(ctx, "cos")(x))
+Cos = _rule("Cos", "``y = cos(x)``; ``gx = -gy * sin(x)``.",
+            lambda ctx, x: ctx.backend.xp.cos(x), lambda ctx, x, gy: -gy * _array_or_op(ctx, "sin")(x))
+Erf = _rule("Erf", "``y = erf(x)``; ``gx = gy * 2/sqrt(pi) * exp(-x**2)``.",
+            lambda ctx, x: _erf_array(ctx.backend.xp, x),
+            lambda ctx, x, gy: gy * _TWO_OVER_SQRT_PI * ctx.xp.exp(-(x * x)))
+Log2 = _rule("Log2", "``y = log2(x)``; ``gx = gy / (x ln 2)``.",
+             lambda ctx, x: ctx.backend.xp.log2(x), lambda ctx, x, gy: gy / (x * _LN2))
+Log10 = _rule("Log10", "``y = log10(x)``; ``gx = gy / (x ln 10)``.",
+              lambda ctx, x: ctx.backend.xp.log10(x), lambda ctx, x, gy: gy / (x * _LN10))
+Exp2 = _rule("Exp2", "``y = 2**x``; ``gx = gy * y ln 2``.",
+             lambda ctx, x: ctx.backend.xp.exp2(x), lambda ctx, y, gy: gy * y * _LN2, saves="output")
+Rsqrt = _rule("Rsqrt", "``y = 1 / sqrt(x)``; ``gx = -gy * y**3 / 2``.",
+              lambda ctx, x: 1 / ctx.backend.xp.sqrt(x), lambda ctx, y, gy: gy * (y * y * y) * -0.5,
+              saves="output")
 
 
 def _samples(low: float, high: float) -> Any:
@@ -179,51 +102,32 @@ rsqrt = _smooth("rsqrt", Rsqrt, 0.2, 3.0, "Elementwise ``1/sqrt(x)`` (x > 0 for 
 
 
 class _PiecewiseConstant(Function):
-    """A step function of ``x``: zero gradient everywhere (PyTorch's rule at the jumps too)."""
+    """A step function of ``x``: zero gradient everywhere (PyTorch's rule at the jumps too).
+
+    Subclasses name the array function (``array_function``) that computes ``y``.
+    """
+
+    array_function: str
+
+    @staticmethod
+    def forward(ctx: Function, x: Any, **options: Any) -> Any:
+        return getattr(ctx.backend.xp, ctx.array_function)(x, **options)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
         return ctx.xp.zeros_like(gy)
 
 
-class Sign(_PiecewiseConstant):
-    """``y = sign(x)`` in {-1, 0, 1} (NaN stays NaN); ``gx = 0``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        return ctx.backend.xp.sign(x)
+def _piecewise_constant(name: str, array_function: str, doc: str) -> type:
+    body = {"__doc__": doc, "__module__": __name__, "__qualname__": name, "array_function": array_function}
+    return type(name, (_PiecewiseConstant,), body)
 
 
-class Floor(_PiecewiseConstant):
-    """``y = floor(x)``; ``gx = 0``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        return ctx.backend.xp.floor(x)
-
-
-class Ceil(_PiecewiseConstant):
-    """``y = ceil(x)``; ``gx = 0``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        return ctx.backend.xp.ceil(x)
-
-
-class Trunc(_PiecewiseConstant):
-    """``y = trunc(x)`` (towards zero); ``gx = 0``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any) -> Any:
-        return ctx.backend.xp.trunc(x)
-
-
-class Round(_PiecewiseConstant):
-    """``y = round(x, decimals)``, halves to even as PyTorch; ``gx = 0``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any, decimals: int = 0) -> Any:
-        return ctx.backend.xp.round(x, decimals)
+Sign = _piecewise_constant("Sign", "sign", "``y = sign(x)`` in {-1, 0, 1} (NaN stays NaN); ``gx = 0``.")
+Floor = _piecewise_constant("Floor", "floor", "``y = floor(x)``; ``gx = 0``.")
+Ceil = _piecewise_constant("Ceil", "ceil", "``y = ceil(x)``; ``gx = 0``.")
+Trunc = _piecewise_constant("Trunc", "trunc", "``y = trunc(x)`` (towards zero); ``gx = 0``.")
+Round = _piecewise_constant("Round", "round", "``y = round(x, decimals)``, halves to even as PyTorch; ``gx = 0``.")
 
 
 def _step_samples(rng: Any) -> list:

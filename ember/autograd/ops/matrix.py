@@ -15,6 +15,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.function import Function
+from ember.autograd.ops.indexing import GetItem
 from ember.autograd.ops.linalg import MatMul
 from ember.autograd.ops.operands import binary_operands
 from ember.autograd.registry import register, sample
@@ -88,17 +89,8 @@ class DiagEmbed(Function):
         return gy[ctx.where]
 
 
-class DiagExtract(Function):
+class DiagExtract(GetItem):
     """``y = x[rows, cols]``, diagonal ``k`` of a matrix; ``gx = index_add(zeros(x.shape), (rows, cols), gy)``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any, where: tuple) -> Any:
-        ctx.x_shape, ctx.where = x.shape, where
-        return x[where]
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        return ctx.xp.index_add(ctx.x_shape, ctx.where, gy)
 
 
 def _diagonal_positions(xp: Any, rows: int, cols: int, k: int) -> tuple:
@@ -123,7 +115,7 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:  # noqa: A002 - PyTorch's 
         n = input.shape[0] + abs(k)
         return DiagEmbed.apply(input, size=n, where=_diagonal_positions(xp, n, n, k))
     if input.ndim == 2:
-        return DiagExtract.apply(input, where=_diagonal_positions(xp, input.shape[0], input.shape[1], k))
+        return DiagExtract.apply(input, index=_diagonal_positions(xp, input.shape[0], input.shape[1], k))
     raise ShapeError(f"diag: expected a 1-d or 2-d tensor, got shape {tuple(input.shape)}")
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.function import Function
+from ember.autograd.ops.indexing import GetItem
 from ember.autograd.ops.operands import normalize_axes, normalize_axis
 from ember.autograd.ops.shape import reshape
 from ember.autograd.registry import register, sample
@@ -70,20 +71,11 @@ def repeat(input: Tensor, *sizes: Any) -> Tensor:  # noqa: A002 - PyTorch's argu
     return Repeat.apply(x, repeats=sizes)
 
 
-class Take(Function):
+class Take(GetItem):
     """``y = x[index]`` for a fixed advanced ``index`` (the gathers of repeat_interleave and roll).
 
     ``gx = index_add(zeros(x.shape), index, gy)``: repeated positions sum their gradients.
     """
-
-    @staticmethod
-    def forward(ctx: Function, x: Any, index: tuple) -> Any:
-        ctx.x_shape, ctx.index = x.shape, index
-        return x[index]
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        return ctx.xp.index_add(ctx.x_shape, ctx.index, gy)
 
 
 class RepeatInterleave(Take):

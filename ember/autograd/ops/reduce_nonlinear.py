@@ -20,6 +20,20 @@ from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
 
 
+def _save_reduced(ctx: Function, x: Any, y: Any, keepdims: bool) -> Any:
+    """``y`` (computed with kept axes) squeezed unless ``keepdims``, in ``x``'s dtype; saves ``(x, y)``."""
+    y = (y if keepdims else y.reshape(_reduced_shape(x.shape, ctx.axes))).astype(x.dtype, copy=False)
+    ctx.save_for_backward(x, y)
+    return y
+
+
+def _saved_with_kept_axes(ctx: Function, gy: Any) -> tuple:
+    """``(x, y, gy, xp)`` for a backward: ``y`` and ``gy`` reshaped to keep the reduced axes, for broadcasting."""
+    x, y = ctx.saved_tensors
+    xp, kept = ctx.xp, _kept_shape(ctx.x_shape, ctx.axes)
+    return x, xp.reshape(y, kept), xp.reshape(gy, kept), xp
+
+
 class Std(Function):
     """``y = sqrt(sum((x - mean)**2) / max(n - correction, 0))``.
 
@@ -34,15 +48,11 @@ class Std(Function):
         d = z - z.mean(axis=axes, keepdims=True)
         with numpy.errstate(divide="ignore", invalid="ignore"):  # no degrees of freedom: inf or nan, as torch
             y = ctx.backend.xp.sqrt((d * d).sum(axis=axes, keepdims=True) / ctx.divisor)
-        y = (y if keepdims else y.reshape(_reduced_shape(x.shape, axes))).astype(x.dtype, copy=False)
-        ctx.save_for_backward(x, y)
-        return y
+        return _save_reduced(ctx, x, y, keepdims)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
-        x, y = ctx.saved_tensors
-        xp, kept = ctx.xp, _kept_shape(ctx.x_shape, ctx.axes)
-        yk, gk = xp.reshape(y, kept), xp.reshape(gy, kept)
+        x, yk, gk, xp = _saved_with_kept_axes(ctx, gy)
         mean = xp.sum(x, axis=ctx.axes, keepdims=True) * (1.0 / max(ctx.n, 1))
         with numpy.errstate(divide="ignore", invalid="ignore"):
             scale = xp.where(yk == 0, 0, gk / (yk * ctx.divisor))
@@ -93,15 +103,12 @@ class LogSumExp(Function):
             m = xp.where(xp.isfinite(m), m, 0)  # all -inf (or an inf) stays exact without inf - inf
         with numpy.errstate(divide="ignore"):
             y = xp.log(xp.exp(z - m).sum(axis=axes, keepdims=True)) + m
-        y = (y if keepdims else y.reshape(_reduced_shape(x.shape, axes))).astype(x.dtype, copy=False)
-        ctx.save_for_backward(x, y)
-        return y
+        return _save_reduced(ctx, x, y, keepdims)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> Any:
-        x, y = ctx.saved_tensors
-        xp, kept = ctx.xp, _kept_shape(ctx.x_shape, ctx.axes)
-        return xp.reshape(gy, kept) * xp.exp(x - xp.reshape(y, kept))
+        x, yk, gk, xp = _saved_with_kept_axes(ctx, gy)
+        return gk * xp.exp(x - yk)
 
 
 def _std_samples(rng: Any) -> list:

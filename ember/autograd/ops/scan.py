@@ -111,38 +111,35 @@ def _scan(op: str, fn: type, x: Tensor, axis: Any) -> Tensor:
     return fn.apply(x, axis=axes[0])
 
 
-@register("cumsum", methods=("cumsum",), samples=_scan_samples)
-def cumsum(x: Tensor, axis: int) -> Tensor:
-    """Running sums along ``axis`` (``dim``); integers accumulate in int64 (no gradient).
+_SCAN_DOC = """Running {what} along ``axis`` (``dim``); integers accumulate in int64 (no gradient).
 
     Args:
         x: any shape; floating for a gradient.
         axis: the scanned axis.
 
     Returns:
-        ``x``'s shape; float dtypes keep theirs. Backward: ``gx = flip(cumsum(flip(gy)))``.
+        ``x``'s shape{returns}
 
     Raises:
         ShapeError: ``axis`` out of range.
     """
-    return _scan("cumsum", Cumsum, x, axis)
 
 
-@register("cumprod", methods=("cumprod",), samples=_cumprod_samples)
-def cumprod(x: Tensor, axis: int) -> Tensor:
-    """Running products along ``axis`` (``dim``); integers accumulate in int64 (no gradient).
+def _scan_op(name: str, fn: type, samples: Any, what: str, returns: str) -> Any:
+    """Register the scan ``name`` (``fn`` along one axis), its docstring filled from ``_SCAN_DOC``."""
 
-    Args:
-        x: any shape; floating for a gradient.
-        axis: the scanned axis.
+    def op(x: Tensor, axis: int) -> Tensor:
+        return _scan(name, fn, x, axis)
 
-    Returns:
-        ``x``'s shape. Backward: ``gx_i = prod_{k<i} x_k * sum_{j>=i} gy_j prod_{i<k<=j} x_k``.
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = _SCAN_DOC.format(what=what, returns=returns)
+    return register(name, methods=(name,), samples=samples)(op)
 
-    Raises:
-        ShapeError: ``axis`` out of range.
-    """
-    return _scan("cumprod", Cumprod, x, axis)
+
+cumsum = _scan_op("cumsum", Cumsum, _scan_samples, "sums",
+                  "; float dtypes keep theirs. Backward: ``gx = flip(cumsum(flip(gy)))``.")
+cumprod = _scan_op("cumprod", Cumprod, _cumprod_samples, "products",
+                   ". Backward: ``gx_i = prod_{k<i} x_k * sum_{j>=i} gy_j prod_{i<k<=j} x_k``.")
 
 
 def exclusive_cumprod(ctx: Function, x: Any, axis: int, reverse: bool = False) -> Any:

@@ -1,133 +1,89 @@
 """Layers for PyTorch's extra activations (``GELU``, ``SiLU``, ``ELU``, ``Hardswish`` ...).
 
 Each holds its options and calls the op of ``ember.autograd.ops.activation_extra``.
+They differ only in that op and its keyword options, so one base class does the
+storing, calling and printing; a subclass names its op and options.
 """
 
 from __future__ import annotations
+
+from typing import Any, Callable
 
 from ember.autograd.ops import activation_extra as act
 from ember.autograd.tensor import Tensor
 from ember.nn.module import Module
 
 
-class GELU(Module):
-    """``gelu(x, approximate)``: exact (``'none'``) or tanh approximation."""
+class _Activation(Module):
+    """An elementwise activation: ``function(x, **options)``, the options kept as attributes.
 
-    def __init__(self, approximate: str = "none"):
+    Each layer below is one ``_layer`` row naming its op and ``defaults``, the
+    options in signature order with their default values; the constructor takes
+    them positionally or by name, as PyTorch's layers do, and ``check`` vets them.
+    """
+
+    function: Callable[..., Tensor]
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__()
-        if approximate not in ("none", "tanh"):
-            raise ValueError(f"GELU: expected approximate 'none' or 'tanh', got {approximate!r}")
-        self.approximate = approximate
+        if len(args) > len(self.defaults):
+            raise TypeError(f"{type(self).__name__}: expected at most {len(self.defaults)} positional "
+                            f"arguments, got {len(args)}")
+        options = dict(self.defaults)
+        options.update(zip(self.defaults, args))
+        for name, value in kwargs.items():
+            if name not in self.defaults:
+                raise TypeError(f"{type(self).__name__}: unexpected keyword argument {name!r}")
+            options[name] = value
+        self.check(**options)
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    @staticmethod
+    def check(**options: Any) -> None:
+        """Reject invalid options (none by default)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return act.gelu(x, approximate=self.approximate)
+        return self.function(x, **{name: getattr(self, name) for name in self.defaults})
 
     def extra_repr(self) -> str:
-        return f"approximate={self.approximate!r}"
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self.defaults)
 
 
-class SiLU(Module):
-    """``x * sigmoid(x)``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.silu(x)
-
-
-class Mish(Module):
-    """``x * tanh(softplus(x))``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.mish(x)
+def _layer(name: str, function: Callable[..., Tensor], doc: str, check: Callable[..., None] | None = None,
+           **defaults: Any) -> type:
+    """A ``_Activation`` subclass named ``name`` calling ``function`` with the option ``defaults``."""
+    body = {"__doc__": doc, "__module__": __name__, "__qualname__": name,
+            "function": staticmethod(function), "defaults": defaults}
+    if check is not None:
+        body["check"] = staticmethod(check)
+    return type(name, (_Activation,), body)
 
 
-class Softplus(Module):
-    """``log(1 + exp(beta x)) / beta``, linear above ``threshold``."""
-
-    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
-        super().__init__()
-        self.beta, self.threshold = beta, threshold
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.softplus(x, beta=self.beta, threshold=self.threshold)
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}, threshold={self.threshold}"
+def _check_gelu(approximate: str) -> None:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"GELU: expected approximate 'none' or 'tanh', got {approximate!r}")
 
 
-class LogSigmoid(Module):
-    """``log(sigmoid(x))``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.logsigmoid(x)
+def _check_hardtanh(min_val: float, max_val: float) -> None:
+    if min_val > max_val:
+        raise ValueError(f"Hardtanh: expected min_val <= max_val, got min_val={min_val}, max_val={max_val}")
 
 
-class ELU(Module):
-    """``x`` for ``x > 0``, else ``alpha (exp(x) - 1)``."""
-
-    def __init__(self, alpha: float = 1.0):
-        super().__init__()
-        self.alpha = alpha
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.elu(x, alpha=self.alpha)
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
-
-
-class SELU(Module):
-    """Self-normalising ELU."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.selu(x)
-
-
-class LeakyReLU(Module):
-    """``x`` for ``x > 0``, else ``negative_slope * x``."""
-
-    def __init__(self, negative_slope: float = 0.01):
-        super().__init__()
-        self.negative_slope = negative_slope
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.leaky_relu(x, negative_slope=self.negative_slope)
-
-    def extra_repr(self) -> str:
-        return f"negative_slope={self.negative_slope}"
-
-
-class Hardtanh(Module):
-    """``clip(x, min_val, max_val)``."""
-
-    def __init__(self, min_val: float = -1.0, max_val: float = 1.0):
-        super().__init__()
-        if min_val > max_val:
-            raise ValueError(f"Hardtanh: expected min_val <= max_val, got min_val={min_val}, max_val={max_val}")
-        self.min_val, self.max_val = min_val, max_val
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.hardtanh(x, self.min_val, self.max_val)
-
-    def extra_repr(self) -> str:
-        return f"min_val={self.min_val}, max_val={self.max_val}"
-
-
-class ReLU6(Module):
-    """``min(max(x, 0), 6)``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.relu6(x)
-
-
-class Hardsigmoid(Module):
-    """``clip(x/6 + 1/2, 0, 1)``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.hardsigmoid(x)
-
-
-class Hardswish(Module):
-    """``x * relu6(x + 3) / 6``."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return act.hardswish(x)
+GELU = _layer("GELU", act.gelu, "``gelu(x, approximate)``: exact (``'none'``) or tanh approximation.",
+              _check_gelu, approximate="none")
+SiLU = _layer("SiLU", act.silu, "``x * sigmoid(x)``.")
+Mish = _layer("Mish", act.mish, "``x * tanh(softplus(x))``.")
+Softplus = _layer("Softplus", act.softplus, "``log(1 + exp(beta x)) / beta``, linear above ``threshold``.",
+                  beta=1.0, threshold=20.0)
+LogSigmoid = _layer("LogSigmoid", act.logsigmoid, "``log(sigmoid(x))``.")
+ELU = _layer("ELU", act.elu, "``x`` for ``x > 0``, else ``alpha (exp(x) - 1)``.", alpha=1.0)
+SELU = _layer("SELU", act.selu, "Self-normalising ELU.")
+LeakyReLU = _layer("LeakyReLU", act.leaky_relu, "``x`` for ``x > 0``, else ``negative_slope * x``.",
+                   negative_slope=0.01)
+Hardtanh = _layer("Hardtanh", act.hardtanh, "``clip(x, min_val, max_val)``.", _check_hardtanh,
+                  min_val=-1.0, max_val=1.0)
+ReLU6 = _layer("ReLU6", act.relu6, "``min(max(x, 0), 6)``.")
+Hardsigmoid = _layer("Hardsigmoid", act.hardsigmoid, "``clip(x/6 + 1/2, 0, 1)``.")
+Hardswish = _layer("Hardswish", act.hardswish, "``x * relu6(x + 3) / 6``.")
