@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy
-import pytest
 
 import ember as em
 from ember.train import main
+from mpi_launch import run_ranks
 
 COMMON = ["--dataset", "digits", "--progress", "off", "--no-plot"]
 
@@ -40,22 +36,9 @@ def test_compile_and_distributed_together_is_one_error_line(capsys):
     assert len(err) == 1 and err[0].startswith("error: --compile and --distributed")
 
 
-def _mpiexec() -> str:
-    pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'ember[distributed]'")
-    exe = shutil.which("mpiexec")
-    if exe is None:
-        pytest.skip("mpiexec not on PATH: pip install 'ember[distributed]' installs MPICH's")
-    return exe
-
-
 def test_two_ranks_reach_the_single_process_accuracy(tmp_path):
     """The issue's check on the embedded digits: 2 ranks within 1 point of one process."""
-    exe = _mpiexec()
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    cmd = [exe, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "ember.train", "--distributed",
-           "--out", str(tmp_path / "two")] + COMMON
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc, _ = run_ranks(["-m", "ember.train", "--distributed", "--out", str(tmp_path / "two")] + COMMON)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("final test accuracy") == 1  # rank 0 alone reports
     assert "2 ranks" in proc.stdout.splitlines()[0]
@@ -67,12 +50,8 @@ def test_two_ranks_reach_the_single_process_accuracy(tmp_path):
 
 
 def test_distributed_refuses_a_batch_the_ranks_cannot_split(tmp_path):
-    exe = _mpiexec()
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    cmd = [exe, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "ember.train", "--distributed",
-           "--batch-size", "51", "--out", str(tmp_path)] + COMMON
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    proc, _ = run_ranks(["-m", "ember.train", "--distributed", "--batch-size", "51", "--out", str(tmp_path)] + COMMON,
+                        timeout=120)
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert lines == ["error: --batch-size 51 must be divisible by the 2 ranks (it is the global batch, split evenly)"]
@@ -81,15 +60,11 @@ def test_distributed_refuses_a_batch_the_ranks_cannot_split(tmp_path):
 
 def test_distributed_resume_is_bit_exact(tmp_path):
     """2 ranks: 3 epochs straight == 2 epochs, then --resume to 3 (every parameter, bit for bit)."""
-    exe = _mpiexec()
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    base = [exe, "-n", "2", sys.executable, "-m", "mpi4py", "-m", "ember.train", "--distributed",
-            "--model", "two_layer_net", "--max-train", "600"] + COMMON
+    base = ["-m", "ember.train", "--distributed", "--model", "two_layer_net", "--max-train", "600"] + COMMON
     for extra in (["--epochs", "3", "--out", str(tmp_path / "straight")],
                   ["--epochs", "2", "--out", str(tmp_path / "split")],
                   ["--epochs", "3", "--out", str(tmp_path / "split"), "--resume"]):
-        proc = subprocess.run(base + extra, env=env, capture_output=True, text=True, timeout=300)
+        proc, _ = run_ranks(base + extra)
         assert proc.returncode == 0, proc.stderr
     a = em.load(tmp_path / "straight" / "checkpoint.npz")["model"]
     b = em.load(tmp_path / "split" / "checkpoint.npz")["model"]

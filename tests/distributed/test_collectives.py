@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import ember as em
 import ember.distributed as dist
+from mpi_launch import run_ranks
 
 
 @pytest.mark.parametrize("call", [dist.get_rank, dist.get_world_size, dist.get_local_rank, dist.barrier,
@@ -40,15 +37,7 @@ def test_ddp_without_a_group_says_what_to_do() -> None:
 
 
 def test_collectives_on_two_ranks(tmp_path: Path) -> None:
-    pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'ember[distributed]'")
-    exe = shutil.which("mpiexec")
-    if exe is None:
-        pytest.skip("mpiexec not on PATH: pip install 'ember[distributed]' installs MPICH's")
-    root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    worker = Path(__file__).with_name("collectives_worker.py")
-    proc = subprocess.run([exe, "-n", "2", sys.executable, "-m", "mpi4py", str(worker), str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc, _ = run_ranks([str(Path(__file__).with_name("collectives_worker.py")), str(tmp_path)], timeout=120)
     assert proc.returncode == 0, proc.stderr
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r, res in enumerate(ranks):

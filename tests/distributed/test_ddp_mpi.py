@@ -8,11 +8,6 @@ the concatenated batch.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +15,14 @@ import pytest
 
 import ember as em
 import ddp_worker as w
+from mpi_launch import run_ranks
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def _mpiexec() -> str:
-    pytest.importorskip("mpi4py", reason="mpi4py not installed: pip install 'ember[distributed]'")
-    exe = shutil.which("mpiexec")
-    if exe is None:
-        pytest.skip("mpiexec not on PATH: pip install 'ember[distributed]' installs MPICH's")
-    return exe
-
-
 def launch(mode: str, out: Path, ranks: int = 2, timeout_s: float = 60, limit: float = 120,
-           **env_extra: str) -> tuple[subprocess.CompletedProcess, float]:
-    env = dict(os.environ, DDP_TEST_TIMEOUT=str(timeout_s), **env_extra)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    cmd = [_mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", str(WORKER), mode, str(out)]
-    start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=limit)
-    return proc, time.monotonic() - start
+           **env_extra: str) -> tuple:
+    return run_ranks([str(WORKER), mode, str(out)], ranks, limit, DDP_TEST_TIMEOUT=str(timeout_s), **env_extra)
 
 
 def load_ranks(out: Path, ranks: int = 2) -> list[dict]:
