@@ -206,7 +206,7 @@ def _index_range_error(op: str, C: int, ignore_index: int) -> Any:
         bad = lo if lo < 0 else hi
         hint = ""
         if ignore_index in (lo, hi):
-            hint = (f" (= ignore_index; on cuda the fused path does not skip ignored targets outside [0, C): "
+            hint = (f" (= ignore_index; on cuda the fast path does not skip ignored targets outside [0, C): "
                     f"pass weight=ember.ones({C}, device='cuda') to take the general path that does)")
         raise ValueError(f"{op}: expected class indices in [0, {C}) for C={C} classes, got {bad} "
                          f"(indices ranged over [{lo}, {hi}]){hint}")
@@ -372,7 +372,7 @@ def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, ignore_index: i
     target = _as_target(op, target, log_probs)
     if target.dtype.kind == "f" and tuple(target.shape) == tuple(log_probs.shape)[:1] + tuple(log_probs.shape)[2:]:
         raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}; convert labels with .long()")
-    _check_class_indices(op, log_probs, target)
+    _check_class_indices(op, log_probs, target, ignore_index)
     return NegativeLogLikelihood.apply(log_probs, target, reduction=reduction)
 
 
