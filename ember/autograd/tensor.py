@@ -13,7 +13,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.capture import replayable
-from ember.autograd.deferred_checks import raise_pending
+from ember.backends.deferred_checks import raise_pending
 from ember import dtypes
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.to_shorthands import ToShorthands

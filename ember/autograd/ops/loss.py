@@ -11,7 +11,7 @@ the class axis, probability targets exactly the logits' shape.  The common case,
 Class indices are range-checked eagerly on the CPU.  On a GPU that check would
 cost two device->host syncs a step, so the min and max stay on the device and
 the check raises at the next sync point (``.item()``, ``.numpy()``,
-``ember.cuda.synchronize()``; see ``ember.autograd.deferred_checks``): the error
+``ember.cuda.synchronize()``; see ``ember.backends.deferred_checks``): the error
 comes one sync late, as PyTorch's device-side asserts, and the fused kernel
 writes NaN for a bad row instead of reading out of bounds.  For the same reason
 ``ignore_index`` on a GPU takes the general path only when it lies in
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy
 
-from ember.autograd.deferred_checks import defer_range_check
+from ember.backends.deferred_checks import defer_range_check
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import compute_dtype, upcast
 from ember.autograd.ops.operands import require_floating
