@@ -63,12 +63,9 @@ def _any_not_finite(device_flags: list) -> list:
     Combined on the device (no host read); a model split across GPUs gets one flag per GPU.
     """
     per_device: dict = {}
-    for xp, all_finite in device_flags:
-        key = getattr(getattr(all_finite, "device", None), "id", None)
-        bad = xp.logical_not(all_finite)
-        flag = per_device.get(key)
-        per_device[key] = bad if flag is None else xp.logical_or(flag, bad)
-    return list(per_device.values())
+    for device, xp, all_finite in device_flags:
+        per_device.setdefault(device, (xp, []))[1].append(all_finite)
+    return [xp.logical_not(xp.stack(flags).all()) for xp, flags in per_device.values()]
 
 
 class GradScaler:
@@ -157,13 +154,13 @@ class GradScaler:
                 for p in group["params"]:
                     if p.grad is None:
                         continue
-                    g = p.grad.data
+                    g, device = p.grad.data, p.grad.device
                     if g.dtype == _FLOAT16:
                         g = g.astype(_FLOAT32)
                     g = g * inv_scale  # a new array: a gradient may be a read-only broadcast view
                     backend = backend_of(g)
                     if backend.device_type != "cpu":
-                        device_flags.append((backend.xp, backend.xp.isfinite(g).all()))
+                        device_flags.append((str(device), backend.xp, backend.xp.isfinite(g).all()))
                     elif not found_inf and not bool(backend.xp.isfinite(g).all()):
                         found_inf = True
                     p.grad = Tensor._make(g)

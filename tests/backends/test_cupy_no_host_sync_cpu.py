@@ -108,3 +108,18 @@ def test_bad_class_index_on_cuda_raises_at_the_next_sync(fake_cupy):
     kept = em.nn.functional.cross_entropy(logits, em.tensor([0, -100, 2], device="cuda"),
                                           weight=em.ones(4, device="cuda"))
     assert kept.item() == pytest.approx(numpy.log(4.0))  # the general path skips the ignored row
+
+
+def test_grad_scaler_keeps_one_flag_per_gpu(fake_cupy):
+    w = em.tensor([1.0], device="cuda:0", requires_grad=True)
+    v = em.tensor([1.0], device="cuda:1", requires_grad=True)
+    opt = em.optim.SGD([w, v], lr=1.0)
+    scaler = em.amp.GradScaler(init_scale=2.0)
+    w.grad, v.grad = em.tensor([2.0], device="cuda:0"), em.tensor([numpy.nan], device="cuda:1")
+    with no_host_sync(allowed=2) as reads:
+        assert scaler.step(opt) is None  # the nan on the second GPU skips the whole step
+    assert reads == ["bool", "bool"]  # one read per GPU's flag
+    flags = scaler._per_optimizer[opt].found_inf
+    assert flags is True
+    scaler.update()
+    assert w.tolist() == [1.0] and v.tolist() == [1.0] and scaler.get_scale() == 1.0
