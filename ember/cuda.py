@@ -82,3 +82,6 @@ def synchronize() -> None:
         import cupy
 
         cupy.cuda.Device().synchronize()
+    from ember.backends.deferred_checks import raise_pending
+
+    raise_pending()  # the device is idle now: GPU-side input checks report here

@@ -202,6 +202,9 @@ def _notes(doc: dict, by: dict) -> list[str]:
         info = t.get("info") or {}
         bits = [f"{k}={info[k]}" for k in ("kernels_active", "numba_threads", "batch_workers", "torch_threads", "device_name")
                 if info.get(k) is not None]
+        tf32 = (info.get("precision_settings") or {}).get("tf32_mode")
+        if tf32 is not None and t.get("device") == "cuda":
+            bits.append(f"tf32={tf32}")
         blas = [f"{p['internal_api']}×{p['num_threads']}" for p in info.get("blas", [])]
         if blas:
             bits.append("pools " + ", ".join(blas))

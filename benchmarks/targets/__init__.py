@@ -39,6 +39,10 @@ class TargetSpec:
 _EMBER = "benchmarks.targets.ember_target"
 _TORCH = "benchmarks.targets.torch_target"
 _BOOK = "benchmarks.targets.book_target"
+# Float32 GPU baselines are named for their math: a plain name is IEEE float32 (TF32 off), "-tf32"
+# allows TF32 tensor cores.  CuPy reads CUPY_TF32 when imported, so it goes in the worker's environment;
+# setting "0" keeps a CUPY_TF32=1 in the caller's shell from changing what "ember-cuda" means.
+_TF32_OFF = {"CUPY_TF32": "0"}
 
 _SPECS = [
     TargetSpec("ember-numpy", _EMBER, "EmberTarget", "cpu", "ember, NumPy reference kernels",
@@ -48,18 +52,23 @@ _SPECS = [
     TargetSpec("ember-cpu-compiled", _EMBER, "EmberTarget", "cpu", "ember, Numba CPU kernels, step replayed "
                "from a captured tape (ember.compile)", {"kernels": "numba", "graph": True},
                {"EMBER_CPU_KERNELS": "numba"}, ("numba",)),
-    TargetSpec("ember-cuda", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32", {}, {}, ("cupy",)),
-    TargetSpec("ember-cuda-graph", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32, CUDA graph replay",
-               {"graph": True}, {}, ("cupy",)),
+    TargetSpec("ember-cuda", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32 (IEEE: TF32 off)", {},
+               _TF32_OFF, ("cupy",)),
+    TargetSpec("ember-cuda-tf32", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32 with TF32 tensor-core "
+               "GEMMs (CUPY_TF32=1)", {}, {"CUPY_TF32": "1"}, ("cupy",)),
+    TargetSpec("ember-cuda-graph", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float32 (TF32 off), CUDA graph "
+               "replay", {"graph": True}, _TF32_OFF, ("cupy",)),
     TargetSpec("ember-cuda-amp", _EMBER, "EmberTarget", "cuda", "ember on CuPy, float16 autocast + GradScaler",
-               {"precision": "amp"}, {}, ("cupy",)),
+               {"precision": "amp"}, _TF32_OFF, ("cupy",)),
     TargetSpec("ember-cuda-amp-graph", _EMBER, "EmberTarget", "cuda", "ember on CuPy, AMP, CUDA graph replay",
-               {"precision": "amp", "graph": True}, {}, ("cupy",)),
+               {"precision": "amp", "graph": True}, _TF32_OFF, ("cupy",)),
     TargetSpec("torch-cpu", _TORCH, "TorchTarget", "cpu", "PyTorch eager on the CPU", {}, {}, ("torch",)),
-    TargetSpec("torch-cuda", _TORCH, "TorchTarget", "cuda", "PyTorch eager on the GPU, float32", {}, {},
-               ("torch",)),
-    TargetSpec("torch-cuda-amp", _TORCH, "TorchTarget", "cuda", "PyTorch eager on the GPU, float16 autocast",
-               {"precision": "amp"}, {}, ("torch",)),
+    TargetSpec("torch-cuda", _TORCH, "TorchTarget", "cuda", "PyTorch eager on the GPU, float32 (IEEE: TF32 off "
+               "for convolutions and matmuls)", {"tf32": "off"}, {}, ("torch",)),
+    TargetSpec("torch-cuda-tf32", _TORCH, "TorchTarget", "cuda", "PyTorch eager on the GPU, float32 with torch's "
+               "default TF32 settings (on for cuDNN convolutions)", {"tf32": "default"}, {}, ("torch",)),
+    TargetSpec("torch-cuda-amp", _TORCH, "TorchTarget", "cuda", "PyTorch eager on the GPU, float16 autocast "
+               "(torch's default TF32 settings)", {"precision": "amp", "tf32": "default"}, {}, ("torch",)),
     TargetSpec("book-numpy", _BOOK, "BookTarget", "cpu", "the book's layers in plain NumPy (no autograd)"),
 ]
 

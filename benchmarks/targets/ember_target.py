@@ -25,6 +25,15 @@ from benchmarks.targets.base import Bench, Skip, Target
 DTYPES = {"float64": em.float64, "float32": em.float32, "float16": em.float16, "amp": em.float32}
 
 
+def precision_settings(device: str) -> dict:
+    """The float32 math settings a GPU run uses: CuPy's TF32 switch (read from the environment at import)."""
+    if device != "cuda":
+        return {"tf32_mode": "n/a (cpu)"}
+    cupy_tf32 = os.environ.get("CUPY_TF32")
+    return {"tf32_mode": "on" if cupy_tf32 not in (None, "", "0") else "off", "CUPY_TF32": cupy_tf32,
+            "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")}
+
+
 def _kernel_modules(backend: Any) -> dict:
     """Module name of every kernel kind of a backend (what the ops will call)."""
     return {kind: getattr(backend, kind).__name__ for kind in backend.kernel_kinds()}
@@ -49,7 +58,8 @@ class EmberTarget(Target):
         backend = get_backend(self.device)
         kernels = _kernel_modules(backend)
         info = {"ember": em.__version__, "backend": getattr(backend, "name", "?"), "kernel_modules": kernels,
-                "EMBER_CPU_KERNELS": os.environ.get("EMBER_CPU_KERNELS")}
+                "EMBER_CPU_KERNELS": os.environ.get("EMBER_CPU_KERNELS"),
+                "precision_settings": precision_settings(self.device)}
         wanted = self.options.get("kernels")
         if self.device == "cpu":
             names = " ".join(kernels.values()) + " " + info["backend"]

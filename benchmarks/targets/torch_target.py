@@ -20,6 +20,37 @@ from benchmarks.targets import common
 from benchmarks.targets.base import Bench, Skip, Target
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32, "float16": torch.float16, "amp": torch.float32}
+TF32_MODES = ("off", "default")
+
+
+def apply_tf32(mode: str) -> dict:
+    """Set TF32 for cuDNN convolutions and cuBLAS matmuls and return the settings now in force.
+
+    ``"off"``: both IEEE float32 (``allow_tf32 = False``); ``"default"``: torch's defaults, untouched.
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode not in TF32_MODES:
+        raise ValueError(f"TorchTarget: expected tf32 to be one of {TF32_MODES}, got {mode!r}")
+    if mode == "off":
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return precision_settings(mode)
+
+
+def precision_settings(mode: str) -> dict:
+    """The float32 math settings torch will use (legacy flags, the newer fp32_precision ones where present)."""
+    settings = {"tf32_mode": mode, "cudnn.allow_tf32": bool(torch.backends.cudnn.allow_tf32),
+                "cuda.matmul.allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
+                "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "NVIDIA_TF32_OVERRIDE": os.environ.get("NVIDIA_TF32_OVERRIDE")}
+    for name, holder in (("cudnn.conv.fp32_precision", getattr(torch.backends.cudnn, "conv", None)),
+                         ("cuda.matmul.fp32_precision", torch.backends.cuda.matmul)):
+        value = getattr(holder, "fp32_precision", None)
+        if value is not None:
+            settings[name] = str(value)
+    return settings
 
 
 def twin(name: str, input_dim: tuple, classes: int, hidden: int | None = None) -> nn.Module:
@@ -55,7 +86,7 @@ class TorchTarget(Target):
     host_memory = "rss"  # torch's CPU allocator is invisible to tracemalloc
 
     def probe(self) -> dict:
-        """Version, thread counts and device; Skip without CUDA for cuda targets."""
+        """Version, thread counts, device and the TF32 settings (applied here); Skip without CUDA for cuda targets."""
         threads = os.environ.get("BENCH_THREADS")
         if threads:
             torch.set_num_threads(int(threads))
@@ -63,6 +94,7 @@ class TorchTarget(Target):
             raise Skip("torch.cuda.is_available() is False")
         info = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(),
                 "torch_interop_threads": torch.get_num_interop_threads()}
+        info["precision_settings"] = apply_tf32(self.options.get("tf32", "default"))
         if self.device == "cuda":
             info["device_name"] = torch.cuda.get_device_name()
             info["cuda"] = torch.version.cuda

@@ -11,6 +11,13 @@ it in a float32 tensor, so both produce the same sequence of scales.
 float16 parameters (a ``.half()`` model) are updated through float32 master
 copies kept here, not in ``state_dict``.  How, and what the finite check costs:
 docs/engineering/notes.md, "GradScaler".
+
+On a GPU ``unscale_`` never reads a gradient on the host: each gradient's
+"all finite" reduction stays on the device and they are OR-ed into one device
+flag per optimizer, which ``step`` (or ``update``) reads once - one sync per
+step, the price of deciding on the host whether to skip the optimizer (its step
+counts are Python numbers, so the skip itself cannot move to the device yet).
+On the CPU the check is eager, as it costs no sync there.
 """
 
 from __future__ import annotations
@@ -37,13 +44,28 @@ def _f32(value: float) -> float:
 
 
 class _OptimizerState:
-    """What the scaler knows about one optimizer between two ``update()`` calls."""
+    """What the scaler knows about one optimizer between two ``update()`` calls.
+
+    ``found_inf`` is a bool, or on a GPU a list of 0-d device flags (one per GPU) until
+    ``_found_inf`` reads them once.
+    """
 
     __slots__ = ("stage", "found_inf")
 
     def __init__(self) -> None:
         self.stage = _READY
         self.found_inf = False
+
+
+def _any_not_finite(device_flags: list) -> list:
+    """Per GPU, one 0-d device bool that is True when any of its "all finite" flags is False.
+
+    Combined on the device (no host read); a model split across GPUs gets one flag per GPU.
+    """
+    per_device: dict = {}
+    for device, xp, all_finite in device_flags:
+        per_device.setdefault(device, (xp, []))[1].append(all_finite)
+    return [xp.logical_not(xp.stack(flags).all()) for xp, flags in per_device.values()]
 
 
 class GradScaler:
@@ -126,19 +148,23 @@ class GradScaler:
             raise RuntimeError("GradScaler.unscale_: called after step(); call update() first")
         inv_scale = numpy.float32(1.0 / self._scale)
         found_inf = False
+        device_flags = []  # GPU gradients: one 0-d "all finite" array each, never read here
         with no_grad():
             for group in optimizer.param_groups:
                 for p in group["params"]:
                     if p.grad is None:
                         continue
-                    g = p.grad.data
+                    g, device = p.grad.data, p.grad.device
                     if g.dtype == _FLOAT16:
                         g = g.astype(_FLOAT32)
                     g = g * inv_scale  # a new array: a gradient may be a read-only broadcast view
-                    if not found_inf and not bool(backend_of(g).xp.isfinite(g).all()):
+                    backend = backend_of(g)
+                    if backend.device_type != "cpu":
+                        device_flags.append((str(device), backend.xp, backend.xp.isfinite(g).all()))
+                    elif not found_inf and not bool(backend.xp.isfinite(g).all()):
                         found_inf = True
                     p.grad = Tensor._make(g)
-        state.found_inf = found_inf
+        state.found_inf = found_inf if found_inf or not device_flags else _any_not_finite(device_flags)
         state.stage = _UNSCALED
 
     @replayable
@@ -161,7 +187,7 @@ class GradScaler:
         if state.stage == _READY:
             self.unscale_(optimizer)
         state.stage = _STEPPED
-        if state.found_inf:
+        if self._found_inf(state):
             return None
         return self._step_with_masters(optimizer)
 
@@ -183,7 +209,7 @@ class GradScaler:
             states = [s for s in self._per_optimizer.values() if s.stage != _READY]
             if not states:
                 raise RuntimeError("GradScaler.update: no inf checks were recorded; call step(optimizer) first")
-            if any(s.found_inf for s in states):
+            if any([self._found_inf(s) for s in states]):
                 self._set_scale(_f32(self._scale * self._backoff_factor))
                 self._growth_tracker = 0
             else:
@@ -267,6 +293,13 @@ class GradScaler:
         if state is None:
             state = self._per_optimizer[optimizer] = _OptimizerState()
         return state
+
+    @staticmethod
+    def _found_inf(state: _OptimizerState) -> bool:
+        """Whether ``state``'s gradients held an inf/nan; a device flag is read (one sync) only once."""
+        if not isinstance(state.found_inf, bool):
+            state.found_inf = any([bool(flag) for flag in state.found_inf])
+        return state.found_inf
 
     def _step_with_masters(self, optimizer: Any) -> Any:
         """``optimizer.step()`` with every float16 parameter swapped for its float32 master."""

@@ -13,6 +13,7 @@ from typing import Any
 import numpy
 
 from ember.autograd.capture import replayable
+from ember.backends.deferred_checks import raise_pending
 from ember import dtypes
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.to_shorthands import ToShorthands
@@ -125,6 +126,7 @@ class Tensor(ToShorthands):
                 f"bool(Tensor): the truth value of a tensor of shape {tuple(self.shape)} is ambiguous; "
                 "use .any() or .all()"
             )
+        raise_pending()  # a host read: GPU-side input checks report here
         return bool(self.data)
 
     def __repr__(self) -> str:
@@ -214,6 +216,7 @@ class Tensor(ToShorthands):
     # ------------------------------------------------------------ conversion
     def numpy(self) -> numpy.ndarray:
         """The data as a NumPy array (shares memory on the cpu, a copy from cuda)."""
+        raise_pending()  # a host read: GPU-side input checks report here
         return backend_of(self.data).to_host(self.data)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> numpy.ndarray:
@@ -224,6 +227,7 @@ class Tensor(ToShorthands):
         """The value of a one-element tensor as a Python number."""
         if self.data.size != 1:
             raise ValueError(f"item: expected a tensor with one element, got shape {tuple(self.shape)}")
+        raise_pending()
         return self.data.item()
 
     def tolist(self) -> Any:

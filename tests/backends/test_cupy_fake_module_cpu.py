@@ -12,6 +12,7 @@ CuPy semantics, compilation and execution on a GPU (see tests/gpu/).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import types
@@ -29,6 +30,32 @@ class _State:
 
     current = 0
     synced: list = []  # noqa: RUF012 - reset by the fixture, shared on purpose
+    host_read_budget = None  # None: host reads allowed; an int: how many more are allowed (no_host_sync)
+    host_reads: list = []  # noqa: RUF012 - the reads made inside no_host_sync
+
+
+class HostSyncError(AssertionError):
+    """A device->host read inside ``no_host_sync``: on a real GPU it would stall the step."""
+
+
+def _host_read(what: str) -> None:
+    """Note a device->host conversion; raise once ``no_host_sync``'s allowance is spent."""
+    if _State.host_read_budget is None:
+        return
+    if _State.host_read_budget <= 0:
+        raise HostSyncError(f"device->host read ({what}) inside a no-sync training step")
+    _State.host_read_budget -= 1
+    _State.host_reads.append(what)
+
+
+@contextlib.contextmanager
+def no_host_sync(allowed: int = 0):
+    """Make every device->host conversion of the fake module raise, after ``allowed`` of them."""
+    _State.host_read_budget, _State.host_reads = allowed, []
+    try:
+        yield _State.host_reads
+    finally:
+        _State.host_read_budget = None
 
 
 class FakeCupyArray(numpy.ndarray):
@@ -46,6 +73,42 @@ class FakeCupyArray(numpy.ndarray):
 
     def set(self, host, stream=None):
         self[...] = host
+
+    def __getitem__(self, key):
+        out = super().__getitem__(key)
+        if isinstance(out, numpy.generic):  # CuPy gives a 0-d device array, never a host scalar
+            out = numpy.asarray(out).view(FakeCupyArray)
+            out._dev = self._dev
+        return out
+
+    # device->host conversions: each one is a sync on a real GPU (see no_host_sync)
+    def get(self, stream=None):
+        _host_read("get")
+        return numpy.array(self, copy=True).view(numpy.ndarray)
+
+    def item(self, *args):
+        _host_read("item")
+        return super().item(*args)
+
+    def tolist(self):
+        _host_read("tolist")
+        return super().tolist()
+
+    def __int__(self):
+        _host_read("int")
+        return super().__int__()
+
+    def __index__(self):
+        _host_read("index")
+        return super().__index__()
+
+    def __float__(self):
+        _host_read("float")
+        return super().__float__()
+
+    def __bool__(self):
+        _host_read("bool")
+        return super().__bool__()
 
 
 class _Device:
@@ -88,7 +151,11 @@ def _wrap(fn):
 def _make_fake_cupy() -> types.ModuleType:
     cupy = types.ModuleType("cupy")
     cupy.ndarray = FakeCupyArray
-    cupy.asnumpy = lambda a: numpy.array(a, copy=True).view(numpy.ndarray)
+    def asnumpy(a, stream=None):
+        _host_read("asnumpy")
+        return numpy.array(a, copy=True).view(numpy.ndarray)
+
+    cupy.asnumpy = asnumpy
     cupy.RawKernel = None  # never reached: NumPy-type arrays take the emulation path
     runtime = types.SimpleNamespace(
         getDeviceCount=lambda: 2, getDevice=lambda: _State.current,
@@ -117,7 +184,7 @@ def fake_cupy(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
     sys.modules.pop("ember.backends.cupy.backend", None)
-    _State.current, _State.synced = 0, []
+    _State.current, _State.synced, _State.host_read_budget = 0, [], None
     try:
         yield importlib.import_module("ember.backends.cupy.backend")
     finally:
@@ -235,3 +302,4 @@ def test_training_step_on_fake_cuda_matches_cpu(fake_cupy, model_name, monkeypat
         numpy.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     missing = EXPECTED_KERNELS[model_name] - launched
     assert not missing, f"these CUDA kernels were not used by the {model_name} step: {sorted(missing)}"
+

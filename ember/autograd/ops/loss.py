@@ -7,6 +7,16 @@ the class axis, probability targets exactly the logits' shape.  The common case,
 ``(N, C)`` logits with class indices, runs on the backend's ``nn`` kernels
 (``ember.backends.reference.nn`` is the reference); other cases and the
 ``create_graph`` backward use the array code here.
+
+Class indices are range-checked eagerly on the CPU.  On a GPU that check would
+cost two device->host syncs a step, so the min and max stay on the device and
+the check raises at the next sync point (``.item()``, ``.numpy()``,
+``ember.cuda.synchronize()``; see ``ember.backends.deferred_checks``): the error
+comes one sync late, as PyTorch's device-side asserts, and the fused kernel
+writes NaN for a bad row instead of reading out of bounds.  For the same reason
+``ignore_index`` on a GPU takes the general path only when it lies in
+``[0, C)``; a target equal to an ``ignore_index`` outside that range reaches
+the fused path and is reported by the deferred check (with a hint).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from typing import Any
 
 import numpy
 
+from ember.backends.deferred_checks import defer_range_check
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import compute_dtype, upcast
 from ember.autograd.ops.loss_operands import REDUCTIONS, check_reduction, same_shape_target  # noqa: F401
@@ -133,8 +144,8 @@ def _check_logits(op: str, logits: Any) -> None:
         raise ShapeError(f"{op}: expected at least one class (C >= 1), got input of shape {tuple(logits.shape)}")
 
 
-def _check_class_indices(op: str, logits: Tensor, target: Tensor) -> None:
-    """Class-index targets: shape ``(N, d...)``, integer dtype, values in ``[0, C)``."""
+def _check_class_indices(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100) -> None:
+    """Class-index targets: shape ``(N, d...)``, integer dtype, values in ``[0, C)`` (on a GPU: at the next sync)."""
     shape, C = tuple(logits.shape), logits.shape[1]
     expected = shape[:1] + shape[2:]
     if target.dtype.kind not in "iu":
@@ -143,14 +154,38 @@ def _check_class_indices(op: str, logits: Tensor, target: Tensor) -> None:
         raise ShapeError(
             f"{op}: expected class indices of shape {expected} for input {shape}, got {tuple(target.shape)}"
         )
-    if target.data.size:
-        lo, hi = int(target.data.min()), int(target.data.max())
-        if lo < 0 or hi >= C:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{op}: expected class indices in [0, {C}) for C={C} classes, got {bad}")
+    if not target.data.size:
+        return
+    raise_for = _index_range_error(op, C, ignore_index)
+    if _on_cpu(target):  # NumPy: reading the extremes costs no device sync, so check now
+        raise_for(int(target.data.min()), int(target.data.max()))
+    else:  # a GPU: keep the extremes on the device, raise at the next sync point
+        defer_range_check((op, C, ignore_index, str(target.device)), backend_of(target.data).xp, target.data,
+                          raise_for)
 
 
-def _classify_target(op: str, logits: Tensor, target: Tensor) -> bool:
+def _on_cpu(t: Tensor) -> bool:
+    return getattr(t.device, "type", "cpu") == "cpu"
+
+
+def _index_range_error(op: str, C: int, ignore_index: int) -> Any:
+    """``raise_for(lo, hi)``: raise when class indices spanning ``[lo, hi]`` leave ``[0, C)``."""
+
+    def raise_for(lo: int, hi: int) -> None:
+        if lo >= 0 and hi < C:
+            return
+        bad = lo if lo < 0 else hi
+        hint = ""
+        if ignore_index in (lo, hi):
+            hint = (f" (= ignore_index; on cuda the fast path does not skip ignored targets outside [0, C): "
+                    f"pass weight=ember.ones({C}, device='cuda') to take the general path that does)")
+        raise ValueError(f"{op}: expected class indices in [0, {C}) for C={C} classes, got {bad} "
+                         f"(indices ranged over [{lo}, {hi}]){hint}")
+
+    return raise_for
+
+
+def _classify_target(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100) -> bool:
     """Validate ``target`` against ``logits``; True for a probability (soft / one-hot) target."""
     shape = tuple(logits.shape)
     index_shape = shape[:1] + shape[2:]
@@ -175,7 +210,7 @@ def _classify_target(op: str, logits: Tensor, target: Tensor) -> bool:
             f"shape {index_shape}), got {tshape}"
         )
     if kind in "iu":
-        _check_class_indices(op, logits, target)
+        _check_class_indices(op, logits, target, ignore_index)
         return False
     raise DTypeError(f"{op}: expected integer class indices or a floating target, got dtype {target.dtype}")
 
@@ -230,7 +265,7 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
     _check_logits(op, logits)
     check_reduction(op, reduction)
     target = _as_target(op, target, logits)
-    soft = _classify_target(op, logits, target)
+    soft = _classify_target(op, logits, target, ignore_index)
     return SoftmaxCrossEntropy.apply(logits, target, reduction=reduction, soft=soft)
 
 
@@ -245,7 +280,11 @@ def _needs_general_path(op: str, logits: Any, target: Any, weight: Any, ignore_i
     if isinstance(data, (list, tuple)):
         data = numpy.asarray(data)
     kind = getattr(getattr(data, "dtype", None), "kind", "")
-    return kind in "iu" and kind != "" and bool((data == ignore_index).any())
+    if kind not in "iu" or kind == "":
+        return False
+    if isinstance(target, Tensor) and not _on_cpu(target):  # no sync: decide from the shapes alone
+        return logits.ndim >= 2 and 0 <= ignore_index < logits.shape[1]
+    return bool((data == ignore_index).any())
 
 
 class NegativeLogLikelihood(Function):
@@ -304,7 +343,7 @@ def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, ignore_index: i
     target = _as_target(op, target, log_probs)
     if target.dtype.kind == "f" and tuple(target.shape) == tuple(log_probs.shape)[:1] + tuple(log_probs.shape)[2:]:
         raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}; convert labels with .long()")
-    _check_class_indices(op, log_probs, target)
+    _check_class_indices(op, log_probs, target, ignore_index)
     return NegativeLogLikelihood.apply(log_probs, target, reduction=reduction)
 
 

@@ -159,6 +159,9 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         """Wait until every queued kernel on this backend's GPU has finished."""
         cupy.cuda.Device(self._device_index()).synchronize()
+        from ember.backends.deferred_checks import raise_pending
+
+        raise_pending()  # GPU-side input checks report at a sync
 
 
 CUPY_BACKEND = CupyBackend()

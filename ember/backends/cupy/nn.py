@@ -53,7 +53,8 @@ extern "C" __global__ void ${name}(const T* __restrict__ x, const long long* __r
       s += e;
     }
     for (long long j = 0; j < C; ++j) prow[j] = prow[j] / s;
-    loss[i] = acc_log(s) - (to_acc(row[t[i]]) - m);
+    long long ti = t[i];  // a bad index (reported later by the deferred range check) gives NaN, never an OOB read
+    loss[i] = (ti >= 0 && ti < C) ? acc_log(s) - (to_acc(row[ti]) - m) : acc_log((ACC)-1);
   }
 }
 """
@@ -77,7 +78,10 @@ def _emulate_sce_fwd(total, x, t, loss, p, shift, C):
         s += e[:, j]
     p.reshape(total, C)[:] = e / s[:, None]
     shift.reshape(-1)[:] = m
-    loss.reshape(-1)[:] = numpy.log(s) - (rows[numpy.arange(total), t.reshape(-1)] - m)
+    ti = t.reshape(-1)
+    ok = (ti >= 0) & (ti < C)
+    picked = rows[numpy.arange(total), numpy.where(ok, ti, 0)]
+    loss.reshape(-1)[:] = numpy.where(ok, numpy.log(s) - (picked - m), numpy.nan)
 
 
 _SCE_BWD_BODY = """

@@ -97,6 +97,17 @@ def test_max_pool_all_neg_inf_window(compiled):
     assert numpy.array_equal(y, y_ref) and numpy.array_equal(am, am_ref)
 
 
+def test_softmax_cross_entropy_bad_index_gives_nan_not_an_out_of_bounds_read(compiled, rng):
+    # the range check runs later (at a sync), so meanwhile the kernel must stay inside the row
+    x = rng.normal(size=(6, 5)).astype(numpy.float32)
+    t = numpy.array([0, -1, 4, 5, -100, 2])
+    loss, p, _ = K.nn.softmax_cross_entropy_forward(x, t)
+    good = numpy.array([0, 2, 5])
+    assert numpy.isnan(loss[[1, 3, 4]]).all()
+    _close(loss[good], R.nn.softmax_cross_entropy_forward(x[good], t[good])[0], numpy.float32)
+    _close(p, R.nn.softmax_cross_entropy_forward(x, numpy.zeros(6, int))[1], numpy.float32)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 def test_softmax_cross_entropy(compiled, dtype, rng):
     x = (rng.normal(size=(37, 5)) * 4).astype(dtype)
