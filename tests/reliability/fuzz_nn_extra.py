@@ -7,30 +7,19 @@ arguments, and the outcome rule is ``fuzz_support.attempt``'s (a result, or an e
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy
-from fuzz_support import float_ref, operands, tensors
+from fuzz_support import Case, float_ref, operands, tensors
 from hypothesis import strategies as st
 
 import ember as em
 import ember.nn.functional as F
 
 
-@dataclass
-class _Case:
-    """The fields ``test_fuzz_api`` reads from a drawn case (its ``Case``, without importing it)."""
-
-    call: Callable[[], Any]
-    ref: Callable[[], Any] | None = None
-    inputs: tuple = ()
-    names: tuple = field(default_factory=tuple)
 
 
 def _case(call, ref=None, inputs=(), names=()):
-    return _Case(call, ref, inputs, names)
+    return Case(call, ref, inputs, names)
 
 
 ACTIVATION_REF = {

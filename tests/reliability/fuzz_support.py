@@ -16,6 +16,9 @@ from __future__ import annotations
 import collections
 import os
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy
 from hypothesis import HealthCheck, settings
@@ -23,6 +26,16 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ember as em
+
+
+@dataclass
+class Case:
+    """One drawn call: the thunk, an optional NumPy reference thunk and the tensors involved."""
+
+    call: Callable[[], Any]
+    ref: Callable[[], Any] | None = None
+    inputs: tuple = ()
+    names: tuple = field(default_factory=tuple)
 
 EXAMPLES = int(os.environ.get("EMBER_FUZZ_EXAMPLES", "25"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,

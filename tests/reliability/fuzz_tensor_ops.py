@@ -6,26 +6,15 @@ outcome rule (a correct result or a clear error naming the op) covers them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy
-from fuzz_support import as_host, float_ref, operand_pair, tensors
+from fuzz_support import Case, as_host, float_ref, operand_pair, tensors
 from hypothesis import strategies as st
 
 import ember as em
 from ember.autograd.registry import OPS
 
 
-@dataclass
-class Case:
-    """One drawn call, read by ``test_fuzz_api`` like its own cases: thunk, NumPy reference, inputs, names."""
-
-    call: Callable[[], Any]
-    ref: Callable[[], Any] | None = None
-    inputs: tuple = ()
-    names: tuple = field(default_factory=tuple)
 
 
 UNARY_REF = {
