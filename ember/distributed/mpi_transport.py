@@ -82,6 +82,7 @@ class MPITransport:
         """Print one line naming this rank, then end every rank of the job."""
         sys.stderr.write(f"ember.distributed: rank {self.rank}/{self.size}: {message}; aborting the job\n")
         sys.stderr.flush()
+        time.sleep(0.5)  # let mpiexec forward the line before the abort tears its proxies down
         self.comm.Abort(code)
 
     def all_reduce(self, array: numpy.ndarray, op: str) -> None:

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy
 
-from ember.backends.deferred_checks import defer_range_check
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import compute_dtype, upcast
 from ember.autograd.ops.loss_operands import REDUCTIONS, check_reduction, same_shape_target  # noqa: F401
@@ -33,6 +32,8 @@ from ember.autograd.ops.loss_operands import as_target as _as_target
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
+from ember.backends.deferred_checks import defer_range_check
+from ember.backends.device import backend_of
 from ember.errors import DTypeError, ShapeError
 
 # Class weights, ignored targets and label smoothing run general paths that
