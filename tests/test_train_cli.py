@@ -100,3 +100,11 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
     code = main(["--dataset", "mnist", "--data-dir", str(tmp_path), "--progress", "off"])
     assert code == 2
     assert "train-images" in capsys.readouterr().err
+
+
+def test_progress_bar_stays_off_when_not_on_a_terminal(tmp_path, capsys):
+    """--progress auto (the default) draws no bar into captured, non-terminal output."""
+    assert main(["--dataset", "digits", "--model", "two_layer_net", "--epochs", "1", "--max-train", "200",
+                 "--no-plot", "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "batch/s" not in captured.err and "it/s" not in captured.err

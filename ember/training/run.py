@@ -158,7 +158,9 @@ def _train(args: argparse.Namespace, name: str, data: Any, parts: RunParts, dtyp
     """The epochs: train, evaluate, step the schedule, save checkpoint/history/plot; 3 on a NaN loss."""
     from tqdm import tqdm
 
-    disable = {"auto": None, "on": False, "off": True}[args.progress] or not launch.is_main
+    disable = {"auto": None, "on": False, "off": True}[args.progress]  # None: tqdm decides (a terminal or not)
+    if not launch.is_main:
+        disable = True
     ckpt_path = folder.path / CHECKPOINT_NAME
     steps: list = history["steps"]
     if launch.is_main:
