@@ -313,13 +313,18 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
 
         return launch
 
-    for module in (cupy_conv, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
+    from ember.backends.cupy import conv_gemm
+
+    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
         for name in ("launch", "launch_blocks"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, recording(getattr(cupy_source, name)))
     x = rng.normal(size=(2, 3, 6, 5)).astype(numpy.float32)
     col = cupy_conv.im2col(x, 3, 3, 2, 1)
     cupy_conv.col2im(col, x.shape, 3, 3, 2, 1)
+    W = x[:, :, :3, :3].copy()
+    y = cupy_conv.conv2d_forward(x, W, W[:, 0, 0, 0].copy(), (2, 1), (1, 0), xp=numpy)
+    cupy_conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, True), xp=numpy)
     y, am = cupy_pool.max_pool2d_forward(x, 2, 2, 2, 0)
     cupy_pool.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 0)
     cupy_pool.avg_pool2d_backward(cupy_pool.avg_pool2d_forward(x, 2, 2, 2, 0), x.shape, 2, 2, 2, 0)

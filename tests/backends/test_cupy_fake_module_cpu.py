@@ -247,10 +247,10 @@ def _bn_net():
 
 
 EXPECTED_KERNELS = {
-    "SimpleConvNet": {"ember_im2col", "ember_max_pool_fwd", "ember_max_pool_bwd", "ember_relu_bwd", "ember_sce_fwd",
+    "SimpleConvNet": {"ember_im2col_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_max_pool_fwd", "ember_max_pool_bwd", "ember_relu_bwd", "ember_sce_fwd",
                       "ember_sce_bwd", "ember_adam_update"},
     "TwoLayerNet": {"ember_sce_fwd", "ember_sce_bwd", "ember_adam_update"},
-    "bn_net": {"ember_im2col", "ember_col2im", "ember_bn_stats", "ember_bn_apply", "ember_bn_grad_sums",
+    "bn_net": {"ember_im2col_rows", "ember_col2im_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_bn_stats", "ember_bn_apply", "ember_bn_grad_sums",
                "ember_bn_grad_x", "ember_avg_pool_fwd", "ember_avg_pool_bwd", "ember_sgd_update"},
 }
 
@@ -259,13 +259,14 @@ EXPECTED_KERNELS = {
 def test_training_step_on_fake_cuda_matches_cpu(fake_cupy, model_name, monkeypatch):
     from ember.backends.cupy import bn as cupy_bn
     from ember.backends.cupy import conv as cupy_conv
+    from ember.backends.cupy import conv_gemm
     from ember.backends.cupy import nn as cupy_nn
     from ember.backends.cupy import optim as cupy_optim
     from ember.backends.cupy import pool as cupy_pool
     from ember.backends.cupy import kernel_spec as cupy_source
 
     launched = set()
-    for module in (cupy_conv, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
+    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
         def counting(spec, dtype, total, args, _real=cupy_source.launch):
             launched.add(spec.name)
             return _real(spec, dtype, total, args)

@@ -10,7 +10,9 @@ slices for the backend's batch-split workers (``ember.backends.cpu.batch_split``
 The three linear maps are each other's adjoints, so each backward is written in
 terms of the other two Functions; under ``create_graph=True`` they are applied
 as Functions on Tensors, which makes double backward of conv2d exact.  Kernels
-come from ``backend.conv``.  Why these layouts and not others (with timings):
+come from ``backend.conv``; a backend whose kernels offer ``conv2d_forward`` /
+``conv2d_backward`` (CUDA) runs conv2d's own forward and first-order backward
+through them instead (2-D GEMMs).  Why these layouts and not others (with timings):
 ``docs/engineering/conv.md``.
 """
 
@@ -97,12 +99,18 @@ class Convolution2d(Function):
     def forward(ctx: Function, x: Any, W: Any, b: Any = None, *, stride: tuple, padding: tuple) -> Any:
         ctx.save_for_backward(x, W)
         ctx.stride, ctx.padding = stride, padding
+        gemm_2d = getattr(kernels(ctx.backend), "conv2d_forward", None)
+        if gemm_2d is not None:  # CUDA: im2col + one 2-D GEMM + a bias/NCHW epilogue
+            return gemm_2d(x, W, b, stride, padding, xp=ctx.backend.xp)
         return Convolution2d.compute(ctx.backend, x, W, b, stride=stride, padding=padding)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
         x, W = ctx.saved_tensors
         needs = ctx.needs_input_grad
+        gemm_2d = getattr(kernels(ctx.backend), "conv2d_backward", None)
+        if gemm_2d is not None and not ctx.create_graph:  # CUDA, first order: 2-D GEMMs, no batched matmul
+            return gemm_2d(x, W, gy, ctx.stride, ctx.padding, tuple(needs), xp=ctx.backend.xp)
         geom = {"stride": ctx.stride, "padding": ctx.padding}
         gx = gW = gb = None
         if needs[0]:

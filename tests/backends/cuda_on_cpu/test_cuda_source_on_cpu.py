@@ -70,6 +70,45 @@ def test_im2col_and_col2im(compiled, geo, dtype, rng):
     _close(K.conv.col2im(g, x.shape, kh, kw, s, p), R.conv.col2im(g, x.shape, kh, kw, s, p), dtype)
 
 
+def _rows(col6):
+    """``(N, C, KH, KW, OH, OW)`` columns in the 2-D GEMM layout ``(N*OH*OW, C*KH*KW)``."""
+    n, c, kh, kw, oh, ow = col6.shape
+    return col6.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
+
+
+@pytest.mark.parametrize("dtype", FLOATS)
+@pytest.mark.parametrize("geo", CONV_GEOMETRIES, ids=_geometry_id)
+def test_row_layout_im2col_and_col2im(compiled, geo, dtype, rng):
+    n, c, h, w, kh, kw, s, p = geo
+    x = rng.normal(size=(n, c, h, w)).astype(dtype)
+    col6 = R.conv.im2col(x, kh, kw, s, p)
+    assert numpy.array_equal(K.conv_gemm.im2col_rows(x, kh, kw, s, p), _rows(col6))  # a pure gather: exact
+    g6 = rng.normal(size=col6.shape).astype(dtype)
+    g = numpy.ascontiguousarray(_rows(g6))
+    _close(K.conv_gemm.col2im_rows(g, x.shape, kh, kw, s, p), R.conv.col2im(g6, x.shape, kh, kw, s, p), dtype)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("geo", CONV_GEOMETRIES, ids=_geometry_id)
+def test_conv2d_as_2d_gemms(compiled, geo, dtype, rng):
+    """Forward (im2col + GEMM + bias/NCHW epilogue) and backward (gy transpose, GEMMs, col2im) vs the reference."""
+    n, c, h, w, kh, kw, s, p = geo
+    x = rng.normal(size=(n, c, h, w)).astype(dtype)
+    W = rng.normal(size=(4, c, kh, kw)).astype(dtype)
+    b = rng.normal(size=4).astype(dtype)
+    col6 = R.conv.im2col(x, kh, kw, s, p)
+    y_ref = numpy.einsum("nckluv,ockl->nouv", col6, W) + b[:, None, None]
+    y = K.conv.conv2d_forward(x, W, b, s, p, xp=numpy)
+    _close(y, y_ref, dtype)
+    _close(K.conv.conv2d_forward(x, W, None, s, p, xp=numpy), y_ref - b[:, None, None], dtype)
+    gy = rng.normal(size=y.shape).astype(dtype)
+    gx, gW, gb = K.conv.conv2d_backward(x, W, gy, s, p, (True, True, True), xp=numpy)
+    _close(gx, R.conv.col2im(numpy.einsum("ockl,nouv->nckluv", W, gy), x.shape, kh, kw, s, p), dtype)
+    _close(gW, numpy.einsum("nouv,nckluv->ockl", gy, col6), dtype)
+    _close(gb, gy.sum(axis=(0, 2, 3)), dtype)
+    assert K.conv.conv2d_backward(x, W, gy, s, p, (False, True), xp=numpy)[0::2] == (None, None)
+
+
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("geo", POOL_GEOMETRIES, ids=_geometry_id)
 def test_pooling(compiled, geo, dtype, rng):
@@ -189,6 +228,9 @@ def test_every_kernel_runs_compiled(monkeypatch, rng):
     patch_launches(monkeypatch, "device_config", seen)
     x = rng.normal(size=(2, 3, 6, 5))
     K.conv.col2im(K.conv.im2col(x, 3, 3, 2, 1), x.shape, 3, 3, 2, 1)
+    W = x[:, :, :3, :3].copy()
+    y = K.conv.conv2d_forward(x, W, W[:, 0, 0, 0].copy(), (2, 1), (1, 0), xp=numpy)
+    K.conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, True), xp=numpy)
     y, am = K.pool.max_pool2d_forward(x, 2, 2, 2, 0)
     K.pool.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 0)
     K.pool.avg_pool2d_backward(K.pool.avg_pool2d_forward(x, 2, 2, 2, 0), x.shape, 2, 2, 2, 0)
