@@ -187,12 +187,13 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: Any, padding: Any, needs: t
     gy = xp.ascontiguousarray(gy)
     gx = xp.empty(tuple(x.shape), dtype=gy.dtype) if need_x else None
     gW = gb = None
+    acc = numpy.float32 if gy.dtype == numpy.float16 else gy.dtype
     for s in _chunks(x.shape, kh, kw, x.dtype.itemsize, stride, padding):
         gys = gy[s]
         gy2 = xp.empty((gys.shape[0] * oh * ow, oc), dtype=gy.dtype)
         launch(GY_ROWS, gy.dtype, gy2.size, (gys, gy2, oc, oh * ow))
         if need_b:
-            part = gy2.sum(axis=0)
+            part = gy2.sum(axis=0, dtype=acc).astype(gy.dtype, copy=False)  # float16 sums in float32
             gb = part if gb is None else gb + part
         if need_W:
             part = gy2.T @ im2col_rows(x[s], kh, kw, stride, padding, xp=xp)
