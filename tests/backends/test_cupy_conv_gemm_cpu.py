@@ -107,3 +107,20 @@ def test_double_backward_on_fake_cuda_keeps_the_function_path(calls, monkeypatch
         out.append([t.numpy() for t in (gx, gW, xt.grad, Wt.grad)])
     for got, want in zip(out[1], out[0]):
         numpy.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_grouped_dilated_conv_on_fake_cuda_matches_cpu(calls):
+    """The general path feeds channel slices (non-contiguous x, W, b, gy) through the 2-D path."""
+    rng = numpy.random.default_rng(5)
+    x = rng.normal(size=(2, 4, 9, 8)).astype(numpy.float32)
+    W = rng.normal(size=(6, 2, 3, 2)).astype(numpy.float32)
+    b = rng.normal(size=6).astype(numpy.float32)
+    out = []
+    for device in ("cpu", "cuda"):
+        ts = [em.tensor(a, device=device, requires_grad=True) for a in (x, W, b)]
+        y = em.nn.functional.conv2d(*ts, stride=(1, 2), padding=(2, 1), dilation=(2, 1), groups=2)
+        (y * y).sum().backward()
+        out.append([y.numpy()] + [t.grad.numpy() for t in ts])
+    assert calls["forward"] == 2 and calls["backward"] == 2  # one per group
+    for got, want in zip(out[1], out[0]):
+        numpy.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)

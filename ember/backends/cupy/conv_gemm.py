@@ -165,7 +165,7 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: Any, padding: Any, *, xp: Any
     (c, _, _, _, _, _, _, _, _, oh, ow), n = _geometry(x.shape, kh, kw, stride, padding)
     W2 = xp.ascontiguousarray(W).reshape(oc, c * kh * kw)
     y = xp.empty((n, oc, oh, ow), dtype=x.dtype)
-    bias = b if b is not None else W2  # an unread placeholder pointer without a bias
+    bias = xp.ascontiguousarray(b) if b is not None else W2  # W2: an unread placeholder pointer
     for s in _chunks(x.shape, kh, kw, x.dtype.itemsize, stride, padding):
         col = im2col_rows(x[s], kh, kw, stride, padding, xp=xp)
         y2 = col @ W2.T
