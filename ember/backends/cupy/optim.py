@@ -1,12 +1,13 @@
-"""CUDA versions of ``ember.backends.reference.optim``: one launch per parameter tensor.
+"""CUDA versions of ``ember.backends.reference.optim``: one launch per parameter, or one for a list of them.
 
 CuPy spends an Adam step on about fifteen kernels and as many temporaries per
 parameter; here one thread per element reads ``w, g, m, v`` once and writes
 them once.  Coefficients (``1 - dampening``, bias corrections, ...) are worked
 out in Python doubles exactly as the reference does and cast to the
 parameter's compute type in the kernel (NumPy's rule for a Python float times
-a float32 array).  The GPU compiler may contract ``a * b + c`` into an FMA, so
-results agree with the reference to rounding, not bit for bit.
+a float32 array).  The GPU compiler may contract ``a * b + c`` into an FMA in
+the per-parameter kernels, so they agree with the reference to rounding; the
+multi-tensor kernels are compiled without contraction, to the same bits.
 
 ``sgd_update_many`` / ``adam_update_many`` update a list of parameters in
 one launch: a pointer table (each tensor's address, then start offsets into
@@ -197,8 +198,10 @@ def _emulate_adam_many(total, table, n_tensors, beta1_weight, beta2, one_minus_b
 
 SGD = KernelSpec("ember_sgd_update", _SGD_BODY, _emulate_sgd)
 ADAM = KernelSpec("ember_adam_update", _ADAM_BODY, _emulate_adam)
-SGD_MANY = KernelSpec("ember_sgd_update_many", _SGD_MANY_BODY, _emulate_sgd_many)
-ADAM_MANY = KernelSpec("ember_adam_update_many", _ADAM_MANY_BODY, _emulate_adam_many)
+# No FMA contraction in the multi-tensor kernels: every operation rounds as NumPy's
+# does, so a CUDA step equals the reference's bit for bit (float32/float64).
+SGD_MANY = KernelSpec("ember_sgd_update_many", _SGD_MANY_BODY, _emulate_sgd_many, ("--fmad=false",))
+ADAM_MANY = KernelSpec("ember_adam_update_many", _ADAM_MANY_BODY, _emulate_adam_many, ("--fmad=false",))
 SPECS = [SGD, ADAM, SGD_MANY, ADAM_MANY]
 
 
