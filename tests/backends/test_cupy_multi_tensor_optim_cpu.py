@@ -104,3 +104,24 @@ def test_a_parameter_that_skipped_a_step_gets_its_own_launch(fake_cupy, monkeypa
             results.append([p.numpy().copy() for g in groups for p in g["params"]])
         for a, b in zip(*results):
             assert numpy.array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["adam_amsgrad", "sgd_nesterov"])
+def test_grad_scaler_float16_masters_take_the_multi_tensor_path(fake_cupy, monkeypatch, name):
+    """``GradScaler.step`` swaps float32 masters in for float16 parameters: still one launch per group."""
+    launched = _counting_launches(monkeypatch)
+    rng = numpy.random.default_rng(6)
+    steps = [[[rng.normal(size=s).astype(numpy.float16) for s in shapes] for shapes in SHAPES] for _ in range(2)]
+    results = {}
+    for device in ("cpu", "cuda"):
+        groups, opt = _run(device, OPTIMIZERS[name], numpy.float16)
+        scaler = em.amp.GradScaler(init_scale=8.0)
+        for grads in steps:
+            _set_grads(groups, grads, device)
+            launched.clear()
+            scaler.step(opt)
+            scaler.update()
+            assert len(launched) == (len(SHAPES) if device == "cuda" else 0)
+        results[device] = [p.numpy().copy() for g in groups for p in g["params"]]
+    for a, b in zip(results["cpu"], results["cuda"]):
+        assert a.dtype == numpy.float16 and numpy.array_equal(a, b)
