@@ -19,7 +19,7 @@ N(0, 0.01^2) init, Adam 1e-3, 3 epochs) and ``two_layer_net`` (784-50-10
 sigmoid, SGD lr 0.1, 5 epochs). Run from the repository root; results go to
 ``benchmarks/results/accuracy_parity.{json,md}``, replacing only the cases run::
 
-    EMBER_DATA=/work/shared/data python -m benchmarks.accuracy_parity
+    EMBER_DATA=/path/to/data python -m benchmarks.accuracy_parity
     python -m benchmarks.accuracy_parity --case two_layer_net --dataset digits --epochs 1 --out /tmp/r
 """
 
@@ -246,7 +246,7 @@ def run_case(name: str, args: argparse.Namespace) -> dict:
     argv = override(argv, "--seed", args.seed)
     # BLAS thread counts change float summation order, so they are part of an exact reproduction.
     env = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in os.environ]
-    command = " ".join(["EMBER_DATA=/work/shared/data", *env, "python -m ember.train", shlex.join(argv)])
+    command = " ".join(["EMBER_DATA=<data folder>", *env, "python -m ember.train", shlex.join(argv)])
     print(f"[{name}] ember: {command}")
     ember_epochs, setup = run_ember(argv)
     epochs = len(ember_epochs)

@@ -25,7 +25,7 @@ here), so absolute numbers are lower than the book's.
 Run from the repository root (results: ``benchmarks/results/book_experiments.{json,md}`` and
 ``book_experiments_batchnorm.png`` / ``book_experiments_overfitting.png``)::
 
-    EMBER_DATA=/work/shared/data python -m benchmarks.book_experiments
+    EMBER_DATA=/path/to/data python -m benchmarks.book_experiments
     python -m benchmarks.book_experiments --dataset digits --bn-epochs 2 --of-epochs 2 --out /tmp/r
 """
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-shot GPU check for a lent machine (about 6-8 minutes): environment, the `gpu`-marked
-# tests, then training-step timings of ember (CuPy) vs PyTorch on the same GPU.
+# One-shot GPU check for a lent machine (about 8-10 minutes): environment, the `gpu`-marked
+# tests, training-step timings of ember (CuPy) vs PyTorch on the same GPU, then the harness.
+# The distributed gpu tests need mpi4py + mpich wheels carried to the device (they skip without).
 #
 # From the repository root on the device machine:
 #   bash benchmarks/gpu_check.sh
@@ -45,3 +46,9 @@ echo "pytest (rest) exit: ${PIPESTATUS[0]}"
 
 timeout 150 python benchmarks/gpu_check.py --steps 20 --repeats 5 2>&1 | tail -20
 echo "benchmark exit: ${PIPESTATUS[0]}"
+
+# The harness with the named baselines (float32 with TF32 off on both sides, then each one's TF32),
+# written with the device name under $OUT_DIR.
+timeout 240 python -m benchmarks train infer --no-plots --out "$OUT_DIR" \
+  --targets ember-cuda,ember-cuda-tf32,ember-cuda-amp,torch-cuda,torch-cuda-tf32,torch-cuda-amp 2>&1 | tail -30
+echo "harness exit: ${PIPESTATUS[0]}"

@@ -80,6 +80,33 @@ class Adam(Optimizer):
             decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"], xp=xp,
         )
 
+    def _update_many(self, group: dict[str, Any], ws: list, gs: list, states: list[dict], xp: Any) -> None:
+        """The batch through the backend's ``adam_update_many`` (one launch on CUDA), when it has one.
+
+        Parameters at different step counts (one skipped a step) go in one call per count.
+        """
+        many = getattr(backend_of(ws[0]).optim, "adam_update_many", None)
+        if many is None:
+            return super()._update_many(group, ws, gs, states, xp)
+        (beta1, beta2), amsgrad = group["betas"], group["amsgrad"]
+        calls: dict[int, list[int]] = {}
+        for i, (w, state) in enumerate(zip(ws, states)):
+            if not state:
+                state["step"] = 0
+                state["exp_avg"] = xp.zeros_like(w)
+                state["exp_avg_sq"] = xp.zeros_like(w)
+                if amsgrad:
+                    state["max_exp_avg_sq"] = xp.zeros_like(w)
+            state["step"] += 1
+            calls.setdefault(state["step"], []).append(i)
+        for step, idx in calls.items():
+            picked = [states[i] for i in idx]
+            many([ws[i] for i in idx], [gs[i] for i in idx], [s["exp_avg"] for s in picked],
+                 [s["exp_avg_sq"] for s in picked], [s.get("max_exp_avg_sq") for s in picked], step=step,
+                 lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                 decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"], xp=xp)
+        return None
+
 
 class AdamW(Adam):
     r"""AdamW (``torch.optim.AdamW``): Adam with decoupled weight decay, default ``weight_decay=1e-2``.

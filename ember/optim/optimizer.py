@@ -3,8 +3,9 @@
 A subclass supplies three things: ``_check_group`` (validate one group's
 hyper-parameters), ``_state_schema`` (the state entries a parameter holds once
 it has been updated) and ``_update`` (one in-place update of one parameter's
-raw array).  The base class does everything else the same way for every
-optimizer:
+raw array); it may also fuse a batch of parameters in ``_update_many`` (SGD and
+Adam hand a whole batch to one multi-tensor launch on CUDA).  The base class
+does everything else the same way for every optimizer:
 
 * ``params`` may be Tensors, ``(name, Tensor)`` pairs (``named_parameters()``)
   or dicts (parameter groups, each with its own hyper-parameters).
@@ -180,6 +181,11 @@ class Optimizer:
         """Update the working array ``w`` in place from the gradient ``g`` (never written to)."""
         raise NotImplementedError
 
+    def _update_many(self, group: dict[str, Any], ws: list, gs: list, states: list[dict], xp: Any) -> None:
+        """``_update`` on each parameter of a batch (one backend, device and dtype); subclasses may fuse them."""
+        for w, g, state in zip(ws, gs, states):
+            self._update(group, w, g, state, xp)
+
     # --------------------------------------------------------------- stepping
     @replayable
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -212,31 +218,47 @@ class Optimizer:
                 loss = closure()
         with no_grad():
             for gi, group in enumerate(self.param_groups):
-                for pi, p in enumerate(group["params"]):
-                    if p.grad is not None:
-                        self._step_param(group, gi, pi, p)
+                self._step_group(group, gi)
         return loss
 
-    def _step_param(self, group: dict[str, Any], gi: int, pi: int, p: Tensor) -> None:
-        x = p.data
-        g = p.grad.data
-        if g.shape != x.shape:
-            raise ShapeError(
-                f"{self._name}.step: expected the grad of parameter {pi} of group {gi} to have shape "
-                f"{tuple(x.shape)}, got {tuple(g.shape)}"
-            )
-        xp = backend_of(x).xp
-        dtype = self._state_dtype(x.dtype)
-        w = x if x.dtype == dtype else x.astype(dtype)
-        if g.dtype != dtype:
-            g = g.astype(dtype)
-        state = self.state.get((gi, pi), {})
-        self._update(group, w, g, state, xp)
-        if state:
-            self.state[(gi, pi)] = state
-        if w is not x:
-            xp.copyto(x, w, casting="same_kind")
-        p._bump_version()
+    def _step_group(self, group: dict[str, Any], gi: int) -> None:
+        """Update the group's parameters that have a gradient, in batches for ``_update_many``.
+
+        A batch holds the parameters of one backend, device and working dtype, so a
+        backend with a multi-tensor kernel updates it in one launch.
+        """
+        batches: dict[tuple, list[int]] = {}
+        for pi, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            x, g = p.data, p.grad.data
+            if g.shape != x.shape:
+                raise ShapeError(
+                    f"{self._name}.step: expected the grad of parameter {pi} of group {gi} to have shape "
+                    f"{tuple(x.shape)}, got {tuple(g.shape)}"
+                )
+            device = getattr(getattr(x, "device", None), "id", None)
+            batches.setdefault((id(backend_of(x)), device, self._state_dtype(x.dtype)), []).append(pi)
+        for indices in batches.values():
+            self._step_batch(group, gi, indices)
+
+    def _step_batch(self, group: dict[str, Any], gi: int, indices: list[int]) -> None:
+        params = [group["params"][pi] for pi in indices]
+        xp = backend_of(params[0].data).xp
+        dtype = self._state_dtype(params[0].data.dtype)
+        ws, gs = [], []
+        for p in params:
+            x, g = p.data, p.grad.data
+            ws.append(x if x.dtype == dtype else x.astype(dtype))
+            gs.append(g if g.dtype == dtype else g.astype(dtype))
+        states = [self.state.get((gi, pi), {}) for pi in indices]
+        self._update_many(group, ws, gs, states, xp)
+        for pi, p, w, state in zip(indices, params, ws, states):
+            if state:
+                self.state[(gi, pi)] = state
+            if w is not p.data:
+                xp.copyto(p.data, w, casting="same_kind")
+            p._bump_version()
 
     @staticmethod
     def _state_dtype(dtype: numpy.dtype) -> numpy.dtype:

@@ -67,3 +67,25 @@ class SGD(Optimizer):
         backend_of(w).optim.sgd_update(w, g, buf, lr=group["lr"], momentum=momentum, dampening=group["dampening"],
                                        weight_decay=group["weight_decay"], nesterov=group["nesterov"],
                                        maximize=group["maximize"], first_step=first, xp=xp)
+
+    def _update_many(self, group: dict[str, Any], ws: list, gs: list, states: list[dict], xp: Any) -> None:
+        """The batch through the backend's ``sgd_update_many`` (one launch on CUDA), when it has one.
+
+        Parameters whose momentum buffer is new go in a call of their own (``first_step``).
+        """
+        many = getattr(backend_of(ws[0]).optim, "sgd_update_many", None)
+        if many is None:
+            return super()._update_many(group, ws, gs, states, xp)
+        momentum = group["momentum"]
+        calls: dict[bool, list[int]] = {}
+        for i, state in enumerate(states):
+            first = momentum != 0 and state.get("momentum_buffer") is None
+            if first:
+                state["momentum_buffer"] = xp.empty_like(ws[i])
+            calls.setdefault(first, []).append(i)
+        for first, idx in calls.items():
+            bufs = [states[i]["momentum_buffer"] if momentum != 0 else None for i in idx]
+            many([ws[i] for i in idx], [gs[i] for i in idx], bufs, lr=group["lr"], momentum=momentum,
+                 dampening=group["dampening"], weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+                 maximize=group["maximize"], first_step=first, xp=xp)
+        return None

@@ -339,6 +339,11 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
                           nesterov=False, maximize=False, first_step=False)
     cupy_optim.adam_update(w, w.copy(), w.copy(), w.copy() ** 2, None, step=1, lr=1e-3, beta1=0.9, beta2=0.999,
                            eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    cupy_optim.sgd_update_many([w, w[:3].copy()], [w.copy(), w[:3].copy()], [w.copy(), w[:3].copy()], lr=0.1,
+                               momentum=0.9, dampening=0, weight_decay=0, nesterov=False, maximize=False,
+                               first_step=False)
+    cupy_optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
+                                beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
     assert set(seen) == {s.name for s in all_specs()}
     python_type = {"pointer": numpy.ndarray, "long long": int, "double": float}
     for spec, args in seen.values():
@@ -350,4 +355,5 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
         assert [n for _, n in params] == emulated, spec.name
         assert len(args) == len(params), spec.name
         for (ctype_, pname), value in zip(params, args):
-            assert type(value) is python_type[ctype_], f"{spec.name}: {pname} is {ctype_}, got {type(value)}"
+            ok = isinstance(value, numpy.ndarray) if ctype_ == "pointer" else type(value) is python_type[ctype_]
+            assert ok, f"{spec.name}: {pname} is {ctype_}, got {type(value)}"

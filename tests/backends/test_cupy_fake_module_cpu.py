@@ -247,11 +247,12 @@ def _bn_net():
 
 
 EXPECTED_KERNELS = {
-    "SimpleConvNet": {"ember_im2col_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_max_pool_fwd", "ember_max_pool_bwd", "ember_relu_bwd", "ember_sce_fwd",
-                      "ember_sce_bwd", "ember_adam_update"},
-    "TwoLayerNet": {"ember_sce_fwd", "ember_sce_bwd", "ember_adam_update"},
-    "bn_net": {"ember_im2col_rows", "ember_col2im_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_bn_stats", "ember_bn_apply", "ember_bn_grad_sums",
-               "ember_bn_grad_x", "ember_avg_pool_fwd", "ember_avg_pool_bwd", "ember_sgd_update"},
+    "SimpleConvNet": {"ember_im2col_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_max_pool_fwd",
+                      "ember_max_pool_bwd", "ember_relu_bwd", "ember_sce_fwd", "ember_sce_bwd", "ember_adam_update_many"},
+    "TwoLayerNet": {"ember_sce_fwd", "ember_sce_bwd", "ember_adam_update_many"},
+    "bn_net": {"ember_im2col_rows", "ember_col2im_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_bn_stats",
+               "ember_bn_apply", "ember_bn_grad_sums", "ember_bn_grad_x", "ember_avg_pool_fwd", "ember_avg_pool_bwd",
+               "ember_sgd_update_many"},
 }
 
 

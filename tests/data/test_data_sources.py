@@ -122,7 +122,7 @@ def served(tmp_path):
 def test_checksum_table_matches_the_files_under_ember_data():
     """The table's MD5s (published or also_known) cover the dataset files in $EMBER_DATA."""
     if not os.environ.get("EMBER_DATA") or not Path(os.environ["EMBER_DATA"]).is_dir():
-        pytest.skip("EMBER_DATA is not set to a data folder (run with EMBER_DATA=../shared/data)")
+        pytest.skip("EMBER_DATA is not set to a data folder (point it at the folder holding mnist/ and fashion-mnist/)")
     root = Path(os.environ["EMBER_DATA"])
     checked = 0
     for name, spec in sources.DATASETS.items():

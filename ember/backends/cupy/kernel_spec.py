@@ -147,11 +147,14 @@ class KernelSpec:
     dtype-suffixed function name and ``${NEG_INF}`` the accumulator's -inf.
     ``emulate(total, *args)`` takes the same arguments as the kernel (NumPy
     arrays for pointers, ints and floats for scalars) and writes the outputs.
+    ``options`` are extra NVRTC compile options (``("--fmad=false",)`` keeps
+    ``a * b + c`` two roundings, as NumPy computes it).
     """
 
     name: str
     body: str
     emulate: Callable[..., None]
+    options: tuple[str, ...] = ()
 
     def function_name(self, dtype: Any) -> str:
         """The ``extern "C"`` name of the instantiation for ``dtype``."""
@@ -245,4 +248,4 @@ def _compiled(spec: KernelSpec, dtype: numpy.dtype) -> Any:
     """The CuPy ``RawKernel`` for ``spec`` and ``dtype`` (built once, compiled on first launch)."""
     import cupy
 
-    return cupy.RawKernel(spec.source(dtype), spec.function_name(dtype))
+    return cupy.RawKernel(spec.source(dtype), spec.function_name(dtype), options=spec.options)

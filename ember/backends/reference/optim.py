@@ -86,3 +86,36 @@ def adam_update(
     denom /= (1 - beta2**step) ** 0.5
     denom += eps
     w -= step_size * (exp_avg / denom)
+
+
+def sgd_update_many(
+    ws: list, gs: list, bufs: list, *, lr: float, momentum: float, dampening: float, weight_decay: float,
+    nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
+) -> None:
+    """``sgd_update`` on each ``(w, g, buf)`` in turn: the spec of the multi-tensor (one launch) update.
+
+    Args:
+        ws, gs, bufs: equally long lists (``bufs`` all None when ``momentum == 0``);
+            each triple as ``sgd_update`` takes it.
+        The rest: as ``sgd_update``, shared by every tensor.
+    """
+    for w, g, buf in zip(ws, gs, bufs, strict=True):
+        sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                   nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
+
+
+def adam_update_many(
+    ws: list, gs: list, exp_avgs: list, exp_avg_sqs: list, max_exp_avg_sqs: list, *, step: int, lr: float,
+    beta1: float, beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool,
+    xp: Any = numpy,
+) -> None:
+    """``adam_update`` on each tensor in turn, all at step ``step``: the spec of the multi-tensor update.
+
+    Args:
+        ws, gs, exp_avgs, exp_avg_sqs, max_exp_avg_sqs: equally long lists
+            (``max_exp_avg_sqs`` all None without AMSGrad).
+        The rest: as ``adam_update``, shared by every tensor.
+    """
+    for w, g, m, v, vmax in zip(ws, gs, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, strict=True):
+        adam_update(w, g, m, v, vmax, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                    decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, xp=xp)
