@@ -5,6 +5,7 @@ import pytest
 
 from ember.backends import geometry
 from ember.backends.reference import conv as ck
+from naive_conv import _pair, naive_col2im, naive_im2col, naive_out
 
 # (H, W, kh, kw, stride, padding): odd sizes, rectangular kernels, stride 1/2/3,
 # padding 0/1/2, kernel == input, kernel == padded input, stride > kernel.
@@ -25,46 +26,6 @@ CASES = [
     (4, 4, 2, 2, 2, 0),
 ]
 N, C = 2, 3
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def naive_out(h, w, kh, kw, stride, padding):
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-
-
-def naive_im2col(x, kh, kw, stride, padding):
-    """col[n, c, i, j, oh, ow] = x[n, c, oh*sh + i - ph, ow*sw + j - pw], 0 outside."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, c, h, w = x.shape
-    oh, ow = naive_out(h, w, kh, kw, stride, padding)
-    col = np.zeros((n, c, kh, kw, oh, ow), dtype=np.float64)
-    for i in range(kh):
-        for j in range(kw):
-            for y in range(oh):
-                for z in range(ow):
-                    r, q = y * sh + i - ph, z * sw + j - pw
-                    if 0 <= r < h and 0 <= q < w:
-                        col[:, :, i, j, y, z] = x[:, :, r, q]
-    return col
-
-
-def naive_col2im(col, x_shape, kh, kw, stride, padding):
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, c, h, w = x_shape
-    oh, ow = col.shape[4:]
-    x = np.zeros(x_shape, dtype=np.float64)
-    for i in range(kh):
-        for j in range(kw):
-            for y in range(oh):
-                for z in range(ow):
-                    r, q = y * sh + i - ph, z * sw + j - pw
-                    if 0 <= r < h and 0 <= q < w:
-                        x[:, :, r, q] += col[:, :, i, j, y, z]
-    return x
 
 
 def _ids(cases):

@@ -10,6 +10,7 @@ from ember.autograd import gradcheck, gradgradcheck
 from ember.autograd.ops import conv as conv_ops
 from ember.errors import ShapeError
 from ember.nn import functional as F
+from naive_conv import naive_conv2d
 
 # (x shape, W shape, bias, stride, padding): odd sizes, rectangular kernels, stride 1/2/3 and
 # pairs, padding 0/1 and pairs, kernel == input, kernel == padded input, stride > kernel, 1x1.
@@ -37,25 +38,6 @@ SMALL_IDS = [f"x{c[0]}-W{c[1]}-s{c[3]}-p{c[4]}".replace(" ", "") for c in SMALL]
 
 def _pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def naive_conv2d(x, W, b, stride, padding):
-    """y[n, o, p, q] = sum_{c,i,j} W[o, c, i, j] x[n, c, p*sh + i - ph, q*sw + j - pw] + b[o]."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    n, _, h, w = x.shape
-    oc, _, kh, kw = W.shape
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    y = np.zeros((n, oc, oh, ow))
-    for p in range(oh):
-        for q in range(ow):
-            for i in range(kh):
-                for j in range(kw):
-                    r, s = p * sh + i - ph, q * sw + j - pw
-                    if 0 <= r < h and 0 <= s < w:
-                        y[:, :, p, q] += x[:, :, r, s].astype(np.float64) @ W[:, :, i, j].T.astype(np.float64)
-    if b is not None:
-        y += b[None, :, None, None]
-    return y
 
 
 def naive_book_im2col(x, kh, kw, stride, padding):

@@ -22,7 +22,7 @@ import numpy
 from ember.backends.reference import conv as _ref
 from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 from ember.backends.reference.conv import batch_workers, im2col_batch_chunks  # noqa: F401  (the reference's)
-from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, gather_body, launch
+from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch
 from ember.backends.cupy.conv_gemm import conv2d_backward, conv2d_forward  # noqa: F401  (the 2-D GEMM conv)
 
 _IM2COL_BODY = """
@@ -49,10 +49,8 @@ def _emulate_im2col(total, x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, pad_
     ox, oy, kx = i % OW, (i // OW) % OH, (i // (OW * OH)) % KW
     ky, c = (i // (OW * OH * KW)) % KH, (i // (OW * OH * KW * KH)) % C
     n = i // (OW * OH * KW * KH * C)
-    iy, ix = oy * SH - PH + ky, ox * SW - PW + kx
-    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-    src = numpy.where(inside, ((n * C + c) * H + iy) * W + ix, 0)
-    col.reshape(-1)[:] = numpy.where(inside, x.reshape(-1)[src], col.dtype.type(pad_value))
+    emulate_window_read(x, col, (n, c, ky, kx, oy, ox), (C, H, W, SH, SW, PH, PW), pad_value)
+
 
 
 _COL2IM_BODY = gather_body(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy
 
-from ember.backends.cupy.kernel_spec import KernelSpec, emulate_gather, gather_body, launch
+from ember.backends.cupy.kernel_spec import KernelSpec, emulate_gather, emulate_window_read, gather_body, launch
 from ember.backends.geometry import window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks
 
@@ -49,10 +49,7 @@ def _emulate_im2col_rows(total, x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     r, k = i // K, i % K
     ox, oy, n = r % OW, (r // OW) % OH, r // (OW * OH)
     kx, ky, c = k % KW, (k // KW) % KH, k // (KW * KH)
-    iy, ix = oy * SH - PH + ky, ox * SW - PW + kx
-    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
-    src = numpy.where(inside, ((n * C + c) * H + iy) * W + ix, 0)
-    col.reshape(-1)[:] = numpy.where(inside, x.reshape(-1)[src], col.dtype.type(0))
+    emulate_window_read(x, col, (n, c, ky, kx, oy, ox), (C, H, W, SH, SW, PH, PW), 0)
 
 
 _COL2IM_ROWS_BODY = gather_body(

@@ -249,3 +249,16 @@ def _compiled(spec: KernelSpec, dtype: numpy.dtype) -> Any:
     import cupy
 
     return cupy.RawKernel(spec.source(dtype), spec.function_name(dtype), options=spec.options)
+
+
+def emulate_window_read(x: Any, col: Any, index: tuple, geometry: tuple, pad_value: float) -> None:
+    """``col`` (flat, one entry per lane) = ``x[n, c, oy*SH-PH+ky, ox*SW-PW+kx]``, ``pad_value`` outside.
+
+    The read every im2col emulation shares, whatever order its lanes walk the window in.
+    """
+    n, c, ky, kx, oy, ox = index
+    C, H, W, SH, SW, PH, PW = geometry
+    iy, ix = oy * SH - PH + ky, ox * SW - PW + kx
+    inside = (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+    src = numpy.where(inside, ((n * C + c) * H + iy) * W + ix, 0)
+    col.reshape(-1)[:] = numpy.where(inside, x.reshape(-1)[src], col.dtype.type(pad_value))
