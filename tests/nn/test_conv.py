@@ -127,6 +127,7 @@ def test_batch_split_over_threads_gives_the_same_values_and_grads(cpu_kernels, r
     monkeypatch.setattr(conv_ops, "MIN_SLICE_ELEMENTS", 0)
     k = conv_ops.kernels(em.backends.get_backend("cpu"))
     monkeypatch.setattr(k, "batch_workers", lambda: 3, raising=False)
+    monkeypatch.setattr(k, "conv2d_supported", lambda *a: False, raising=False)  # the batched path (Numba too)
     slices, workers = conv_ops._slices(k, x.shape, 3, 2, 8, stride, padding)
     expected = min(3 * batch_split.SLICES_PER_WORKER, 7)  # slices per worker, at most one per sample
     assert workers == 3 and len(slices) == expected and [s.stop for s in slices][-1] == 7

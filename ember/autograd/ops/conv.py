@@ -99,8 +99,8 @@ class Convolution2d(Function):
     def forward(ctx: Function, x: Any, W: Any, b: Any = None, *, stride: tuple, padding: tuple) -> Any:
         ctx.save_for_backward(x, W)
         ctx.stride, ctx.padding = stride, padding
-        gemm_2d = getattr(kernels(ctx.backend), "conv2d_forward", None)
-        if gemm_2d is not None:  # CUDA: im2col + one 2-D GEMM + a bias/NCHW epilogue
+        gemm_2d = _whole_conv_kernel(kernels(ctx.backend), "conv2d_forward", x, W, b)
+        if gemm_2d is not None:  # CUDA: one 2-D GEMM + epilogue; Numba: compiled batch slices
             return gemm_2d(x, W, b, stride, padding, xp=ctx.backend.xp)
         return Convolution2d.compute(ctx.backend, x, W, b, stride=stride, padding=padding)
 
@@ -108,8 +108,8 @@ class Convolution2d(Function):
     def backward(ctx: Function, gy: Any) -> tuple:
         x, W = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        gemm_2d = getattr(kernels(ctx.backend), "conv2d_backward", None)
-        if gemm_2d is not None and not ctx.create_graph:  # CUDA, first order: 2-D GEMMs, no batched matmul
+        gemm_2d = _whole_conv_kernel(kernels(ctx.backend), "conv2d_backward", x, W)
+        if gemm_2d is not None and not ctx.create_graph:  # CUDA / Numba, first order
             return gemm_2d(x, W, gy, ctx.stride, ctx.padding, tuple(needs), xp=ctx.backend.xp)
         geom = {"stride": ctx.stride, "padding": ctx.padding}
         gx = gW = gb = None
@@ -120,6 +120,19 @@ class Convolution2d(Function):
         if len(needs) > 2 and needs[2]:
             gb = _channel_sums(ctx.xp, gy)
         return gx, gW, gb
+
+
+def _whole_conv_kernel(k: Any, name: str, *arrays: Any) -> Any:
+    """``k.<name>`` when the kernel module offers whole-conv entry points that take ``arrays``, else None.
+
+    A module may declare ``conv2d_supported(x, W, b=None)`` (the Numba one takes
+    float32/float64 NumPy arrays only); without it every input is taken (CUDA).
+    """
+    fn = getattr(k, name, None)
+    if fn is None:
+        return None
+    supported = getattr(k, "conv2d_supported", None)
+    return fn if supported is None or supported(*arrays) else None
 
 
 class TransposedConvolution2d(Function):

@@ -196,3 +196,7 @@ def col2im(
 def _writable_target(out: Any, dtype: Any) -> bool:
     """True when the compiled col2im can write straight into ``out``."""
     return type(out) is numpy.ndarray and out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable
+
+
+# Whole-conv entry points used by ``ember.autograd.ops.conv`` (imported last: that module uses the kernels above).
+from ember.backends.numba.conv_fused import conv2d_backward, conv2d_forward, conv2d_supported  # noqa: E402,F401

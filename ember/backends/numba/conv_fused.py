@@ -1,0 +1,190 @@
+"""conv2d on the Numba backend as whole batch slices in compiled code (im2col + GEMM + epilogue).
+
+One ``nogil`` Numba call per slice of the batch does, image by image, the im2col
+of that image into a per-call column buffer ``(C*KH*KW, OH*OW)``, the product
+with ``W2 = W.reshape(OC, -1)`` (``numpy.dot`` inside Numba calls BLAS ``gemm``
+through SciPy's ``cython_blas``) written straight into the NCHW output, and the
+bias (and optional ReLU) epilogue while that output is still in cache.  The
+backward does the same per image: ``gcol = W2^T gy[n]`` into the buffer and
+``col2im`` out of it, then a recomputed ``col`` and ``gW += gy[n] col^T``
+(one partial per slice, summed in slice order by the caller).
+
+Why: the batched path of ``ember.autograd.ops.conv`` writes the whole slice's
+columns to memory and back and crosses the GIL between every im2col, GEMM and
+col2im call, so the batch-split worker threads take turns; here a worker holds
+no GIL for a whole slice and one image's columns stay in the L2 cache.
+
+Results: the same products as the batched path image by image, so they match it
+within float32 rounding (bit for bit when both BLAS builds pick the same kernel).
+Only float32/float64 NumPy arrays are taken (``conv2d_supported``); the op uses its
+batched path for anything else.  Numbers: ``docs/engineering/cpu-conv-round2.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy
+import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that numpy.dot inside Numba calls)
+
+from ember.backends.cpu.batch_split import map_slices, split_slices
+from ember.backends.cpu.threads import batch_workers, set_thread_policy, thread_policy
+from ember.backends.geometry import window_geometry
+from ember.backends.numba.conv import (
+    NUMBA_DTYPES,
+    _col2im_plane,
+    _crop_plane,
+    _im2col_plane,
+    _pad_plane,
+)
+
+# SciPy's OpenBLAS is a second BLAS library: give it the same thread limit as NumPy's.
+if thread_policy()["blas_threads"] is not None:
+    set_thread_policy(blas_threads=thread_policy()["blas_threads"])
+
+# Fewest column elements in one thread's slice (smaller batches run inline).
+MIN_SLICE_ELEMENTS = 1 << 16
+
+
+def conv2d_supported(x: Any, W: Any, b: Any = None) -> bool:
+    """True when the compiled slices can run: NumPy float32/float64 arrays of one dtype."""
+    arrays = (x, W) if b is None else (x, W, b)
+    return all(type(a) is numpy.ndarray and a.dtype == x.dtype for a in arrays) and x.dtype in NUMBA_DTYPES
+
+
+@numba.njit(nogil=True, cache=True)
+def _image_to_col(img, kh, kw, sh, sw, ph, pw, pad, col5):  # pragma: no cover - compiled
+    """im2col of one ``(C, H, W)`` image into ``col5 (C, KH, KW, OH, OW)`` (``pad``: zero-bordered plane)."""
+    for ch in range(img.shape[0]):
+        if ph == 0 and pw == 0:
+            _im2col_plane(img[ch], kh, kw, sh, sw, col5[ch])
+        else:
+            _pad_plane(img[ch], ph, pw, pad)
+            _im2col_plane(pad, kh, kw, sh, sw, col5[ch])
+
+
+@numba.njit(nogil=True, cache=True)
+def _forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragma: no cover - compiled
+    """``y[n] = W2 @ im2col(x[n]) (+ b) (ReLU)`` for every image of the slice, one image's columns at a time."""
+    n, c, h, w = x.shape
+    oc, k = W2.shape
+    oh, ow = y.shape[2], y.shape[3]
+    p = oh * ow
+    col = numpy.empty((k, p), dtype=x.dtype)
+    col5 = col.reshape((c, kh, kw, oh, ow))
+    pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    for i in range(n):
+        _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
+        yi = y[i].reshape((oc, p))
+        numpy.dot(W2, col, yi)
+        if has_bias:  # while yi is still in cache
+            for o in range(oc):
+                bo = b[o]
+                for q in range(p):
+                    yi[o, q] += bo
+        if relu:  # NaN stays NaN (``v < 0`` is false for it)
+            for o in range(oc):
+                for q in range(p):
+                    if yi[o, q] < 0:
+                        yi[o, q] = 0
+
+
+@numba.njit(nogil=True, cache=True)
+def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gw):  # pragma: no cover - compiled
+    """``gx[n] = col2im(W2^T gy[n])`` and ``gw = sum_n gy[n] @ im2col(x[n])^T`` over the slice, image by image."""
+    n, c, h, w = x.shape
+    oc, k = W2.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    p = oh * ow
+    col = numpy.empty((k, p), dtype=x.dtype)
+    col5 = col.reshape((c, kh, kw, oh, ow))
+    pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    part = numpy.empty((oc, k), dtype=x.dtype)
+    W2t = W2.T
+    gw[:, :] = 0
+    for i in range(n):
+        gyi = gy[i].reshape((oc, p))
+        if need_gx:
+            numpy.dot(W2t, gyi, col)
+            for ch in range(c):
+                if ph == 0 and pw == 0:
+                    _col2im_plane(col5[ch], sh, sw, gx[i, ch])
+                else:
+                    _col2im_plane(col5[ch], sh, sw, pad)
+                    _crop_plane(pad, ph, pw, gx[i, ch])
+        if need_gw:
+            if need_gx and (ph or pw):
+                pad[:, :] = 0  # col2im left data in the border; im2col needs it zero
+            _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
+            numpy.dot(gyi, col.T, part)
+            gw += part
+
+
+def _slices(n: int, per_item: int) -> tuple[list, int]:
+    """``(slices, workers)`` for a batch of ``n`` items of ``per_item`` column elements each."""
+    workers = batch_workers()
+    return split_slices([slice(0, n)], workers, min_items=-(-MIN_SLICE_ELEMENTS // max(per_item, 1))), workers
+
+
+def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp: Any = numpy,
+                   relu: bool = False) -> Any:
+    """conv2d (plus bias, plus ReLU when ``relu``) of NCHW ``x`` with ``W (OC, C, KH, KW)``; ``(N, OC, OH, OW)``."""
+    n, c = x.shape[:2]
+    oc, _, kh, kw = W.shape
+    sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "conv2d")
+    x = numpy.ascontiguousarray(x)
+    W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
+    bias = numpy.zeros(0, dtype=x.dtype) if b is None else numpy.ascontiguousarray(b)
+    y = numpy.empty((n, oc, oh, ow), dtype=x.dtype)
+    if y.size == 0:
+        return y
+
+    def part(s: slice) -> None:
+        _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s])
+
+    map_slices(part, *_slices(n, c * kh * kw * oh * ow))
+    return y
+
+
+def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, needs: tuple, *,
+                    xp: Any = numpy, y: Any = None) -> tuple:
+    """``(gx, gW, gb)`` of conv2d (None where ``needs`` is false); with ``y`` given, ``gy`` is first masked by ``y > 0``."""
+    n, c, h, w = x.shape
+    oc, _, kh, kw = W.shape
+    sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "conv2d")
+    need_gx, need_gw = bool(needs[0]), bool(needs[1])
+    need_gb = len(needs) > 2 and bool(needs[2])
+    gy = numpy.ascontiguousarray(gy, dtype=x.dtype)
+    if y is not None:  # ReLU fused in the forward: its backward is this mask
+        gy = numpy.where(y > 0, gy, gy.dtype.type(0))
+    gb = _channel_sums(gy) if need_gb else None
+    if not (need_gx or need_gw):
+        return None, None, gb
+    x = numpy.ascontiguousarray(x)
+    W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
+    gx = numpy.empty(x.shape, dtype=x.dtype) if need_gx else numpy.empty((n, c, 0, 0), dtype=x.dtype)
+    slices, workers = _slices(n, c * kh * kw * oh * ow)
+    if n == 0:
+        slices = []
+
+    def part(s: slice) -> Any:
+        gw = numpy.empty(W2.shape, dtype=x.dtype)
+        _backward_slice(x[s], W2, gy[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx[s], gw)
+        return gw
+
+    partials = map_slices(part, slices, workers)
+    gW = None
+    if need_gw:
+        gW = numpy.zeros(W2.shape, dtype=x.dtype)
+        for partial in partials:  # slice order: the same sum on every run
+            gW += partial
+        gW = gW.reshape(W.shape)
+    return (gx if need_gx else None), gW, gb
+
+
+def _channel_sums(gy: Any) -> Any:
+    """``gy.sum((0, 2, 3))`` as one BLAS product with a ones vector (NumPy's reduction there is not vectorised)."""
+    n, c = gy.shape[:2]
+    ones = numpy.ones(gy.shape[2] * gy.shape[3], dtype=gy.dtype)
+    return (gy.reshape(n * c, -1) @ ones).reshape(n, c).sum(axis=0)
