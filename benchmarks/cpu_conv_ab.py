@@ -28,7 +28,7 @@ rng = np.random.default_rng(0)
 out = {}
 if sys.argv[3] == "torch":
     import torch
-    torch.set_num_threads(2)
+    import os; torch.set_num_threads(int(os.environ.get("EMBER_NUM_THREADS", "2")))
     nn, F = torch.nn, torch.nn.functional
     def model():
         specs, layers, c = [(16, 1), (16, 1), (32, 1), (32, 2), (64, 1), (64, 1)], [], 1

@@ -198,5 +198,14 @@ def _writable_target(out: Any, dtype: Any) -> bool:
     return type(out) is numpy.ndarray and out.dtype == dtype and out.flags.c_contiguous and out.flags.writeable
 
 
-# Whole-conv entry points used by ``ember.autograd.ops.conv`` (imported last: that module uses the kernels above).
-from ember.backends.numba.conv_fused import conv2d_backward, conv2d_forward, conv2d_supported  # noqa: E402,F401
+
+_WHOLE_CONV = ("conv2d_forward", "conv2d_backward", "conv2d_supported")
+
+
+def __getattr__(name: str) -> Any:
+    """The whole-conv entry points that ``ember.autograd.ops.conv`` looks up, from ``conv_fused`` (loaded on first use)."""
+    if name in _WHOLE_CONV:
+        from ember.backends.numba import conv_fused
+
+        return getattr(conv_fused, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -91,8 +91,8 @@ def _forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # prag
 
 
 @numba.njit(nogil=True, cache=True)
-def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gw):  # pragma: no cover - compiled
-    """``gx[n] = col2im(W2^T gy[n])`` and ``gw = sum_n gy[n] @ im2col(x[n])^T`` over the slice, image by image."""
+def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt):  # pragma: no cover - compiled
+    """``gx[n] = col2im(W2^T gy[n])`` and ``gwt = sum_n im2col(x[n]) @ gy[n]^T`` (``gW^T``) over the slice, image by image."""
     n, c, h, w = x.shape
     oc, k = W2.shape
     oh, ow = gy.shape[2], gy.shape[3]
@@ -100,9 +100,9 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gw)
     col = numpy.empty((k, p), dtype=x.dtype)
     col5 = col.reshape((c, kh, kw, oh, ow))
     pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    part = numpy.empty((oc, k), dtype=x.dtype)
+    part = numpy.empty((k, oc), dtype=x.dtype)
     W2t = W2.T
-    gw[:, :] = 0
+    gwt[:, :] = 0
     for i in range(n):
         gyi = gy[i].reshape((oc, p))
         if need_gx:
@@ -117,8 +117,8 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gw)
             if need_gx and (ph or pw):
                 pad[:, :] = 0  # col2im left data in the border; im2col needs it zero
             _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
-            numpy.dot(gyi, col.T, part)
-            gw += part
+            numpy.dot(col, gyi.T, part)  # gW^T: BLAS runs this orientation faster for small OC
+            gwt += part
 
 
 def _slices(n: int, per_item: int) -> tuple[list, int]:
@@ -169,22 +169,22 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
         slices = []
 
     def part(s: slice) -> Any:
-        gw = numpy.empty(W2.shape, dtype=x.dtype)
-        _backward_slice(x[s], W2, gy[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx[s], gw)
-        return gw
+        gwt = numpy.empty((W2.shape[1], oc), dtype=x.dtype)
+        _backward_slice(x[s], W2, gy[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx[s], gwt)
+        return gwt
 
     partials = map_slices(part, slices, workers)
     gW = None
     if need_gw:
-        gW = numpy.zeros(W2.shape, dtype=x.dtype)
+        gwt = numpy.zeros((W2.shape[1], oc), dtype=x.dtype)
         for partial in partials:  # slice order: the same sum on every run
-            gW += partial
-        gW = gW.reshape(W.shape)
+            gwt += partial
+        gW = numpy.ascontiguousarray(gwt.T).reshape(W.shape)
     return (gx if need_gx else None), gW, gb
 
 
 def _channel_sums(gy: Any) -> Any:
     """``gy.sum((0, 2, 3))`` as one BLAS product with a ones vector (NumPy's reduction there is not vectorised)."""
-    n, c = gy.shape[:2]
-    ones = numpy.ones(gy.shape[2] * gy.shape[3], dtype=gy.dtype)
-    return (gy.reshape(n * c, -1) @ ones).reshape(n, c).sum(axis=0)
+    n, c, oh, ow = gy.shape
+    ones = numpy.ones(oh * ow, dtype=gy.dtype)
+    return (gy.reshape(n * c, oh * ow) @ ones).reshape(n, c).sum(axis=0)
