@@ -28,6 +28,7 @@ import numba
 import numpy
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that numpy.dot inside Numba calls)
 
+from ember.backends.cpu import batch_split
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers, set_thread_policy, thread_policy
 from ember.backends.geometry import window_geometry
@@ -45,6 +46,8 @@ if thread_policy()["blas_threads"] is not None:
 
 # Fewest column elements in one thread's slice (smaller batches run inline).
 MIN_SLICE_ELEMENTS = 1 << 16
+# Slices per batch worker (see ``batch_split.SLICES_PER_WORKER``; measured again for these slices).
+SLICES_PER_WORKER = batch_split.SLICES_PER_WORKER
 
 
 def conv2d_supported(x: Any, W: Any, b: Any = None) -> bool:
@@ -121,10 +124,12 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt
             gwt += part
 
 
+
 def _slices(n: int, per_item: int) -> tuple[list, int]:
     """``(slices, workers)`` for a batch of ``n`` items of ``per_item`` column elements each."""
     workers = batch_workers()
-    return split_slices([slice(0, n)], workers, min_items=-(-MIN_SLICE_ELEMENTS // max(per_item, 1))), workers
+    min_items = -(-MIN_SLICE_ELEMENTS // max(per_item, 1))
+    return split_slices([slice(0, n)], workers, min_items=min_items, per_worker=SLICES_PER_WORKER), workers
 
 
 def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp: Any = numpy,
