@@ -159,3 +159,15 @@ def test_float16_on_numba_takes_the_batched_path(rng):
         y64 = F.conv2d(em.tensor(x), em.tensor(W), padding=1)
         assert y16.dtype == em.float16
         np.testing.assert_allclose(y16.numpy().astype(np.float64), y64.numpy(), rtol=2e-2, atol=5e-2)
+
+
+def test_without_scipy_the_numba_kernels_offer_no_whole_conv(monkeypatch):
+    """No SciPy (no BLAS for Numba): the entry points are absent, so conv2d keeps its batched path."""
+    import sys
+
+    import ember.backends.numba as numba_kernels
+
+    monkeypatch.delattr(numba_kernels, "conv_fused")
+    monkeypatch.setitem(sys.modules, "ember.backends.numba.conv_fused", None)  # import raises ImportError
+    assert getattr(nc, "conv2d_forward", None) is None
+    assert conv_ops._whole_conv_kernel(nc, "conv2d_backward", np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 1, 1))) is None

@@ -205,7 +205,9 @@ _WHOLE_CONV = ("conv2d_forward", "conv2d_backward", "conv2d_supported")
 def __getattr__(name: str) -> Any:
     """The whole-conv entry points that ``ember.autograd.ops.conv`` looks up, from ``conv_fused`` (loaded on first use)."""
     if name in _WHOLE_CONV:
-        from ember.backends.numba import conv_fused
-
+        try:
+            from ember.backends.numba import conv_fused
+        except ImportError as exc:  # no SciPy BLAS for Numba: conv2d keeps its batched path
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r} ({exc})") from exc
         return getattr(conv_fused, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
