@@ -8,7 +8,12 @@ batch 100, float32), ``eval`` (forward of 10k images at batch 1000 under
 batch 100).  ``torch`` as a tree name measures PyTorch on the same workload
 (``torch.set_num_threads(2)``).
 
-Usage: ``python -m benchmarks.cpu_conv_ab --trees /work/main,. --rounds 8 --what step``.
+``--inprocess`` instead alternates, inside this one process, the Numba backend's
+batched conv path and its whole-conv slices (``conv2d_supported`` switched off
+and on) on ``step`` or ``eval``.
+
+Usage: ``python -m benchmarks.cpu_conv_ab --trees /work/main,. --rounds 8 --what step``;
+``python -m benchmarks.cpu_conv_ab --inprocess --rounds 10 --what step``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 CHILD = r"""
 import json, sys, time
@@ -95,13 +101,64 @@ def run_once(tree: str, what: str, repeats: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def inprocess(what: str, rounds: int, repeats: int) -> None:
+    """Batched path against whole-conv slices, alternated in this process (min / median ms)."""
+    import numpy as np
+
+    import ember as em
+    import ember.nn.functional as F
+    from ember.backends.numba import conv as nc
+    from ember.backends.numba import conv_fused
+    from ember.models import DeepConvNet
+
+    rng = np.random.default_rng(0)
+    model = DeepConvNet()
+    opt = em.optim.Adam(model.parameters(), lr=1e-3)
+    if what == "step":
+        x, t = em.tensor(rng.normal(size=(100, 1, 28, 28)).astype(np.float32)), em.tensor(rng.integers(0, 10, 100))
+
+        def run() -> None:
+            opt.zero_grad()
+            F.cross_entropy(model(x), t).backward()
+            opt.step()
+    else:
+        model.eval()
+        x = em.tensor(rng.normal(size=(1000, 1, 28, 28)).astype(np.float32))
+
+        def run() -> None:
+            with em.no_grad():
+                model(x)
+    paths = {"batched": lambda *a: False, "slices": conv_fused.conv2d_supported}
+    times: dict = {k: [] for k in paths}
+    try:
+        for r in range(rounds):
+            for name in (list(paths) if r % 2 == 0 else list(paths)[::-1]):
+                nc.conv2d_supported = paths[name]
+                run()
+                ts = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    run()
+                    ts.append(time.perf_counter() - start)
+                times[name].append(1e3 * statistics.median(ts))
+    finally:
+        del nc.conv2d_supported
+    unit = "ms per step" if what == "step" else "ms per 1000 images"
+    for name, v in times.items():
+        print(f"{what} {name:8s} min {min(v):8.1f}  median {statistics.median(v):8.1f}  ({unit})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trees", default="/work/main,.", help="comma-separated source trees, or 'torch'")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats inside each process")
     parser.add_argument("--what", choices=("step", "eval", "layers"), default="step")
+    parser.add_argument("--inprocess", action="store_true", help="batched vs slices in this process (step, eval)")
     args = parser.parse_args(argv)
+    if args.inprocess:
+        inprocess(args.what, args.rounds, min(args.repeats, 5))
+        return
     trees = args.trees.split(",")
     results: dict = {t: {} for t in trees}
     for r in range(args.rounds):

@@ -171,3 +171,15 @@ def test_without_scipy_the_numba_kernels_offer_no_whole_conv(monkeypatch):
     monkeypatch.setitem(sys.modules, "ember.backends.numba.conv_fused", None)  # import raises ImportError
     assert getattr(nc, "conv2d_forward", None) is None
     assert conv_ops._whole_conv_kernel(nc, "conv2d_backward", np.zeros((1, 1, 3, 3)), np.zeros((1, 1, 1, 1))) is None
+
+
+def test_non_contiguous_inputs_equal_contiguous_ones(rng):
+    x = rng.normal(size=(3, 5, 6, 2)).transpose(0, 3, 1, 2)  # (3, 2, 5, 6), not C-contiguous
+    W = rng.normal(size=(3, 3, 2, 4)).transpose(3, 2, 0, 1)  # (4, 2, 3, 3)
+    y = conv_fused.conv2d_forward(x, W, None, (1, 1), (1, 1))
+    np.testing.assert_array_equal(y, conv_fused.conv2d_forward(x.copy(), W.copy(), None, (1, 1), (1, 1)))
+    gy = rng.normal(size=y.shape[::-1]).T  # (3, 4, 5, 6) as a reversed view
+    got = conv_fused.conv2d_backward(x, W, gy, (1, 1), (1, 1), (True, True, True))
+    want = conv_fused.conv2d_backward(x.copy(), W.copy(), gy.copy(), (1, 1), (1, 1), (True, True, True))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
