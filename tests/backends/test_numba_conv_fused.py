@@ -85,7 +85,10 @@ def test_nan_propagates_through_the_relu_epilogue():
     assert np.isnan(y[0, 0, 1, 1]) and np.isfinite(np.delete(y.ravel(), 4)).all()
 
 
-@pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True), (False, True, True)])
+NEEDS = [(True, False, False), (False, True, False), (False, False, True), (False, True, True)]
+
+
+@pytest.mark.parametrize("needs", NEEDS)
 def test_only_the_needed_grads_are_computed(rng, needs):
     x, W, gy = rng.normal(size=(2, 2, 5, 5)), rng.normal(size=(3, 2, 3, 3)), rng.normal(size=(2, 3, 5, 5))
     got = conv_fused.conv2d_backward(x, W, gy, (1, 1), (1, 1), needs)

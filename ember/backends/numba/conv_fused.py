@@ -6,8 +6,9 @@ with ``W2 = W.reshape(OC, -1)`` (``numpy.dot`` inside Numba calls BLAS ``gemm``
 through SciPy's ``cython_blas``) written straight into the NCHW output, and the
 bias (and optional ReLU) epilogue while that output is still in cache.  The
 backward does the same per image: ``gcol = W2^T gy[n]`` into the buffer and
-``col2im`` out of it, then a recomputed ``col`` and ``gW += gy[n] col^T``
-(one partial per slice, summed in slice order by the caller).
+``col2im`` out of it, then a recomputed ``col`` and ``gW^T += col gy[n]^T``
+(the orientation BLAS runs faster for few output channels; one partial per
+slice, summed in slice order by the caller).
 
 Why: the batched path of ``ember.autograd.ops.conv`` writes the whole slice's
 columns to memory and back and crosses the GIL between every im2col, GEMM and
@@ -95,7 +96,7 @@ def _forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # prag
 
 @numba.njit(nogil=True, cache=True)
 def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt):  # pragma: no cover - compiled
-    """``gx[n] = col2im(W2^T gy[n])`` and ``gwt = sum_n im2col(x[n]) @ gy[n]^T`` (``gW^T``) over the slice, image by image."""
+    """``gx[n] = col2im(W2^T gy[n])`` and ``gwt = sum_n im2col(x[n]) @ gy[n]^T`` (``gW^T``), image by image."""
     n, c, h, w = x.shape
     oc, k = W2.shape
     oh, ow = gy.shape[2], gy.shape[3]
@@ -154,7 +155,10 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
 
 def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, needs: tuple, *,
                     xp: Any = numpy, y: Any = None) -> tuple:
-    """``(gx, gW, gb)`` of conv2d (None where ``needs`` is false); with ``y`` given, ``gy`` is first masked by ``y > 0``."""
+    """``(gx, gW, gb)`` of conv2d (None where ``needs`` is false).
+
+    With ``y`` (the output of a forward run with ``relu=True``), ``gy`` is first masked by ``y > 0``.
+    """
     n, c, h, w = x.shape
     oc, _, kh, kw = W.shape
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "conv2d")
