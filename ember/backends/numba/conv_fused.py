@@ -19,6 +19,10 @@ Results: the same products as the batched path image by image, so they match it
 within float32 rounding (bit for bit when both BLAS builds pick the same kernel).
 Only float32/float64 NumPy arrays are taken (``conv2d_supported``); the op uses its
 batched path for anything else.  Numbers: ``docs/engineering/cpu-conv-round2.md``.
+
+The plane kernels come from ``ember.backends.numba.conv``; Numba's on-disk cache
+of the functions here is keyed on this file alone, so after editing those
+kernels, clear the ``__pycache__`` next to this file (or touch it).
 """
 
 from __future__ import annotations
