@@ -7,7 +7,8 @@ order of additions.
 
 Design choices:
 
-* Each kernel is a compiled per-plane function driven by a serial loop or a
+* Each kernel is a compiled per-plane function (``conv_planes``, shared with
+  the whole-conv slices of ``conv_fused``) driven by a serial loop or a
   ``prange`` loop over ``(n, c)`` planes (``ember.backends.cpu.threads`` picks one
   per call by output size).  Each iteration owns one plane of the output, so no
   two iterations write the same element, and ``N = 1``
@@ -43,6 +44,7 @@ from ember.backends.reference import conv as _reference
 from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks  # noqa: F401  (the reference's)
 from ember.backends.cpu.threads import apply_thread_policy, batch_workers, use_parallel  # noqa: F401
+from ember.backends.numba.conv_planes import _col2im_plane, _crop_plane, _im2col_plane, _pad_plane
 
 apply_thread_policy()
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -51,35 +53,6 @@ NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 def supported(*arrays: Any) -> bool:
     """True when Numba can run on ``arrays``: NumPy arrays of float32 or float64."""
     return all(type(a) is numpy.ndarray and a.dtype in NUMBA_DTYPES for a in arrays)
-
-
-@numba.njit(nogil=True, cache=True)
-def _im2col_plane(xp, kh, kw, sh, sw, cp):  # pragma: no cover - compiled
-    """``cp[i, j, oy, ox] = xp[oy*sh + i, ox*sw + j]`` for one already padded plane.
-
-    Plain element indexing with indices LLVM can prove non-negative: a row view
-    (``xp[iy]``) or a possibly negative offset (Numba's wraparound test) inside
-    these loops stopped vectorisation and made the kernel 5-10x slower.
-    """
-    oh, ow = cp.shape[2], cp.shape[3]
-    for i in range(kh):
-        for j in range(kw):
-            for oy in range(oh):
-                iy = oy * sh + i
-                if sw == 1:
-                    for ox in range(ow):
-                        cp[i, j, oy, ox] = xp[iy, ox + j]
-                else:
-                    for ox in range(ow):
-                        cp[i, j, oy, ox] = xp[iy, ox * sw + j]
-
-
-@numba.njit(nogil=True, cache=True)
-def _pad_plane(src, ph, pw, buf):  # pragma: no cover - compiled
-    """Copy ``src`` into the interior of ``buf``, whose border already holds the pad value."""
-    for yy in range(src.shape[0]):
-        for xx in range(src.shape[1]):
-            buf[yy + ph, xx + pw] = src[yy, xx]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -110,31 +83,6 @@ def _im2col_parallel(x, kh, kw, sh, sw, ph, pw, pad_value, col):  # pragma: no c
         buf[:] = pad_value
         _pad_plane(x[nc // c, nc % c], ph, pw, buf)
         _im2col_plane(buf, kh, kw, sh, sw, col[nc // c, nc % c])
-
-
-@numba.njit(nogil=True, cache=True)
-def _col2im_plane(cp, sh, sw, xp):  # pragma: no cover - compiled
-    """``xp = sum over (i, j)`` of ``cp[i, j]`` placed at offset ``(i, j)`` of a padded plane."""
-    kh, kw, oh, ow = cp.shape
-    xp[:, :] = 0
-    for i in range(kh):
-        for j in range(kw):
-            for oy in range(oh):
-                iy = oy * sh + i
-                if sw == 1:
-                    for ox in range(ow):
-                        xp[iy, ox + j] += cp[i, j, oy, ox]
-                else:
-                    for ox in range(ow):
-                        xp[iy, ox * sw + j] += cp[i, j, oy, ox]
-
-
-@numba.njit(nogil=True, cache=True)
-def _crop_plane(buf, ph, pw, dst):  # pragma: no cover - compiled
-    """``dst = buf`` without its padding border."""
-    for yy in range(dst.shape[0]):
-        for xx in range(dst.shape[1]):
-            dst[yy, xx] = buf[yy + ph, xx + pw]
 
 
 @numba.njit(nogil=True, cache=True)

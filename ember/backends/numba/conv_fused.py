@@ -20,9 +20,6 @@ within float32 rounding (bit for bit when both BLAS builds pick the same kernel)
 Only float32/float64 NumPy arrays are taken (``conv2d_supported``); the op uses its
 batched path for anything else.  Numbers: ``docs/engineering/cpu-conv-round2.md``.
 
-The plane kernels come from ``ember.backends.numba.conv``; Numba's on-disk cache
-of the functions here is keyed on this file alone, so after editing those
-kernels, clear the ``__pycache__`` next to this file (or touch it).
 """
 
 from __future__ import annotations
@@ -37,18 +34,13 @@ from ember.backends.cpu import batch_split
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers, set_thread_policy, thread_policy
 from ember.backends.geometry import window_geometry
-from ember.backends.numba.conv import (
-    NUMBA_DTYPES,
-    _col2im_plane,
-    _crop_plane,
-    _im2col_plane,
-    _pad_plane,
-)
+from ember.backends.numba.conv_planes import _col2im_plane, _crop_plane, _im2col_plane, _pad_plane
 
 # SciPy's OpenBLAS is a second BLAS library: give it the same thread limit as NumPy's.
 if thread_policy()["blas_threads"] is not None:
     set_thread_policy(blas_threads=thread_policy()["blas_threads"])
 
+NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 # Fewest column elements in one thread's slice (smaller batches run inline).
 MIN_SLICE_ELEMENTS = 1 << 16
 # Slices per batch worker (see ``batch_split.SLICES_PER_WORKER``; measured again for these slices).
