@@ -11,9 +11,9 @@ The three linear maps are each other's adjoints, so each backward is written in
 terms of the other two Functions; under ``create_graph=True`` they are applied
 as Functions on Tensors, which makes double backward of conv2d exact.  Kernels
 come from ``backend.conv``; a backend whose kernels offer ``conv2d_forward`` /
-``conv2d_backward`` (CUDA) runs conv2d's own forward and first-order backward
-through them instead (2-D GEMMs).  Why these layouts and not others (with timings):
-``docs/engineering/conv.md``.
+``conv2d_backward`` (CUDA, Numba) runs conv2d's own forward and first-order
+backward through them instead (CUDA: 2-D GEMMs; Numba: compiled batch slices).
+Why these layouts and not others (with timings): ``docs/engineering/conv.md``.
 """
 
 from __future__ import annotations
