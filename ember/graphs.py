@@ -20,8 +20,10 @@ used to build new tensors, tensors drawn from ``ember.rand*`` inside the step
 (draw them inside an op, as dropout does, or pass them in as arguments).
 
 Trade-off (CPU): replay still calls each op's forward and backward in Python,
-so it removes ember's per-op bookkeeping, not NumPy's per-call cost; the GPU
-form, one CUDA graph launch per step, awaits a GPU machine (docs/compile.md).
+so it removes ember's per-op bookkeeping, not NumPy's per-call cost. On CUDA
+(tensors on a GPU) the step is captured as one CUDA graph instead
+(``ember.cuda.graph_step``): each call copies its tensors into static inputs
+and launches the graph, and returns the same output Tensors, refreshed.
 """
 
 from __future__ import annotations
@@ -124,6 +126,14 @@ class CompiledStep:
         return self._capture(key, args, kwargs)
 
     def _capture(self, key: tuple, args: tuple, kwargs: dict) -> Any:
+        if any(str(t.device).startswith("cuda") for t in _tensor_args(args, kwargs)):
+            from ember.cuda.graph_step import capture_step
+
+            self._graphs[key] = capture_step(self.fn, args, kwargs)
+            self.captures += 1
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+            return self._graphs[key].run(args, kwargs)
         inputs = [Tensor._make(a.data, a.requires_grad) if isinstance(a, Tensor) else a for a in args]
         kw_inputs = {k: Tensor._make(v.data, v.requires_grad) if isinstance(v, Tensor) else v
                      for k, v in kwargs.items()}
@@ -139,7 +149,9 @@ class CompiledStep:
             self._graphs.popitem(last=False)
         return out
 
-    def _replay(self, entry: tuple, args: tuple, kwargs: dict) -> Any:
+    def _replay(self, entry: Any, args: tuple, kwargs: dict) -> Any:
+        if not isinstance(entry, tuple):  # a CUDA graph (ember.cuda.graph_step.GraphedStep)
+            return entry.run(args, kwargs)
         g, static, template, slot_of = entry
         for s, a in zip(static, _tensor_args(args, kwargs)):
             s.data = a.data  # the tape reads bound tensors' .data at the start of each replay

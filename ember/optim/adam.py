@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.autograd.capture import CaptureError
 from ember.backends.device import backend_of
+from ember.optim import captured
 from ember.optim._helpers import check_nonnegative, check_unit_interval
 from ember.optim.optimizer import ARRAY, COUNT, Optimizer, ParamsT
 
@@ -99,6 +101,10 @@ class Adam(Optimizer):
                     state["max_exp_avg_sq"] = xp.zeros_like(w)
             state["step"] += 1
             calls.setdefault(state["step"], []).append(i)
+        if captured.capturing(ws[0]):  # inside a CUDA graph: lr and step count read on the device
+            if len(calls) > 1:
+                raise CaptureError("Adam: parameters at different step counts cannot be captured in one graph")
+            return captured.adam_many(group, ws, gs, states, xp)
         for step, idx in calls.items():
             picked = [states[i] for i in idx]
             many([ws[i] for i in idx], [gs[i] for i in idx], [s["exp_avg"] for s in picked],

@@ -1,7 +1,7 @@
 """conv2d on CUDA as im2col + ONE 2-D GEMM per direction (the row-major column layout).
 
 The column buffer is ``(N*OH*OW, C*KH*KW)``: row ``(n, oy, ox)`` holds one window, so
-forward is ``y2 = col @ W2.T`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ col``
+forward is ``y2 = gemm(col, W2.T)`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ col``
 with ``W2 = W.reshape(OC, -1)`` -- plain 2-D products that cuBLAS runs as one GEMM
 each (transposed operands are free there), where a batched ``matmul`` with a
 broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (one
@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy
 
+from ember.backends.device_gemm import matmul as gemm  # capturable: ember's own cuBLAS in a CUDA graph
 from ember.backends.cupy.kernel_spec import KernelSpec, emulate_gather, emulate_window_read, gather_body, launch
 from ember.backends.geometry import window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks
@@ -193,8 +194,8 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: Any, padding: Any, needs: t
             part = gy2.sum(axis=0, dtype=acc).astype(gy.dtype, copy=False)  # float16 sums in float32
             gb = part if gb is None else gb + part
         if need_W:
-            part = gy2.T @ im2col_rows(x[s], kh, kw, stride, padding, xp=xp)
+            part = gemm(gy2.T, im2col_rows(x[s], kh, kw, stride, padding, xp=xp))
             gW = part if gW is None else gW + part
         if need_x:
-            col2im_rows(gy2 @ W2, gx[s].shape, kh, kw, stride, padding, xp=xp, out=gx[s])
+            col2im_rows(gemm(gy2, W2), gx[s].shape, kh, kw, stride, padding, xp=xp, out=gx[s])
     return gx, (gW.reshape(W.shape) if gW is not None else None), gb

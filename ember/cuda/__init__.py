@@ -85,3 +85,16 @@ def synchronize() -> None:
     from ember.backends.deferred_checks import raise_pending
 
     raise_pending()  # the device is idle now: GPU-side input checks report here
+
+
+# CUDA graphs (``ember.cuda.graphs``), loaded on first use: ``em.cuda.graph(g)``, ``em.cuda.CUDAGraph()``.
+_GRAPH_NAMES = ("CUDAGraph", "graph", "graph_pool_handle", "capture_stream", "is_current_stream_capturing")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "graphs" or name in _GRAPH_NAMES:
+        import importlib
+
+        graphs = importlib.import_module("ember.cuda.graphs")
+        return graphs if name == "graphs" else getattr(graphs, name)
+    raise AttributeError(f"module 'ember.cuda' has no attribute {name!r}")
