@@ -77,3 +77,98 @@ def test_replay_refuses_a_rebound_parameter(graphs):
     w.data = w.data.copy()
     with pytest.raises(RuntimeError, match="given a new array"):
         g.replay()
+
+
+def _model(name):
+    if name == "SimpleConvNet":
+        return em.models.SimpleConvNet(input_dim=(1, 8, 8), conv_param={
+            "filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}, hidden_size=6, output_size=5), (1, 8, 8)
+    return em.models.TwoLayerNet(12, 8, 5), (12,)
+
+
+def _batches(shape, n, seed=3):
+    rng = numpy.random.default_rng(seed)
+    return [(rng.normal(size=(4, *shape)).astype(numpy.float32), rng.integers(0, 5, 4)) for _ in range(n)]
+
+
+def _train(name, opt_name, device, compiled, batches, lrs=None):
+    """Parameters and losses after one step per batch (``lrs``: the lr set before each step, outside it)."""
+    em.manual_seed(0)
+    model, _ = _model(name)
+    model = model.to(device)
+    opt = (em.optim.Adam(model.parameters(), lr=1e-2) if opt_name == "adam"
+           else em.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+
+    def step(x, t):
+        opt.zero_grad()
+        loss = em.nn.functional.cross_entropy(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    run = em.compile(step) if compiled else step
+    losses = []
+    for i, (x, t) in enumerate(batches):
+        if lrs is not None:
+            for group in opt.param_groups:
+                group["lr"] = lrs[i]
+        losses.append(run(em.tensor(x, device=device), em.tensor(t, device=device)).item())
+    state = [opt.state[k] for k in sorted(opt.state)]
+    return [p.numpy().copy() for p in model.parameters()], losses, state, run
+
+
+@pytest.mark.parametrize("name,opt_name", [("TwoLayerNet", "adam"), ("SimpleConvNet", "sgd"),
+                                           ("SimpleConvNet", "adam")])
+def test_replayed_steps_equal_eager_steps(graphs, name, opt_name):
+    batches = _batches(_model(name)[1], 5)
+    lrs = [0.05, 0.05, 0.02, 0.01, 0.005]  # a schedule that changes after the capture (call 2)
+    eager = _train(name, opt_name, "cuda", False, batches, lrs)
+    replayed = _train(name, opt_name, "cuda", True, batches, lrs)
+    assert replayed[3].captures == 1 and fcg.launches() == 4  # call 1 eager, call 2 captured + launched, 3 more
+    assert replayed[1] == eager[1]
+    for a, b in zip(replayed[0], eager[0]):
+        numpy.testing.assert_array_equal(a, b)
+    if opt_name == "adam":
+        assert [s["step"] for s in replayed[2]] == [s["step"] for s in eager[2]] == [5] * len(eager[2])
+        for se, sr in zip(eager[2], replayed[2]):
+            numpy.testing.assert_array_equal(se["exp_avg"].get(), sr["exp_avg"].get())
+    cap = fcg.last_capture()
+    gemms = [c for c in graphs.calls if c[0] == "gemm"]
+    assert gemms and not cap.snapshots.keys() - {id(r) for r, _ in cap.snapshots.values()}
+
+
+def test_a_frozen_learning_rate_would_be_caught(graphs, monkeypatch):
+    """With the lr passed by value (the eager kernels), a schedule change after capture is lost."""
+    from ember.optim import captured
+
+    batches = _batches((12,), 4)
+    lrs = [0.05, 0.05, 0.01, 0.001]
+    eager = _train("TwoLayerNet", "adam", "cuda", False, batches, lrs)
+    monkeypatch.setattr(captured, "capturing", lambda w: False)
+    frozen = _train("TwoLayerNet", "adam", "cuda", True, batches, lrs)
+    assert eager[1][:3] == frozen[1][:3]  # steps 1-2 and the loss of step 3 agree
+    assert any(not numpy.array_equal(a, b) for a, b in zip(eager[0], frozen[0]))  # lr 0.01 / 0.001 never seen
+
+
+def test_new_shape_recaptures_or_raises(graphs):
+    model = em.models.TwoLayerNet(12, 8, 5).to("cuda")
+    opt = em.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(x, t):
+        opt.zero_grad()
+        loss = em.nn.functional.cross_entropy(model(x), t)
+        loss.backward()
+        opt.step()
+        return loss
+
+    (x4, t4), = _batches((12,), 1)
+    x2, t2 = x4[:2], t4[:2]
+    run = em.compile(step, warmup=1, max_graphs=1)
+    for x, t in [(x4, t4), (x4, t4), (x2, t2), (x2, t2), (x4, t4)]:
+        run(em.tensor(x, device="cuda"), em.tensor(t, device="cuda"))
+    assert run.captures == 3  # one graph kept: going back to batch 4 captured it again
+    strict = em.compile(step, on_new_shape="raise")
+    strict(em.tensor(x4, device="cuda"), em.tensor(t4, device="cuda"))
+    strict(em.tensor(x4, device="cuda"), em.tensor(t4, device="cuda"))
+    with pytest.raises(em.errors.ShapeError, match="on_new_shape='recapture'"):
+        strict(em.tensor(x2, device="cuda"), em.tensor(t2, device="cuda"))

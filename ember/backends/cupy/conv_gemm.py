@@ -1,7 +1,7 @@
 """conv2d on CUDA as im2col + ONE 2-D GEMM per direction (the row-major column layout).
 
 The column buffer is ``(N*OH*OW, C*KH*KW)``: row ``(n, oy, ox)`` holds one window, so
-forward is ``y2 = gemm(col, W2.T)`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ col``
+forward is ``y2 = col @ W2.T`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ col``
 with ``W2 = W.reshape(OC, -1)`` -- plain 2-D products that cuBLAS runs as one GEMM
 each (transposed operands are free there), where a batched ``matmul`` with a
 broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (one
@@ -166,7 +166,7 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: Any, padding: Any, *, xp: Any
     bias = xp.ascontiguousarray(b) if b is not None else W2  # W2: an unread placeholder pointer
     for s in _chunks(x.shape, kh, kw, x.dtype.itemsize, stride, padding):
         col = im2col_rows(x[s], kh, kw, stride, padding, xp=xp)
-        y2 = col @ W2.T
+        y2 = gemm(col, W2.T)
         ys = y[s]
         launch(BIAS_NCHW, x.dtype, ys.size, (y2, bias, ys, oc, oh * ow, int(b is not None)))
     return y
