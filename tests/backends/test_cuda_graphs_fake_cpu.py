@@ -172,3 +172,18 @@ def test_new_shape_recaptures_or_raises(graphs):
     strict(em.tensor(x4, device="cuda"), em.tensor(t4, device="cuda"))
     with pytest.raises(em.errors.ShapeError, match="on_new_shape='recapture'"):
         strict(em.tensor(x2, device="cuda"), em.tensor(t2, device="cuda"))
+
+
+def test_harness_target_ember_cuda_graph_equals_ember_cuda(graphs):
+    from benchmarks.targets.ember_target import EmberTarget
+
+    case = {"kind": "train", "params": {"model": "two_layer_net", "batch": 4, "input_dim": (1, 4, 4), "hidden": 6,
+                                        "classes": 3, "optimizer": "adam"}}
+    runs = []
+    for graph in (False, True):
+        bench = EmberTarget("ember-cuda-graph" if graph else "ember-cuda", device="cuda", graph=graph).build(case)
+        if not graph:
+            for _ in range(4):  # the graphed bench already ran 3 warm-up steps and the captured one
+                bench.step()
+        runs.append([bench.step().item() for _ in range(3)])
+    assert runs[0] == runs[1] and fcg.launches() == 4
