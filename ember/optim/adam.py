@@ -104,7 +104,7 @@ class Adam(Optimizer):
         if captured.capturing(ws[0]):  # inside a CUDA graph: lr and step count read on the device
             if len(calls) > 1:
                 raise CaptureError("Adam: parameters at different step counts cannot be captured in one graph")
-            return captured.adam_many(group, ws, gs, states, xp)
+            return captured.adam_many(self, group, ws, gs, states, xp)
         for step, idx in calls.items():
             picked = [states[i] for i in idx]
             many([ws[i] for i in idx], [gs[i] for i in idx], [s["exp_avg"] for s in picked],

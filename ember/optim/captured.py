@@ -2,20 +2,25 @@
 
 While ``ember.cuda.graphs`` captures, SGD and Adam launch the device-scalar
 multi-tensor kernels (``ember.backends.cupy.optim_captured``) with a small
-array of coefficients made in the capture, and register a hook that refills
-it before every replay from the live host values: ``param_group["lr"]`` (so
-learning-rate schedulers keep working) and the step count, which the hook
-advances once per replay after the first (the captured Python step already
-counted the first). Hyperparameters other than ``lr`` are fixed at capture.
+array of scalars made in the capture. A hook writes the live
+``param_group["lr"]`` into it before every replay (so learning-rate schedulers
+keep working); Adam's step count is advanced on the device, skipped with the
+step when a loss scaler found an inf/nan (it writes the skip flag in the
+graph: :func:`set_skip_flag`). The host's ``state["step"]`` is advanced once
+per replay, so it matches the device count unless steps were skipped.
+Hyperparameters other than ``lr`` are fixed at capture.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy
 
 from ember.backends import device_gemm
+
+_SKIP_FLAGS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()  # optimizer -> device flag
 
 
 def capturing(w: Any) -> bool:
@@ -23,40 +28,68 @@ def capturing(w: Any) -> bool:
     return device_gemm.CAPTURING[0] > 0 and type(w) is not numpy.ndarray
 
 
-def _register(xp: Any, size: int, fill: Any) -> Any:
-    """A float64 device array of ``size`` made in the capture, refilled by ``fill()`` before each replay."""
+def set_skip_flag(optimizer: Any, flag: Any) -> None:
+    """Make ``optimizer``'s next captured step a no-op where the 0-d device ``flag`` is true (None: clear)."""
+    if flag is None:
+        _SKIP_FLAGS.pop(optimizer, None)
+    else:
+        _SKIP_FLAGS[optimizer] = flag
+
+
+def _scalars(xp: Any, size: int, skip_index: int, optimizer: Any, first: Any, later: Any) -> Any:
+    """A float64 device array made in the capture: ``first()`` fills it before the first replay,
+    ``later()`` its learning-rate prefix before each later one; the skip slot is copied in the graph."""
     from ember.cuda.graphs import before_replay
 
     sc = xp.empty(size, dtype=numpy.float64)
-    before_replay(lambda: sc.set(fill()), keep=sc)
+    done = [False]
+
+    def refresh() -> None:
+        if done[0]:
+            values = later()
+            sc[: len(values)].set(values)
+        else:
+            sc.set(first())
+            done[0] = True
+
+    before_replay(refresh, keep=sc)
+    flag = _SKIP_FLAGS.get(optimizer)
+    if flag is not None:
+        sc[skip_index : skip_index + 1] = flag.reshape(1)  # a device copy inside the graph
     return sc
 
 
-def sgd_many(group: dict, ws: list, gs: list, bufs: list, xp: Any) -> None:
+def sgd_many(optimizer: Any, group: dict, ws: list, gs: list, bufs: list, xp: Any) -> None:
     """One SGD launch for the batch with ``lr`` read on the device."""
-    from ember.backends.cupy import optim_captured
+    from ember.backends.cupy import optim_captured as oc
 
-    sc = _register(xp, 1, lambda: numpy.array([group["lr"]], dtype=numpy.float64))
-    optim_captured.sgd_update_many(ws, gs, bufs, sc, momentum=group["momentum"], dampening=group["dampening"],
-                                   weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-                                   maximize=group["maximize"], xp=xp)
+    def lr() -> numpy.ndarray:
+        return numpy.array([group["lr"]], dtype=numpy.float64)
+
+    sc = _scalars(xp, oc.SGD_SIZE, oc.SGD_SKIP, optimizer, lambda: numpy.array([group["lr"], 0.0]), lr)
+    oc.sgd_update_many(ws, gs, bufs, sc, momentum=group["momentum"], dampening=group["dampening"],
+                       weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"],
+                       xp=xp)
 
 
-def adam_many(group: dict, ws: list, gs: list, states: list[dict], xp: Any) -> None:
-    """One Adam launch for the batch (all at one step count), its coefficients read on the device."""
-    from ember.backends.cupy import optim_captured
+def adam_many(optimizer: Any, group: dict, ws: list, gs: list, states: list[dict], xp: Any) -> None:
+    """Adam for the batch (all at one step count): the step counted and its coefficients made on the device."""
+    from ember.backends.cupy import optim_captured as oc
 
-    (beta1, beta2), first = group["betas"], [True]
+    (beta1, beta2), captured_step = group["betas"], states[0]["step"]
 
-    def coefficients() -> numpy.ndarray:
-        if not first[0]:
-            for state in states:
-                state["step"] += 1
-        first[0] = False
-        return optim_captured.adam_coefficients(group["lr"], states[0]["step"], beta1, beta2, group["weight_decay"])
+    def first() -> numpy.ndarray:  # the captured Python step counted this step already; the prep kernel counts it
+        values = numpy.zeros(oc.ADAM_SIZE)
+        values[[oc.ADAM_LR, oc.ADAM_WD, oc.ADAM_T]] = group["lr"], group["weight_decay"], captured_step - 1
+        return values
 
-    sc = _register(xp, 3, coefficients)
-    optim_captured.adam_update_many(
+    def later() -> numpy.ndarray:
+        for state in states:
+            state["step"] += 1
+        return numpy.array([group["lr"]], dtype=numpy.float64)
+
+    sc = _scalars(xp, oc.ADAM_SIZE, oc.ADAM_SKIP, optimizer, first, later)
+    oc.adam_update_many(
         ws, gs, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
         [s.get("max_exp_avg_sq") for s in states], sc, beta1=beta1, beta2=beta2, eps=group["eps"],
         weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],

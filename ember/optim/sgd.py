@@ -90,7 +90,7 @@ class SGD(Optimizer):
                 raise CaptureError("SGD: a momentum buffer is created by the first step; run one step eagerly "
                                    "before capturing (ember.compile's warmup does)")
             bufs = [s["momentum_buffer"] for s in states] if momentum != 0 else [None] * len(ws)
-            return captured.sgd_many(group, ws, gs, bufs, xp)
+            return captured.sgd_many(self, group, ws, gs, bufs, xp)
         for first, idx in calls.items():
             bufs = [states[i]["momentum_buffer"] if momentum != 0 else None for i in idx]
             many([ws[i] for i in idx], [gs[i] for i in idx], bufs, lr=group["lr"], momentum=momentum,
