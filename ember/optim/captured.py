@@ -59,14 +59,17 @@ def _scalars(xp: Any, size: int, skip_index: int, optimizer: Any, first: Any, la
     return sc
 
 
-def sgd_many(optimizer: Any, group: dict, ws: list, gs: list, bufs: list, xp: Any) -> None:
-    """One SGD launch for the batch with ``lr`` read on the device."""
+def sgd_many(optimizer: Any, group: dict, ws: list, gs: list, bufs: list, new_buffers: bool, xp: Any) -> None:
+    """One SGD update for the batch, ``lr`` read on the device (``new_buffers``: momentum starts at this step)."""
     from ember.backends.cupy import optim_captured as oc
 
     def lr() -> numpy.ndarray:
         return numpy.array([group["lr"]], dtype=numpy.float64)
 
-    sc = _scalars(xp, oc.SGD_SIZE, oc.SGD_SKIP, optimizer, lambda: numpy.array([group["lr"], 0.0]), lr)
+    def first() -> numpy.ndarray:
+        return numpy.array([group["lr"], 0.0, float(new_buffers), 0.0])
+
+    sc = _scalars(xp, oc.SGD_SIZE, oc.SGD_SKIP, optimizer, first, lr)
     oc.sgd_update_many(ws, gs, bufs, sc, momentum=group["momentum"], dampening=group["dampening"],
                        weight_decay=group["weight_decay"], nesterov=group["nesterov"], maximize=group["maximize"],
                        xp=xp)

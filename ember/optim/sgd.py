@@ -86,11 +86,11 @@ class SGD(Optimizer):
                 state["momentum_buffer"] = xp.empty_like(ws[i])
             calls.setdefault(first, []).append(i)
         if captured.capturing(ws[0]):  # inside a CUDA graph: lr read on the device
-            if True in calls:
-                raise CaptureError("SGD: a momentum buffer is created by the first step; run one step eagerly "
-                                   "before capturing (ember.compile's warmup does)")
+            if len(calls) > 1:
+                raise CaptureError("SGD: parameters with and without momentum buffers cannot be captured in one "
+                                   "graph; run one step eagerly before capturing")
             bufs = [s["momentum_buffer"] for s in states] if momentum != 0 else [None] * len(ws)
-            return captured.sgd_many(self, group, ws, gs, bufs, xp)
+            return captured.sgd_many(self, group, ws, gs, bufs, True in calls, xp)
         for first, idx in calls.items():
             bufs = [states[i]["momentum_buffer"] if momentum != 0 else None for i in idx]
             many([ws[i] for i in idx], [gs[i] for i in idx], bufs, lr=group["lr"], momentum=momentum,

@@ -187,3 +187,43 @@ def test_harness_target_ember_cuda_graph_equals_ember_cuda(graphs):
                 bench.step()
         runs.append([bench.step().item() for _ in range(3)])
     assert runs[0] == runs[1] and fcg.launches() == 4
+
+
+def _train_amp(opt_name, compiled, batches, init_scale):
+    em.manual_seed(0)
+    model = em.models.TwoLayerNet(12, 8, 5).to("cuda")
+    opt = (em.optim.Adam(model.parameters(), lr=1e-2) if opt_name == "adam"
+           else em.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    scaler = em.amp.GradScaler(init_scale=init_scale, growth_interval=2)
+
+    def step(x, t):
+        opt.zero_grad()
+        with em.amp.autocast(dtype=em.float16):
+            loss = em.nn.functional.cross_entropy(model(x), t)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        return loss
+
+    run = em.compile(step) if compiled else step
+    out = []
+    for x, t in batches:
+        out.append((run(em.tensor(x, device="cuda"), em.tensor(t, device="cuda")).item(), scaler.get_scale()))
+    steps = [s.get("step") for s in opt.state.values()]
+    return out, [p.numpy().copy() for p in model.parameters()], steps
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflowing steps compute inf/nan, eager and replayed
+@pytest.mark.parametrize("opt_name", ["adam", "sgd"])
+@pytest.mark.parametrize("init_scale", [2.0**8, 2.0**60])  # 2**60: float16 gradients overflow, steps skip
+def test_amp_with_grad_scaler_replays_like_eager(graphs, opt_name, init_scale):
+    batches = _batches((12,), 7)
+    eager = _train_amp(opt_name, False, batches, init_scale)
+    replayed = _train_amp(opt_name, True, batches, init_scale)
+    assert replayed[0] == eager[0]  # losses and the scale after every step (grown, or backed off on inf)
+    for a, b in zip(replayed[1], eager[1]):
+        numpy.testing.assert_array_equal(a, b)
+    scales = [s for _, s in eager[0]]
+    assert len(set(scales)) > 1  # the scale did change inside the replayed steps
+    if opt_name == "adam" and init_scale == 2.0**8:
+        assert replayed[2] == eager[2]

@@ -27,7 +27,7 @@ from ember.backends.cupy.kernel_spec import KernelSpec, launch
 def _body(scalars: str, pointers: list[str], element: str, coefficients: dict[str, int], skip: int) -> str:
     """The eager multi-tensor kernel with ``coefficients`` read from ``sc`` (name -> index), skipped if ``sc[skip]``."""
     for name in coefficients:
-        scalars = scalars.replace(f"double {name}, ", "")
+        scalars = scalars.replace(f"double {name}, ", "").replace(f"long long {name}, ", "")
     scalars = "const double* __restrict__ sc, " + scalars
     local = "".join(f"  const double {name} = sc[{k}];\n" for name, k in coefficients.items())
     local += f"  if (sc[{skip}] != 0.0) return;  // the loss scaler found an inf/nan: no update\n"
@@ -35,11 +35,21 @@ def _body(scalars: str, pointers: list[str], element: str, coefficients: dict[st
     return text.replace("  const long long* starts", local + "  const long long* starts", 1)
 
 
-# Device scalar layouts. SGD: [lr, skip]. Adam: [lr, weight_decay, t, step_size, bc2_sqrt, decay_factor, skip];
+# Device scalar layouts. SGD: [lr, skip, first_pending, first_step]: the prep kernel moves a pending
+# "momentum buffer is new" flag to first_step at the first step not skipped. Adam: [lr, weight_decay, t, step_size, bc2_sqrt, decay_factor, skip];
 # the prep kernel advances t and works out the three coefficients unless the step is skipped.
-SGD_LR, SGD_SKIP, SGD_SIZE = 0, 1, 2
+SGD_LR, SGD_SKIP, SGD_PENDING, SGD_SIZE = 0, 1, 2, 4
 ADAM_LR, ADAM_WD, ADAM_T, ADAM_SKIP, ADAM_SIZE = 0, 1, 2, 6, 7
-_SGD_COEFFS = {"lr": SGD_LR}
+_SGD_COEFFS = {"lr": SGD_LR, "first_step": 3}
+
+_SGD_PREP_BODY = """
+extern "C" __global__ void ${name}(double* sc, long long total) {
+  if (blockIdx.x == 0 && threadIdx.x == 0 && sc[1] == 0.0) {
+    sc[3] = sc[2];
+    sc[2] = 0.0;
+  }
+}
+"""
 _ADAM_COEFFS = {"step_size": 3, "bc2_sqrt": 4, "decay_factor": 5}
 
 _ADAM_PREP_BODY = """
@@ -69,13 +79,20 @@ def _emulate_adam_prep(total, sc, beta1, beta2):
         v[3:6] = adam_coefficients(lr, t, beta1, beta2, wd)
 
 
-def _emulate_sgd_dev(total, table, n_tensors, sc, momentum, one_minus_dampening, weight_decay, has_buf, first_step,
+def _emulate_sgd_prep(total, sc):
+    """NumPy evaluation of the SGD prep kernel."""
+    v = _host(sc)
+    if v[SGD_SKIP] == 0.0:
+        v[3], v[2] = v[2], 0.0
+
+
+def _emulate_sgd_dev(total, table, n_tensors, sc, momentum, one_minus_dampening, weight_decay, has_buf,
                      nesterov, maximize):
     """NumPy evaluation of the device-scalar SGD kernel."""
     v = _host(sc)
     if v[SGD_SKIP] == 0.0:
         _eager._emulate_sgd_many(total, table, n_tensors, float(v[SGD_LR]), momentum, one_minus_dampening,
-                                 weight_decay, has_buf, first_step, nesterov, maximize)
+                                 weight_decay, has_buf, int(v[3] != 0.0), nesterov, maximize)
 
 
 def _emulate_adam_dev(total, table, n_tensors, sc, beta1_weight, beta2, one_minus_beta2, weight_decay, eps,
@@ -96,7 +113,8 @@ ADAM_DEV = KernelSpec("ember_adam_update_many_dev",
                             ADAM_SKIP),
                       _emulate_adam_dev, ("--fmad=false",))
 ADAM_PREP = KernelSpec("ember_adam_prep", _ADAM_PREP_BODY, _emulate_adam_prep, ("--fmad=false",))
-SPECS = [SGD_DEV, ADAM_DEV, ADAM_PREP]
+SGD_PREP = KernelSpec("ember_sgd_prep", _SGD_PREP_BODY, _emulate_sgd_prep)
+SPECS = [SGD_DEV, ADAM_DEV, ADAM_PREP, SGD_PREP]
 
 
 def _launch(spec: KernelSpec, rows: list, sc: Any, scalars: tuple, xp: Any) -> None:
@@ -108,10 +126,11 @@ def _launch(spec: KernelSpec, rows: list, sc: Any, scalars: tuple, xp: Any) -> N
 
 def sgd_update_many(ws: list, gs: list, bufs: list, sc: Any, *, momentum: float, dampening: float,
                     weight_decay: float, nesterov: bool, maximize: bool, xp: Any) -> None:
-    """SGD on every tensor in one launch, ``lr`` read from ``sc`` on the device (momentum buffers exist)."""
+    """SGD on every tensor: the prep kernel settles ``first_step``, then one update reading ``lr`` from ``sc``."""
     has_buf = bufs[0] is not None
-    scalars = (float(momentum), float(1 - dampening), float(weight_decay), int(has_buf), 0, int(bool(nesterov)),
+    scalars = (float(momentum), float(1 - dampening), float(weight_decay), int(has_buf), int(bool(nesterov)),
                int(bool(maximize)))
+    launch(SGD_PREP, numpy.float64, 1, (sc,))
     _launch(SGD_DEV, [list(ws), list(gs), list(bufs) if has_buf else list(ws)], sc, scalars, xp)
 
 
