@@ -315,7 +315,9 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
 
     from ember.backends.cupy import conv_gemm
 
-    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
+    from ember.backends.cupy import optim_captured
+
+    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim, optim_captured):
         for name in ("launch", "launch_blocks"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, recording(getattr(cupy_source, name)))
@@ -344,6 +346,11 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
                                first_step=False)
     cupy_optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
                                 beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    optim_captured.sgd_update_many([w], [w.copy()], [w.copy()], numpy.array([0.1, 0.0, 1.0, 0.0]), momentum=0.9,
+                                   dampening=0, weight_decay=0, nesterov=False, maximize=False, xp=numpy)
+    optim_captured.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], numpy.zeros(7), beta1=0.9,
+                                    beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                                    maximize=False, xp=numpy)
     assert set(seen) == {s.name for s in all_specs()}
     python_type = {"pointer": numpy.ndarray, "long long": int, "double": float}
     for spec, args in seen.values():
