@@ -127,6 +127,13 @@ class CUDAGraph:
         finally:
             self._finish()
         rec, self._recorder = self._recorder, None
+        for k, t in rec.tape.bound:  # rec.alive[k] is the array slot k was made for
+            if t.data is not rec.alive[k]:
+                self.reset()
+                raise _capture.CaptureError(
+                    f"ember.cuda.graph: the step gave a tensor of shape {tuple(t.shape)} a new array (`.data = ...`), "
+                    "so every replay would start again from the array it had at capture; update it in place "
+                    "(`t.data[...] = ...`, `t.copy_(...)`)")
         self._keep.extend(rec.alive)
         self._bound = [(t, t.data) for _, t in rec.tape.bound]
         with self._stream:

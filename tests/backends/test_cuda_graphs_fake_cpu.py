@@ -227,3 +227,18 @@ def test_amp_with_grad_scaler_replays_like_eager(graphs, opt_name, init_scale):
     assert len(set(scales)) > 1  # the scale did change inside the replayed steps
     if opt_name == "adam" and init_scale == 2.0**8:
         assert replayed[2] == eager[2]
+
+
+def test_a_step_that_rebinds_a_parameter_is_refused(graphs):
+    w = em.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    with pytest.raises(CaptureError, match=r"shape \(2,\) a new array.*in place"), em.cuda.graph(em.cuda.CUDAGraph()):
+        (w * w).sum().backward()
+        w.data = w.data - 0.1 * w.grad.data  # every replay would start again from the captured array
+    w = em.tensor([1.0, 2.0], device="cuda", requires_grad=True)
+    g = em.cuda.CUDAGraph()
+    with em.cuda.graph(g):  # the in-place form is fine: each replay continues from the last
+        (w * w).sum().backward()
+        w.data[...] = w.data - 0.1 * w.grad.data
+    g.replay()
+    g.replay()
+    numpy.testing.assert_allclose(w.numpy(), numpy.array([1.0, 2.0]) * 0.8 * 0.8, rtol=1e-6)
