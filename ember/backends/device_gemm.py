@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy
 
-CAPTURING = [0]  # > 0 while ember.cuda.graphs captures
+
+from ember.backends.capture_state import CAPTURING  # > 0 while ember.cuda.graphs captures
+
 ALWAYS = os.environ.get("EMBER_OWN_GEMM", "") == "always"
 
 

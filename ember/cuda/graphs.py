@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ember.autograd import capture as _capture
-from ember.backends import device_gemm
+from ember.backends import capture_state, device_gemm
 
 _ACTIVE: list = []  # the CUDAGraph being captured (at most one per process)
 _STREAMS: dict[int, Any] = {}  # device id -> ember's capture stream
@@ -60,9 +60,7 @@ def is_current_stream_capturing() -> bool:
 
 def defer_upload(device_array: Any, host: Any) -> None:
     """Fill ``device_array`` from ``host`` right after the capture ends (H2D is refused inside it)."""
-    if not _ACTIVE:
-        raise RuntimeError("ember.cuda.graphs.defer_upload: no capture in progress")
-    _ACTIVE[0]._uploads.append((device_array, host.copy()))
+    capture_state.defer_upload(device_array, host)
 
 
 def before_replay(hook: Callable[[], None], keep: Any = None) -> None:
@@ -84,7 +82,6 @@ class CUDAGraph:
         self._keep: list = []  # arrays the graph reads or writes, alive as long as it is
         self._bound: list = []  # (Tensor, its array at capture): replay refuses a rebound one
         self._hooks: list = []  # run before every launch (device scalars)
-        self._uploads: list = []  # (device array, host copy) filled after capture
         self.replays = 0
 
     def pool(self) -> Any:
@@ -116,6 +113,7 @@ class CUDAGraph:
         self._exits.enter_context(cupy.cuda.using_allocator(self._pool.malloc))
         self._recorder = _capture.Recorder()  # sees every array the ops touch (kept alive below)
         _capture.RECORDER[0] = self._recorder
+        capture_state.UPLOADS.clear()
         device_gemm.CAPTURING[0] += 1
         _ACTIVE.append(self)
         self._stream.begin_capture()
@@ -125,6 +123,7 @@ class CUDAGraph:
         try:
             self._graph = self._stream.end_capture()
         finally:
+            uploads = list(capture_state.UPLOADS)
             self._finish()
         rec, self._recorder = self._recorder, None
         for k, t in rec.tape.bound:  # rec.alive[k] is the array slot k was made for
@@ -137,12 +136,12 @@ class CUDAGraph:
         self._keep.extend(rec.alive)
         self._bound = [(t, t.data) for _, t in rec.tape.bound]
         with self._stream:
-            for dst, host in self._uploads:
+            for dst, host in uploads:
                 dst.set(host)
-        self._uploads = []
 
     def _finish(self) -> None:
         _ACTIVE.clear()
+        capture_state.UPLOADS.clear()
         device_gemm.CAPTURING[0] -= 1
         _capture.RECORDER[0] = None
         self._exits.close()
@@ -152,7 +151,7 @@ class CUDAGraph:
         with contextlib.suppress(Exception):
             self._stream.end_capture()
         self._finish()
-        self._recorder, self._uploads, self._hooks, self._keep = None, [], [], []
+        self._recorder, self._hooks, self._keep = None, [], []
 
     def replay(self) -> None:
         """Launch the captured graph on the current stream (after the refresh hooks).

@@ -242,3 +242,29 @@ def test_a_step_that_rebinds_a_parameter_is_refused(graphs):
     g.replay()
     g.replay()
     numpy.testing.assert_allclose(w.numpy(), numpy.array([1.0, 2.0]) * 0.8 * 0.8, rtol=1e-6)
+
+
+def test_deferred_upload_fills_a_table_made_in_the_capture(graphs):
+    import types
+
+    import cupy
+
+    from ember.backends import capture_state
+    from ember.backends.cupy import optim as cupy_optim
+
+    with pytest.raises(RuntimeError, match="no CUDA graph capture"):
+        em.cuda.graphs.defer_upload(cupy.empty(2), numpy.zeros(2))
+    x = em.tensor([1.0, 2.0, 3.0], device="cuda")
+    g = em.cuda.CUDAGraph()
+    with em.cuda.graph(g):
+        table = cupy.empty(3, dtype=numpy.float32)  # contents known on the host, uploaded after the capture
+        em.cuda.graphs.defer_upload(table, numpy.array([10.0, 20.0, 30.0], numpy.float32))
+        y = x + em.Tensor._make(table)
+        fake_device = [types.SimpleNamespace(size=4, data=types.SimpleNamespace(ptr=4096 * k)) for k in (1, 2)]
+        made = cupy_optim._pointer_table([fake_device], types.SimpleNamespace(
+            empty=lambda shape, dtype: cupy.full(shape, -1, dtype),
+            asarray=lambda host: pytest.fail("a host->device copy inside the capture")))
+        queued = len(capture_state.UPLOADS)
+    assert queued == 2 and capture_state.UPLOADS == []
+    g.replay()
+    assert y.tolist() == [11.0, 22.0, 33.0] and made.tolist() == [4096, 8192, 0, 4]
