@@ -42,15 +42,18 @@ def _scalars(xp: Any, size: int, skip_index: int, optimizer: Any, first: Any, la
     from ember.cuda.graphs import before_replay
 
     sc = xp.empty(size, dtype=numpy.float64)
-    done = [False]
+    last: list = []  # what the device holds now (the learning-rate prefix), to skip unchanged uploads
 
     def refresh() -> None:
-        if done[0]:
+        if last:
             values = later()
-            sc[: len(values)].set(values)
+            if not numpy.array_equal(values, last[0]):
+                sc[: len(values)].set(values)
+                last[0] = values
         else:
-            sc.set(first())
-            done[0] = True
+            values = first()
+            sc.set(values)
+            last.append(values[:1])  # slot 0 is the learning rate in every layout
 
     before_replay(refresh, keep=sc)
     flag = _SKIP_FLAGS.get(optimizer)
