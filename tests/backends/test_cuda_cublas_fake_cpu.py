@@ -1,7 +1,7 @@
 """Ember's own cuBLAS GEMM (``ember.backends.cupy.cublas``) against a fake libcublas that multiplies in NumPy.
 
 The fake reads each operand from its raw address as a column-major matrix with
-the leading dimension it was given (tests/backends/fake_cuda_graph.py), so a
+the leading dimension it was given (tests/backends/fake_libcublas.py), so a
 wrong transpose flag, leading dimension, operand order or dtype code gives a
 wrong product here, as it would on a GPU.
 """
