@@ -29,6 +29,11 @@ def matmul(a: Any, b: Any) -> Any:
     """``a @ b``; for 2-D device arrays through ember's cuBLAS handle when ``use_own_gemm()``."""
     if type(a) is numpy.ndarray or not use_own_gemm() or a.ndim != 2 or b.ndim != 2:
         return a @ b
+    if a.dtype.kind != "f" or b.dtype.kind != "f":  # CuPy multiplies integers with its own kernel, not cuBLAS
+        return a @ b
+    if a.dtype != b.dtype:  # NumPy's promotion, as ``@`` would do
+        dtype = numpy.promote_types(a.dtype, b.dtype)
+        a, b = a.astype(dtype, copy=False), b.astype(dtype, copy=False)
     import sys
 
     from ember.backends.cupy import cublas

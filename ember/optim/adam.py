@@ -92,13 +92,14 @@ class Adam(Optimizer):
             return super()._update_many(group, ws, gs, states, xp)
         (beta1, beta2), amsgrad = group["betas"], group["amsgrad"]
         calls: dict[int, list[int]] = {}
+        zeros_like = captured.zeros_like if captured.capturing(ws[0]) else xp.zeros_like
         for i, (w, state) in enumerate(zip(ws, states)):
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = xp.zeros_like(w)
-                state["exp_avg_sq"] = xp.zeros_like(w)
+                state["exp_avg"] = zeros_like(w)
+                state["exp_avg_sq"] = zeros_like(w)
                 if amsgrad:
-                    state["max_exp_avg_sq"] = xp.zeros_like(w)
+                    state["max_exp_avg_sq"] = zeros_like(w)
             state["step"] += 1
             calls.setdefault(state["step"], []).append(i)
         if captured.capturing(ws[0]):  # inside a CUDA graph: lr and step count read on the device

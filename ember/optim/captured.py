@@ -36,6 +36,27 @@ def set_skip_flag(optimizer: Any, flag: Any) -> None:
         _SKIP_FLAGS[optimizer] = flag
 
 
+def zeros_like(w: Any) -> Any:
+    """Optimizer state made during a capture: zeroed once before the first replay, not by the graph.
+
+    (``zeros_like`` in the capture would be a memset replayed at every step.)
+    """
+    import sys
+
+    from ember.cuda.graphs import before_replay
+
+    out = sys.modules["cupy"].empty_like(w)
+    pending = [True]
+
+    def zero_once() -> None:
+        if pending:
+            out.fill(0)
+            pending.clear()
+
+    before_replay(zero_once, keep=out)
+    return out
+
+
 def _scalars(xp: Any, size: int, skip_index: int, optimizer: Any, first: Any, later: Any) -> Any:
     """A float64 device array made in the capture: ``first()`` fills it before the first replay,
     ``later()`` its learning-rate prefix before each later one; the skip slot is copied in the graph."""

@@ -110,3 +110,17 @@ def test_own_gemm_only_while_capturing_unless_always(lib, monkeypatch):
     y = w(x)
     assert len([c for c in lib.calls if c[0] == "gemm"]) == 1
     numpy.testing.assert_allclose(y.numpy(), x.numpy() @ w.weight.numpy().T + w.bias.numpy(), rtol=1e-6)
+
+
+def test_mixed_float_operands_are_promoted_and_integers_left_to_cupy(lib, monkeypatch):
+    import cupy
+
+    monkeypatch.setattr(device_gemm, "ALWAYS", True)
+    a = cupy.asarray(numpy.arange(6, dtype=numpy.float16).reshape(2, 3))
+    b = cupy.asarray(numpy.ones((3, 2), numpy.float32))
+    c = device_gemm.matmul(a, b)
+    assert c.dtype == numpy.float32 and c.tolist() == [[3.0, 3.0], [12.0, 12.0]]
+    assert [call for call in lib.calls if call[0] == "gemm"][-1][9] == 0  # CUDA_R_32F
+    n = len(lib.calls)
+    ints = device_gemm.matmul(cupy.asarray(numpy.ones((2, 2), numpy.int64)), cupy.asarray(numpy.ones((2, 2), numpy.int64)))
+    assert ints.tolist() == [[2, 2], [2, 2]] and len(lib.calls) == n

@@ -268,3 +268,19 @@ def test_deferred_upload_fills_a_table_made_in_the_capture(graphs):
     assert queued == 2 and capture_state.UPLOADS == []
     g.replay()
     assert y.tolist() == [11.0, 22.0, 33.0] and made.tolist() == [4096, 8192, 0, 4]
+
+
+def test_optimizer_state_made_in_the_capture_is_zeroed_once_not_every_replay(graphs):
+    ws = [em.tensor([1.0, 2.0], device=d, requires_grad=True) for d in ("cpu", "cuda")]
+    opts = [em.optim.Adam([w], lr=0.1) for w in ws]
+    g = em.cuda.CUDAGraph()
+    with em.cuda.graph(g):  # Adam's first step (moments created) inside the capture
+        (ws[1] * ws[1]).sum().backward()
+        opts[1].step()
+    for _ in range(3):
+        ws[0].grad = None
+        (ws[0] * ws[0]).sum().backward()
+        opts[0].step()
+        g.replay()
+    numpy.testing.assert_array_equal(ws[1].numpy(), ws[0].numpy())
+    numpy.testing.assert_array_equal(opts[1].state[(0, 0)]["exp_avg"].get(), opts[0].state[(0, 0)]["exp_avg"])
