@@ -194,7 +194,7 @@ def _train_amp(opt_name, compiled, batches, init_scale):
     model = em.models.TwoLayerNet(12, 8, 5).to("cuda")
     opt = (em.optim.Adam(model.parameters(), lr=1e-2) if opt_name == "adam"
            else em.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
-    scaler = em.amp.GradScaler(init_scale=init_scale, growth_interval=2)
+    scaler = em.amp.GradScaler(init_scale=init_scale, growth_interval=2, backoff_factor=2.0**-20)
 
     def step(x, t):
         opt.zero_grad()
@@ -225,6 +225,11 @@ def test_amp_with_grad_scaler_replays_like_eager(graphs, opt_name, init_scale):
         numpy.testing.assert_array_equal(a, b)
     scales = [s for _, s in eager[0]]
     assert len(set(scales)) > 1  # the scale did change inside the replayed steps
+    if init_scale > 2.0**16:  # overflowing steps were skipped, then the later ones were taken
+        assert scales[0] < init_scale and any(b > a for a, b in zip(scales, scales[1:]))
+    em.manual_seed(0)
+    start = [p.numpy() for p in em.models.TwoLayerNet(12, 8, 5).parameters()]
+    assert all(not numpy.array_equal(a, b) for a, b in zip(start, replayed[1]))
     if opt_name == "adam" and init_scale == 2.0**8:
         assert replayed[2] == eager[2]
 
