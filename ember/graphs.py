@@ -198,6 +198,9 @@ def compile(fn: Callable | None = None, *, warmup: int = 1, max_graphs: int = 8,
         max_graphs: tapes kept, one per input signature, least recently used dropped first.
         on_new_shape: ``"recapture"`` or ``"raise"`` when a call's signature is new.
 
+    With tensors on a GPU the step is captured as one CUDA graph instead of a tape
+    (``ember.cuda.graph_step``); each call then returns the same output Tensors, refreshed.
+
     Returns:
         A :class:`CompiledStep` (or a decorator when ``fn`` is omitted).
 

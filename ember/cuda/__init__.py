@@ -1,4 +1,7 @@
-"""``ember.cuda``: whether a CUDA device is usable, which one is current, and waiting for it.
+"""``ember.cuda``: whether a CUDA device is usable, which one is current, waiting for it, and CUDA graphs.
+
+``ember.cuda.graphs`` (also ``ember.cuda.CUDAGraph`` and ``ember.cuda.graph``) captures
+a step as one CUDA graph; it is imported on first use.
 
 Everything here works without CuPy: queries answer "no GPU" (``is_available``
 False, ``device_count`` 0) and calls that need a GPU raise the same

@@ -116,7 +116,11 @@ class CUDAGraph:
         capture_state.UPLOADS.clear()
         device_gemm.CAPTURING[0] += 1
         _ACTIVE.append(self)
-        self._stream.begin_capture()
+        try:
+            self._stream.begin_capture()
+        except BaseException:
+            self._finish()
+            raise
 
     def capture_end(self) -> None:
         """Finish the capture: instantiate the graph, fill deferred uploads, keep every array alive."""
@@ -135,9 +139,8 @@ class CUDAGraph:
                     "(`t.data[...] = ...`, `t.copy_(...)`)")
         self._keep.extend(rec.alive)
         self._bound = [(t, t.data) for _, t in rec.tape.bound]
-        with self._stream:
-            for dst, host in uploads:
-                dst.set(host)
+        for dst, host in uploads:  # on the current stream, where replay() launches
+            dst.set(host)
 
     def _finish(self) -> None:
         _ACTIVE.clear()
@@ -179,7 +182,7 @@ class CUDAGraph:
         self._pool = None
 
 
-_CUDA_REFUSALS = ("H2D", "D2H", "is capturing", "cuRAND", "cuBLAS", "synchronous API")
+_CUDA_REFUSALS = ("H2D", "D2H", "is capturing", "StreamCapture", "cuRAND", "cuBLAS", "synchronous API")
 
 
 def _explain(exc: BaseException) -> str | None:

@@ -249,4 +249,9 @@ def test_every_kernel_runs_compiled(monkeypatch, rng):
                             maximize=False, first_step=False)
     K.optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
                              beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    K.optim_captured.sgd_update_many([w], [w.copy()], [w.copy()], numpy.array([0.1, 0.0, 1.0, 0.0]), momentum=0.9,
+                                     dampening=0, weight_decay=0, nesterov=False, maximize=False, xp=numpy)
+    K.optim_captured.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], numpy.zeros(7), beta1=0.9,
+                                      beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                                      maximize=False, xp=numpy)
     assert seen == {s.name for s in all_kernel_specs()}
