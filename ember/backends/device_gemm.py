@@ -9,7 +9,9 @@ with ``@``. Importing this module never imports CuPy.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy
@@ -20,9 +22,22 @@ from ember.backends.capture_state import CAPTURING  # > 0 while ember.cuda.graph
 ALWAYS = os.environ.get("EMBER_OWN_GEMM", "") == "always"
 
 
+FORCED = [0]  # > 0 inside ``own_gemm()``
+
+
 def use_own_gemm() -> bool:
     """True when device GEMMs go through ember's own cuBLAS handle now."""
-    return ALWAYS or CAPTURING[0] > 0
+    return ALWAYS or CAPTURING[0] > 0 or FORCED[0] > 0
+
+
+@contextlib.contextmanager
+def own_gemm() -> Iterator[None]:
+    """Use ember's cuBLAS handle in this block (``ember.compile``'s CUDA warm-up: the graph's GEMMs, loaded early)."""
+    FORCED[0] += 1
+    try:
+        yield
+    finally:
+        FORCED[0] -= 1
 
 
 def matmul(a: Any, b: Any) -> Any:

@@ -289,3 +289,13 @@ def test_optimizer_state_made_in_the_capture_is_zeroed_once_not_every_replay(gra
         g.replay()
     numpy.testing.assert_array_equal(ws[1].numpy(), ws[0].numpy())
     numpy.testing.assert_array_equal(opts[1].state[(0, 0)]["exp_avg"].get(), opts[0].state[(0, 0)]["exp_avg"])
+
+
+def test_cuda_warmup_runs_the_graphs_gemms_eagerly(graphs):
+    model = em.nn.Linear(12, 5).to("cuda")
+    run = em.compile(lambda x: model(x).sum(), warmup=1)
+    x = em.tensor(numpy.ones((4, 12), numpy.float32), device="cuda")
+    run(x)  # the warm-up call: eager, through ember's cuBLAS handle (kernels chosen before capture)
+    assert [c[0] for c in graphs.calls].count("gemm") == 1 and run.captures == 0
+    model(x)  # outside ember.compile: CuPy's own matmul
+    assert [c[0] for c in graphs.calls].count("gemm") == 1
