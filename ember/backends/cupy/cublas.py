@@ -13,8 +13,9 @@ as ``C^T = B^T A^T`` with ``m = N, n = M, k = K``; an operand that is a
 transposed view of a contiguous array (``W.T``) is passed untransposed with
 ``CUBLAS_OP_T``, so no copy is made. Other strided operands are copied first.
 
-When it is used (``ember.backends.device_gemm``): only while a graph captures,
-by default. Trade-off: one path for eager and captured steps would make their
+When it is used (``ember.backends.device_gemm``): while a graph captures and in
+``ember.compile``'s CUDA warm-up calls (so the graph's GEMM kernels are chosen
+and loaded before the capture), by default. Trade-off: one path for eager and captured steps would make their
 GEMMs bit-identical by construction and skip CuPy's matmul bookkeeping, but
 routes every eager GEMM through code that a GPU has not yet run; CuPy's
 ``matmul`` also picks TF32 and batching paths by itself. ``EMBER_OWN_GEMM=always``
