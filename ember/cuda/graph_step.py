@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember.autograd.tensor import Tensor
+from ember.cuda import device
 from ember.cuda.graphs import CUDAGraph, graph
 
 
@@ -30,18 +31,20 @@ class GraphedStep:
         self.static_kwargs = {k: _static_copy(v) for k, v in kwargs.items()}
         self.inputs = [a for a in self.static_args if isinstance(a, Tensor)] + [
             self.static_kwargs[k] for k in sorted(self.static_kwargs) if isinstance(self.static_kwargs[k], Tensor)]
+        self.device = self.inputs[0].device.index or 0  # capture and replay on the inputs' GPU
         self.graph = CUDAGraph()
-        with graph(self.graph):
+        with device(self.device), graph(self.graph):
             self.output = fn(*self.static_args, **self.static_kwargs)
 
     def run(self, args: tuple, kwargs: dict) -> Any:
         """Copy the call's tensors into the static inputs, launch the graph, return the static outputs."""
         given = [a for a in args if isinstance(a, Tensor)] + [kwargs[k] for k in sorted(kwargs)
                                                              if isinstance(kwargs[k], Tensor)]
-        for static, new in zip(self.inputs, given):
-            if new.data is not static.data:
-                static.data[...] = new.data
-        self.graph.replay()
+        with device(self.device):
+            for static, new in zip(self.inputs, given):
+                if new.data is not static.data:
+                    static.data[...] = new.data
+            self.graph.replay()
         return self.output
 
 

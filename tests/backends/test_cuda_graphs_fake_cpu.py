@@ -299,3 +299,11 @@ def test_cuda_warmup_runs_the_graphs_gemms_eagerly(graphs):
     assert [c[0] for c in graphs.calls].count("gemm") == 1 and run.captures == 0
     model(x)  # outside ember.compile: CuPy's own matmul
     assert [c[0] for c in graphs.calls].count("gemm") == 1
+
+
+def test_a_step_on_the_second_gpu_is_captured_there(graphs):
+    w = em.tensor([1.0, 2.0], device="cuda:1", requires_grad=True)
+    run = em.compile(lambda x: (x * w).sum(), warmup=0)
+    assert run(em.tensor([3.0, 4.0], device="cuda:1")).item() == 11.0
+    cap = fcg.last_capture()
+    assert cap.stream is em.cuda.graphs._STREAMS[1] and em.cuda.current_device() == 0
