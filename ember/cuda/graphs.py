@@ -14,11 +14,14 @@ graph needs to stay correct, and how it gets it:
 * Host->device copies are refused during capture; small tables whose contents
   the host knows (the multi-tensor optimizer's pointer table) are allocated in
   the capture and filled right after it (:func:`defer_upload`).
-* Values that change between replays are read by kernels from device memory and
-  refreshed before every launch by hooks (:func:`before_replay`): the optimizer's
-  learning rate and step count, so schedulers keep working.
-* A Tensor whose ``.data`` was replaced since capture would silently stop being
-  read: ``replay`` checks and raises; copy new values in place instead.
+* Values that change between replays are read by kernels from device memory:
+  the optimizer's learning rate, refreshed before every launch by a hook
+  (:func:`before_replay`), so schedulers keep working; Adam's step count and the
+  loss scaler's scale and found-inf flag, updated by kernels in the graph.
+* A Tensor whose ``.data`` is replaced (by the step, or after capture) would
+  silently stop being read: capture and ``replay`` raise; update in place.
+* CuPy's refusals (host reads, host copies, cuBLAS, cuRAND) become a
+  ``CaptureError`` that says what the step did, dropout's host-drawn mask included.
 
 Without a GPU, everything here raises the install hint of ``ember.cuda``.
 """
