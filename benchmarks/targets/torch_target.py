@@ -175,7 +175,7 @@ class TorchTarget(Target):
         adam = p.get("optimizer", "adam") == "adam"
         opt = (torch.optim.Adam(model.parameters(), lr=p.get("lr", 1e-3)) if adam
                else torch.optim.SGD(model.parameters(), lr=p.get("lr", 0.01)))
-        if self.options.get("graph"):
+        if self.graph:
             return self._graphed_train(p, model, x, t, adam, precision)
         scaler = torch.amp.GradScaler(self.device, enabled=precision == "amp" and self.device == "cuda")
 
