@@ -308,3 +308,24 @@ def test_a_step_on_the_second_gpu_is_captured_there(graphs):
     assert run(em.tensor([3.0, 4.0], device="cuda:1")).item() == 11.0
     cap = fcg.last_capture()
     assert cap.stream is em.cuda.graphs._STREAMS[1] and em.cuda.current_device() == 0
+
+
+def test_dropout_masks_replay_fresh_or_the_capture_refuses(graphs):
+    """Until dropout draws its mask on the device the capture must refuse it; after, replays must not freeze it."""
+    x = em.ones((8, 8), device="cuda")
+
+    def step(x):
+        return em.nn.functional.dropout(x, 0.5)
+
+    em.manual_seed(0)
+    eager = [step(x).numpy() for _ in range(4)]
+    em.manual_seed(0)
+    run = em.compile(step)
+    try:
+        replayed = [run(x).numpy().copy() for _ in range(4)]
+    except CaptureError as exc:
+        assert "dropout draws its mask on the host" in str(exc) and run.captures == 0
+        return
+    for a, b in zip(replayed, eager):
+        numpy.testing.assert_array_equal(a, b)
+    assert not numpy.array_equal(replayed[2], replayed[3])  # a mask frozen at capture would repeat
