@@ -68,9 +68,13 @@ class PhiloxGenerator:
         graph's private memory pool does not own it.
         """
         state = self._states.get(device)
-        if state is None:
-            state = self._states[device] = xp.zeros(2, dtype="int64")
-            _write(state, self._seed, self._pending.pop(device, 0))
+        if state is not None and isinstance(state, xp.ndarray):
+            return state
+        # First use, or an array of another array module now serves this device (a test's fake
+        # CuPy replaced): a new array continuing the same offset.
+        offset = self._pending.pop(device, 0) if state is None else _read_offset(state)
+        state = self._states[device] = xp.zeros(2, dtype="int64")
+        _write(state, self._seed, offset)
         return state
 
     def offset(self, device: str = "cpu") -> int:
@@ -81,8 +85,7 @@ class PhiloxGenerator:
         """``{"seed": int, "offsets": {device: int}}``: everything the stream needs to resume."""
         offsets = dict(self._pending)
         for key, state in self._states.items():
-            host = state.get() if hasattr(state, "get") else state  # a CuPy array is read back
-            offsets[key] = int(host[1]) & _MASK64
+            offsets[key] = _read_offset(state)
         return {"seed": self._seed, "offsets": offsets}
 
     def set_state(self, state: dict) -> None:
@@ -113,6 +116,12 @@ def _as_int64(value: int) -> int:
     """``value mod 2**64`` as the signed int64 with the same bits (how state words are stored)."""
     value &= _MASK64
     return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _read_offset(state: Any) -> int:
+    """The offset word of a state array, as an unsigned int (a device read for a CuPy array)."""
+    host = state.get() if hasattr(state, "get") else state
+    return int(host[1]) & _MASK64
 
 
 def _write(state: Any, seed: int, offset: int) -> None:

@@ -314,8 +314,10 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
         return launch
 
     from ember.backends.cupy import conv_gemm
+    from ember.backends.cupy import philox as cupy_philox
+    from ember.backends.reference.philox import new_state
 
-    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
+    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim, cupy_philox):
         for name in ("launch", "launch_blocks"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, recording(getattr(cupy_source, name)))
@@ -344,6 +346,7 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
                                first_step=False)
     cupy_optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
                                 beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    cupy_philox.dropout_mask((3, 5), 0.3, new_state(1), numpy.float32)
     assert set(seen) == {s.name for s in all_specs()}
     python_type = {"pointer": numpy.ndarray, "long long": int, "double": float}
     for spec, args in seen.values():

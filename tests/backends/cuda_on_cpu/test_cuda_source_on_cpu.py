@@ -249,4 +249,5 @@ def test_every_kernel_runs_compiled(monkeypatch, rng):
                             maximize=False, first_step=False)
     K.optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
                              beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    K.philox.dropout_mask((3, 5), 0.3, R.philox.new_state(1), numpy.float32)
     assert seen == {s.name for s in all_kernel_specs()}
