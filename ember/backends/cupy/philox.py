@@ -14,6 +14,7 @@ bit-exact, as is the NumPy emulation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -104,13 +105,23 @@ def dropout_mask(shape: tuple, p: float, state: Any, dtype: Any, *, xp: Any = nu
     if dtype not in CTYPES:
         raise TypeError(f"dropout: expected a float16, float32 or float64 mask, got dtype {dtype}")
     n = math.prod(shape)
-    mask = xp.empty(shape, dtype=dtype)
     blocks = _ref.blocks_for(n)
-    if blocks == 0:
-        return mask
     # The scale travels as a double holding the dtype's own value (float16 inf included), so the
     # kernel's conversion back to T is exact and equals the reference's rounding.
     scale = float(_ref.dropout_scale(p, dtype))
-    launch(PHILOX_DROPOUT, dtype, blocks, (mask, state, n, _ref.dropout_threshold(p), scale))
-    launch(PHILOX_ADVANCE, dtype, 1, (state, blocks))
+    with _on_device_of(state):  # the mask and the launches go to the GPU holding the state (x's)
+        mask = xp.empty(shape, dtype=dtype)
+        if blocks:
+            launch(PHILOX_DROPOUT, dtype, blocks, (mask, state, n, _ref.dropout_threshold(p), scale))
+            launch(PHILOX_ADVANCE, dtype, 1, (state, blocks))
     return mask
+
+
+def _on_device_of(array: Any) -> Any:
+    """CuPy's device context of ``array``'s GPU; a null context for host arrays (the CPU test harness)."""
+    device = getattr(array, "device", None)
+    if not hasattr(device, "id"):  # NumPy 2 arrays have ``device == "cpu"``
+        return contextlib.nullcontext()
+    import cupy
+
+    return cupy.cuda.Device(device.id)
