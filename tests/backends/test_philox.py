@@ -109,3 +109,16 @@ def test_large_seeds_and_offsets_are_stored_as_int64_bits():
     assert state.dtype == np.int64 and [int(v) for v in state.view(np.uint64)] == [2**64 - 1, 2**63 + 5]
     philox.advance(state, 2**63)
     assert int(state.view(np.uint64)[1]) == 5  # wraps mod 2**64
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("p", [1e-9, 0.3, 1 - 1e-7, 1 - 1e-12])
+def test_compiled_cpu_mask_is_bit_equal_to_the_twin(dtype, p):
+    nb_philox = pytest.importorskip("ember.backends.numba.philox", reason="numba is not installed")
+    for seed, offset, shape in ((0, 0, (3, 5, 7)), (2**64 - 1, 2**32 - 2, (13,)), (99, 2**64 - 3, (6, 11)),
+                                (4, 1, (0, 3))):
+        compiled, twin = philox.new_state(seed, offset), philox.new_state(seed, offset)
+        for _ in range(2):
+            got, want = nb_philox.dropout_mask(shape, p, compiled, dtype), philox.dropout_mask(shape, p, twin, dtype)
+            assert got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+            np.testing.assert_array_equal(compiled, twin)

@@ -124,4 +124,6 @@ def _on_device_of(array: Any) -> Any:
         return contextlib.nullcontext()
     import cupy
 
+    if cupy.cuda.runtime.getDevice() == device.id:  # the usual case: no device switch (nothing during a capture)
+        return contextlib.nullcontext()
     return cupy.cuda.Device(device.id)

@@ -21,7 +21,7 @@ Design choices (timings: ``python -m benchmarks.kernels_nn_optim``):
   are passed in the array's dtype), so they match NumPy bit for bit.  Batch-norm
   statistics and softmax row sums accumulate in float64 and differ from NumPy's
   float32 pairwise sums in the last bits (they are at least as accurate).
-* ``dropout_mask`` is the reference's NumPy Philox twin (``reference.philox``).
+* ``dropout_mask`` is the compiled Philox4x32-10 loop of ``numba.philox`` (bit-equal to the twin).
 * Kernels compile on first call per dtype (about 0.3-1.5 s each) and are cached on
   disk (``NUMBA_CACHE_DIR``); importing this module compiles nothing.
 """
@@ -311,6 +311,7 @@ def batch_norm_backward(
 
 
 # --------------------------------------------------------------------- dropout
-# No compiled dropout: the mask is the reference's Philox4x32-10 twin, whose bits the CUDA
-# kernel must reproduce; the namespace still provides it.
-dropout_mask = _ref.dropout_mask
+# The Philox4x32-10 mask in one compiled pass (``numba.philox``), bit-equal to the reference twin
+# the CUDA kernel also matches.
+from ember.backends.numba.philox import dropout_mask  # noqa: E402, F401
+
