@@ -77,6 +77,10 @@ class PhiloxGenerator:
         _write(state, self._seed, offset)
         return state
 
+    def has_state(self, device: str) -> bool:
+        """True once ``device`` has a live state array (made by its first mask)."""
+        return device in self._states
+
     def offset(self, device: str = "cpu") -> int:
         """The next block ``device`` draws from (a device read on CUDA)."""
         return self.get_state()["offsets"].get(device, 0)

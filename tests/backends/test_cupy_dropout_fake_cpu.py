@@ -110,3 +110,25 @@ def test_device_masks_in_other_dtypes(fake_cupy, dtype):
     x = numpy.ones((3, 7), dtype=dtype)
     got = em.nn.functional.dropout(em.tensor(x, device="cuda"), 0.5).numpy()
     numpy.testing.assert_array_equal(got, philox.dropout_mask((3, 7), 0.5, philox.new_state(6), dtype))
+
+
+class _CapturingStream:
+    def is_capturing(self):
+        return True
+
+
+def test_capture_refuses_what_would_freeze_the_mask(fake_cupy, monkeypatch):
+    x = em.tensor(numpy.ones((2, 8), numpy.float32), device="cuda")
+    gen = em.PhiloxGenerator(3)
+    monkeypatch.setattr(_cupy().cuda, "get_current_stream", lambda: _CapturingStream())
+    with pytest.raises(RuntimeError, match=r"dropout: the dropout generator has no state on cuda:0 yet.*warm-up"):
+        em.nn.functional.dropout(x, 0.5, generator=gen)  # its fill would be captured and reset the offset
+    with pytest.raises(RuntimeError, match="numpy.random.Generator draws its key on the host"):
+        em.nn.functional.dropout(x, 0.5, generator=numpy.random.default_rng(0))
+    monkeypatch.setattr(_cupy().cuda, "get_current_stream", lambda: None)
+    eager = em.nn.functional.dropout(x, 0.5, generator=gen).numpy()  # the warm-up call makes the state
+    monkeypatch.setattr(_cupy().cuda, "get_current_stream", lambda: _CapturingStream())
+    captured = em.nn.functional.dropout(x, 0.5, generator=gen).numpy()  # now fine: the state exists
+    state = philox.new_state(3)
+    numpy.testing.assert_array_equal(eager, philox.dropout_mask((2, 8), 0.5, state, numpy.float32))
+    numpy.testing.assert_array_equal(captured, philox.dropout_mask((2, 8), 0.5, state, numpy.float32))

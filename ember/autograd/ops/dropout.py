@@ -83,6 +83,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
         ValueError: ``p`` outside ``[0, 1)``.
         DTypeError: ``x`` is not floating.
         TypeError: ``generator`` of another kind.
+        RuntimeError: inside a CUDA graph capture, a generator without a state on
+            ``x``'s device yet, or a ``numpy.random.Generator`` (either would freeze the mask).
     """
     from ember.philox_generator import PhiloxGenerator, default_philox_generator
 
@@ -94,8 +96,15 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
     if not training or p == 0:
         return x
     fixed = False
+    capturing = x.device.type == "cuda" and _cuda_capturing()
     if generator is None or isinstance(generator, PhiloxGenerator):
         generator = default_philox_generator() if generator is None else generator
+        if capturing and not generator.has_state(str(x.device)):
+            # Made inside the graph, the state's fill would replay too and reset the offset every step.
+            raise RuntimeError(
+                f"{op}: the dropout generator has no state on {x.device} yet, and a CUDA graph is being captured; "
+                "run the step once eagerly before capturing (a warm-up step makes the state)"
+            )
         state = generator.state(str(x.device), _device_xp(x))
     elif isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool):
         if generator < 0:
@@ -104,13 +113,25 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = N
 
         state, fixed = new_state(int(generator), xp=_device_xp(x)), True
     elif isinstance(generator, numpy.random.Generator):
-        state = generator  # a key is drawn from it in forward, so a replayed step draws a new one
+        if capturing:
+            raise RuntimeError(
+                f"{op}: a numpy.random.Generator draws its key on the host, which a CUDA graph would freeze; "
+                "pass an ember.PhiloxGenerator (or None for the default one) inside a captured step"
+            )
+        state = generator  # a key is drawn from it in forward, so a replayed step (CPU tape) draws a new one
     else:
         raise TypeError(
             f"{op}: expected generator to be an ember.PhiloxGenerator, an int seed or a numpy.random.Generator, "
             f"got {generator!r}"
         )
     return InvertedDropout.apply(x, p=float(p), state=state, fixed=fixed)
+
+
+def _cuda_capturing() -> bool:
+    """True while CuPy's current stream is capturing a CUDA graph."""
+    from ember.backends.cupy.philox import stream_is_capturing
+
+    return stream_is_capturing()
 
 
 def _device_xp(x: Tensor) -> Any:

@@ -127,3 +127,16 @@ def _on_device_of(array: Any) -> Any:
     if cupy.cuda.runtime.getDevice() == device.id:  # the usual case: no device switch (nothing during a capture)
         return contextlib.nullcontext()
     return cupy.cuda.Device(device.id)
+
+
+def stream_is_capturing() -> bool:
+    """True while CuPy's current stream is capturing a CUDA graph (False where it cannot tell)."""
+    import cupy
+
+    query = getattr(cupy.cuda.get_current_stream(), "is_capturing", None)
+    if query is None:
+        return False
+    try:
+        return bool(query())
+    except Exception:  # noqa: BLE001 - a driver that cannot answer: treat as eager
+        return False
