@@ -29,12 +29,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import numpy
+
 _MASK64 = (1 << 64) - 1
 
 
 def _check_seed(seed: Any, where: str) -> int:
-    import numpy
-
     if isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0:
         raise ValueError(f"{where}: expected a non-negative integer seed, got {seed!r}")
     return int(seed) & _MASK64
@@ -61,11 +61,11 @@ class PhiloxGenerator:
         return self._seed
 
     def state(self, device: str, xp: Any) -> Any:
-        """The live ``[seed, offset]`` int64 array of ``device`` (``"cpu"``, ``"cuda:0"``), made with ``xp`` on first use.
+        """The live ``[seed, offset]`` int64 array of ``device`` (``"cpu"``, ``"cuda:0"``).
 
-        Kernels read and advance it in place.  It is made by a fill (no host copy);
-        still, make it before a CUDA graph capture (one eager step does), so the
-        graph's private memory pool does not own it.
+        Made with ``xp`` by a fill (no host copy) on first use; kernels read and
+        advance it in place.  Make it before a CUDA graph capture (one eager step
+        does): made inside, its fill would replay and reset the offset every step.
         """
         state = self._states.get(device)
         if state is not None and isinstance(state, xp.ndarray):
@@ -99,7 +99,9 @@ class PhiloxGenerator:
             ValueError: ``state`` is not such a dict.
         """
         if not isinstance(state, dict) or "seed" not in state or not isinstance(state.get("offsets"), dict):
-            raise ValueError(f"PhiloxGenerator.set_state: expected a dict with 'seed' and 'offsets', got {state!r:.200}")
+            raise ValueError(
+                f"PhiloxGenerator.set_state: expected a dict with 'seed' and 'offsets', got {state!r:.200}"
+            )
         offsets = {str(k): int(v) & _MASK64 for k, v in state["offsets"].items()}
         self._seed = _check_seed(int(state["seed"]), "PhiloxGenerator.set_state")
         for key, array in self._states.items():
