@@ -29,6 +29,7 @@ from ember import dtypes
 from ember.autograd.function import AUTOCAST_CASTER, Function
 from ember.autograd.ops.activation import LogNormalizedExponential, NormalizedExponential
 from ember.autograd.ops.conv import Convolution2d, Convolution2dWeightGrad, TransposedConvolution2d
+from ember.autograd.ops.conv_relu import RectifiedConvolution2d
 from ember.autograd.ops.convert import Cast
 from ember.autograd.ops.elementwise import Exp, Log, Pow
 from ember.autograd.ops.linalg import MatMul
@@ -39,7 +40,7 @@ from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError
 
 LOW_PRECISION_OPS = frozenset(
-    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad]
+    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad, RectifiedConvolution2d]
 )
 FLOAT32_OPS = frozenset(
     [NormalizedExponential, LogNormalizedExponential, SoftmaxCrossEntropy, NegativeLogLikelihood, MeanSquaredError,
