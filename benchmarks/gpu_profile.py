@@ -229,15 +229,16 @@ def main(argv: list[str] | None = None) -> int:
     doc = {"device": args.device, "device_name": name, "measured_at": machine.utc_now(),
            "command": "python benchmarks/gpu_profile.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "versions": machine.versions(), "cases": []}
+    stem = args.out / f"gpu_profile-{machine.slug(name)}"
     for model_name in args.models:
         for batch in args.batches:
             for precision in args.precisions:
                 case = profile_case(model_name, batch, precision, args.device, args.steps, args.warmup)
                 doc["cases"].append(case)
                 print(f"{model_name} b{batch} {precision}: step {case['phases_ms']['step']:.3f} ms", flush=True)
-    stem = args.out / f"gpu_profile-{machine.slug(name)}"
-    write_json(stem.with_suffix(".json"), doc)
-    write_atomic(stem.with_suffix(".md"), render(doc))
+                # rewritten after every configuration: a run cut short by a timeout keeps what it measured
+                write_json(stem.with_suffix(".json"), doc)
+                write_atomic(stem.with_suffix(".md"), render(doc))
     print(f"wrote {stem}.json/.md")
     return 0
 
