@@ -72,13 +72,24 @@ def test_fused_relu_forward_and_backward(compiled, geo, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
-def test_gy_rows_bias_partials_cover_every_row_once(compiled, dtype, rng):
-    """Odd row counts and channel counts: segments that end early or hold nothing still sum each row once."""
-    for n, oc, hw in ((1, 1, (1, 1)), (3, 7, (5, 3)), (2, 600, (1, 1)), (4, 2, (17, 19))):
+def test_gy_rows_bias_partials_cover_every_row_once(monkeypatch, dtype, rng):
+    """Odd row and channel counts, and segments that end early or hold nothing, still sum each row once.
+
+    A block-per-item kernel ignores the grid-stride launch shapes, so one shape is enough here.
+    """
+    patch_launches(monkeypatch, "device_config")
+    for n, oc, hw in ((1, 1, (1, 1)), (3, 7, (5, 3)), (4, 2, (17, 19))):
         gy = rng.normal(size=(n, oc) + hw).astype(dtype)
         gy2, gb = K.conv_gemm.gy_rows(gy, None, True, xp=numpy)
         assert numpy.array_equal(gy2, gy.transpose(0, 2, 3, 1).reshape(-1, oc))
         _close(gb, gy.astype(numpy.float64).sum(axis=(0, 2, 3)), dtype)
+    gy = rng.normal(size=(5, 3, 1, 1)).astype(dtype)
+    for parts in (4, 7):  # 5 rows in segments of 2 (the last one empty) or of 1 (two empty)
+        gy2 = numpy.empty((5, 3), dtype=dtype)
+        partial = numpy.full((3, parts), numpy.nan, dtype=numpy.float64 if dtype == numpy.float64 else numpy.float32)
+        K.conv_gemm.launch_blocks(K.conv_gemm.GY_ROWS_BIAS, dtype, 3 * parts, (gy, gy, gy2, partial, 3, 1, 5, parts, 0))
+        _close(partial.sum(axis=1), gy.astype(numpy.float64).sum(axis=(0, 2, 3)), dtype)
+        assert (partial[:, -1] == 0).all()
 
 
 def test_relu_mask_semantics(compiled):
