@@ -67,7 +67,7 @@ fi
 
 # Per op (CUDA events) and per kernel (CUPTI through torch.profiler) for one step of each configuration.
 stage profile 75 python benchmarks/gpu_profile.py --out "$OUT_DIR" --batches 100,1000 --precisions float32,amp \
-  --steps 5 --warmup 3
+  --steps 3 --warmup 2
 
 # The harness: named baselines (TF32 off on both sides, then each one's TF32), AMP, and CUDA-graph replay.
 # Targets another branch has not added yet are listed and skipped.
