@@ -327,6 +327,7 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
     W = x[:, :, :3, :3].copy()
     y = cupy_conv.conv2d_forward(x, W, W[:, 0, 0, 0].copy(), (2, 1), (1, 0), xp=numpy)
     cupy_conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, True), xp=numpy)
+    cupy_conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, False), xp=numpy, y=y)
     y, am = cupy_pool.max_pool2d_forward(x, 2, 2, 2, 0)
     cupy_pool.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 0)
     cupy_pool.avg_pool2d_backward(cupy_pool.avg_pool2d_forward(x, 2, 2, 2, 0), x.shape, 2, 2, 2, 0)

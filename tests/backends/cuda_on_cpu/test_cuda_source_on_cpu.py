@@ -231,6 +231,7 @@ def test_every_kernel_runs_compiled(monkeypatch, rng):
     W = x[:, :, :3, :3].copy()
     y = K.conv.conv2d_forward(x, W, W[:, 0, 0, 0].copy(), (2, 1), (1, 0), xp=numpy)
     K.conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, True), xp=numpy)
+    K.conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, False), xp=numpy)
     y, am = K.pool.max_pool2d_forward(x, 2, 2, 2, 0)
     K.pool.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 0)
     K.pool.avg_pool2d_backward(K.pool.avg_pool2d_forward(x, 2, 2, 2, 0), x.shape, 2, 2, 2, 0)
