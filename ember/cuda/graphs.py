@@ -21,7 +21,8 @@ graph needs to stay correct, and how it gets it:
 * A Tensor whose ``.data`` is replaced (by the step, or after capture) would
   silently stop being read: capture and ``replay`` raise; update in place.
 * CuPy's refusals (host reads, host copies, cuBLAS, cuRAND) become a
-  ``CaptureError`` that says what the step did, dropout's host-drawn mask included.
+  ``CaptureError`` that says what the step did. Dropout draws its masks from a
+  device generator state, so a replay draws the next mask, as an eager step does.
 
 Without a GPU, everything here raises the install hint of ``ember.cuda``.
 """
@@ -193,13 +194,6 @@ def _explain(exc: BaseException) -> str | None:
     text = str(exc)
     if not any(k in text for k in _CUDA_REFUSALS):
         return None
-    tb, dropout = exc.__traceback__, False
-    while tb is not None:
-        dropout = dropout or "Dropout" in getattr(tb.tb_frame.f_code, "co_qualname", "")
-        tb = tb.tb_next
-    if dropout:
-        return ("dropout draws its mask on the host and copies it to the GPU, which a CUDA graph cannot do; "
-                "capture the model in eval() mode or with p=0 until dropout's mask comes from a device generator")
     if "H2D" in text:
         return "a host->device copy (a NumPy array or Python list made into a device tensor) inside the step"
     if "cuBLAS" in text:

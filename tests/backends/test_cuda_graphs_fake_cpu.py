@@ -65,8 +65,10 @@ def test_capture_refuses_host_reads_copies_and_cupy_gemm(graphs):
 
 def test_host_drawn_dropout_mask_is_refused_with_the_reason(graphs):
     x = em.ones((4, 4), device="cuda")
-    with pytest.raises(CaptureError, match="dropout draws its mask on the host"), em.cuda.graph(em.cuda.CUDAGraph()):
-        em.nn.functional.dropout(x, 0.5)
+    with pytest.raises(RuntimeError, match="draws its key on the host"), em.cuda.graph(em.cuda.CUDAGraph()):
+        em.nn.functional.dropout(x, 0.5, generator=numpy.random.default_rng(0))
+    with pytest.raises(RuntimeError, match="no state on cuda:0 yet"), em.cuda.graph(em.cuda.CUDAGraph()):
+        em.nn.functional.dropout(x, 0.5, generator=em.PhiloxGenerator(3))
 
 
 def test_replay_refuses_a_rebound_parameter(graphs):
@@ -80,8 +82,8 @@ def test_replay_refuses_a_rebound_parameter(graphs):
 
 
 def _model(name):
-    if name == "DeepConvNet":  # evaluated without dropout (its host-drawn mask cannot be captured yet)
-        return em.models.DeepConvNet((1, 12, 12), hidden_size=6, output_size=5).eval(), (1, 12, 12)
+    if name == "DeepConvNet":  # with dropout: its masks come from a device generator
+        return em.models.DeepConvNet((1, 12, 12), hidden_size=6, output_size=5), (1, 12, 12)
     if name == "SimpleConvNet":
         return em.models.SimpleConvNet(input_dim=(1, 8, 8), conv_param={
             "filter_num": 3, "filter_size": 3, "pad": 1, "stride": 1}, hidden_size=6, output_size=5), (1, 8, 8)
@@ -312,8 +314,8 @@ def test_a_step_on_the_second_gpu_is_captured_there(graphs):
     assert cap.stream is em.cuda.graphs._STREAMS[1] and em.cuda.current_device() == 0
 
 
-def test_dropout_masks_replay_fresh_or_the_capture_refuses(graphs):
-    """Until dropout draws its mask on the device the capture must refuse it; after, replays must not freeze it."""
+def test_dropout_masks_replay_fresh_and_equal_eager_masks(graphs):
+    """Dropout's mask comes from a device generator state: every replay draws the next one, as eager steps do."""
     x = em.ones((8, 8), device="cuda")
 
     def step(x):
@@ -323,11 +325,8 @@ def test_dropout_masks_replay_fresh_or_the_capture_refuses(graphs):
     eager = [step(x).numpy() for _ in range(4)]
     em.manual_seed(0)
     run = em.compile(step)
-    try:
-        replayed = [run(x).numpy().copy() for _ in range(4)]
-    except CaptureError as exc:
-        assert "dropout draws its mask on the host" in str(exc) and run.captures == 0
-        return
+    replayed = [run(x).numpy().copy() for _ in range(4)]
+    assert run.captures == 1
     for a, b in zip(replayed, eager):
         numpy.testing.assert_array_equal(a, b)
     assert not numpy.array_equal(replayed[2], replayed[3])  # a mask frozen at capture would repeat

@@ -13,7 +13,6 @@ import numpy
 import pytest
 
 import ember as em
-from ember.autograd.capture import CaptureError
 from ember.backends import device_gemm
 
 pytestmark = [
@@ -31,12 +30,12 @@ def _model(name):
     return em.models.TwoLayerNet((1, 28, 28), 50, 10), (1, 28, 28)
 
 
-def _train(name, compiled, n=6, amp=False, train_mode=True, opt_name="adam"):
+def _train(name, compiled, n=6, amp=False, opt_name="adam"):
     """Losses, parameters and (AMP) scales after ``n`` steps with an lr changed outside the step."""
     em.manual_seed(0)
     model, shape = _model(name)
     model = model.to("cuda")
-    model.train(train_mode)
+    model.train()
     opt = (em.optim.Adam(model.parameters(), lr=1e-3) if opt_name == "adam"
            else em.optim.SGD(model.parameters(), lr=0.05, momentum=0.9))
     scaler = em.amp.GradScaler(init_scale=2.0**20, growth_interval=2) if amp else None
@@ -72,9 +71,8 @@ def _train(name, compiled, n=6, amp=False, train_mode=True, opt_name="adam"):
 @pytest.mark.parametrize("opt_name", ["adam", "sgd"])
 def test_replayed_steps_equal_eager_bit_for_bit_with_the_same_gemms(name, opt_name, monkeypatch):
     monkeypatch.setattr(device_gemm, "ALWAYS", True)
-    train_mode = name != "DeepConvNet"  # DeepConvNet's dropout: see the test below
-    eager = _train(name, False, opt_name=opt_name, train_mode=train_mode)
-    replayed = _train(name, True, opt_name=opt_name, train_mode=train_mode)
+    eager = _train(name, False, opt_name=opt_name)  # DeepConvNet with dropout: masks from the device generator
+    replayed = _train(name, True, opt_name=opt_name)
     assert replayed[0] == eager[0]
     for a, b in zip(replayed[1], eager[1]):
         numpy.testing.assert_array_equal(a, b)
@@ -88,12 +86,8 @@ def test_replayed_steps_match_eager_cupy_matmul(name):
         numpy.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
 
 
-def test_deep_convnet_with_dropout_captures_or_says_why():
-    try:
-        eager, replayed = _train("DeepConvNet", False), _train("DeepConvNet", True)
-    except CaptureError as exc:
-        assert "dropout" in str(exc)
-        pytest.skip(f"dropout is not capture-safe yet (device RNG pending): {exc}")
+def test_deep_convnet_with_dropout_matches_eager_cupy_matmul():
+    eager, replayed = _train("DeepConvNet", False), _train("DeepConvNet", True)
     numpy.testing.assert_allclose([v for v, _ in replayed[0]], [v for v, _ in eager[0]], rtol=1e-4)
 
 
