@@ -109,9 +109,10 @@ class CUDAGraph:
         if int(self._stream.ptr) in (0, 1):
             raise RuntimeError("ember.cuda.graph: cannot capture on the legacy default stream")
         self._pool = pool if pool is not None else cupy.cuda.MemoryPool()
-        from ember.backends.cupy import cublas
+        from ember.backends.cupy import cublas, optim_captured
 
         cublas.prepare(cupy, int(cupy.cuda.Device().id), int(self._stream.ptr))  # handle + workspace, outside
+        optim_captured.preload(cupy)  # kernels that only ever run inside graphs: loaded before capturing
         self._exits = contextlib.ExitStack()
         self._exits.enter_context(self._stream)
         self._exits.enter_context(cupy.cuda.using_allocator(self._pool.malloc))

@@ -330,3 +330,30 @@ def test_dropout_masks_replay_fresh_and_equal_eager_masks(graphs):
     for a, b in zip(replayed, eager):
         numpy.testing.assert_array_equal(a, b)
     assert not numpy.array_equal(replayed[2], replayed[3])  # a mask frozen at capture would repeat
+
+
+def test_kernels_that_only_run_in_graphs_are_loaded_before_the_first_capture(graphs, monkeypatch):
+    import cupy
+
+    from ember.backends.cupy import kernel_spec, optim_captured
+
+    loaded = []
+
+    class RawKernel:
+        def __init__(self, source, name, options=()):
+            self.name = name
+
+        def compile(self):
+            loaded.append(self.name)
+
+    monkeypatch.setattr(cupy, "RawKernel", RawKernel)
+    monkeypatch.setattr(optim_captured, "_PRELOADED", [])
+    kernel_spec._compiled.cache_clear()
+    try:
+        for _ in range(2):
+            with em.cuda.graph(em.cuda.CUDAGraph()):
+                em.ones(2, device="cuda") * 2
+    finally:
+        kernel_spec._compiled.cache_clear()
+    assert loaded == ["ember_sgd_update_many_dev_f32", "ember_adam_update_many_dev_f32", "ember_sgd_prep_f64",
+                      "ember_adam_prep_f64"]  # once per process, before the capture began

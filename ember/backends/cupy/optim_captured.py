@@ -153,3 +153,22 @@ def adam_update_many(ws: list, gs: list, exp_avgs: list, exp_avg_sqs: list, max_
 def adam_coefficients(lr: float, step: int, beta1: float, beta2: float, weight_decay: float) -> numpy.ndarray:
     """``sc`` of the Adam kernel for step ``step`` (the eager kernel's scalars, same float64 arithmetic)."""
     return numpy.array([lr / (1 - beta1**step), (1 - beta2**step) ** 0.5, 1 - lr * weight_decay], dtype=numpy.float64)
+
+
+_PRELOADED: list = []
+
+
+def preload(cupy: Any) -> None:
+    """Compile and load the float32 update kernels and the prep kernels before a first capture.
+
+    They run only inside graphs, so without this their module would be loaded while
+    a stream captures (newer drivers allow it, older ones refuse). Once per process.
+    """
+    if _PRELOADED or getattr(cupy, "RawKernel", None) is None:
+        return
+    from ember.backends.cupy.kernel_spec import _compiled
+
+    for spec, dtype in ((SGD_DEV, numpy.float32), (ADAM_DEV, numpy.float32), (SGD_PREP, numpy.float64),
+                        (ADAM_PREP, numpy.float64)):
+        _compiled(spec, numpy.dtype(dtype)).compile()
+    _PRELOADED.append(True)
