@@ -18,10 +18,10 @@ def test_stage_limits_fit_the_budget_and_the_script_parses():
     text = SCRIPT.read_text()
     limits = [int(m) for m in re.findall(r"^\s*stage \w+ (\d+) ", text, flags=re.M)]
     budget = int(re.search(r"^STAGE_BUDGET_S=(\d+)$", text, flags=re.M).group(1))
-    assert len(limits) == 5 and sum(limits) == budget and budget <= 470  # the rest of 480 s: the env stage
-    for stage in ("pytest_cuda_ops", "pytest_gpu_rest", "probe", "profile", "harness"):
+    assert len(limits) == 6 and sum(limits) == budget and budget <= 470  # the rest of 480 s: the env stage
+    for stage in ("pytest_cuda_ops", "pytest_gpu_rest", "probe", "profile", "harness", "infer"):
         assert re.search(rf"^\s*stage {stage} ", text, flags=re.M), stage
-    for name in ("ember-cuda-graph", "torch-cuda-graph", "ember-cuda-amp", "torch-cuda-tf32"):
+    for name in ("ember-cuda-graph", "ember-cuda-amp-graph", "torch-cuda-graph", "ember-cuda-amp", "torch-cuda-tf32"):
         assert name in text
     assert "train train_large" in text
     if shutil.which("bash") is None:
