@@ -7,7 +7,8 @@ blocks of ``--steps`` steps each are bracketed by device synchronisation; the me
 time is reported with the spread, plus the device name and package versions.  Writes JSON to
 ``$OUT/gpu_check.json`` when ``$OUT`` is set, else ``benchmarks/results/gpu_check.json``.
 
-Usage: ``PYTHONPATH=. python benchmarks/gpu_check.py [--steps 20] [--repeats 5]``
+Usage: ``PYTHONPATH=. python benchmarks/gpu_check.py [--steps 20] [--repeats 5]``;
+``--known-targets a,b,c`` prints the harness targets of that list this checkout has (for gpu_check.sh).
 """
 
 from __future__ import annotations
@@ -135,6 +136,18 @@ def environment() -> dict:
     return info
 
 
+def known_targets(names: list[str]) -> tuple[list[str], list[str]]:
+    """``(known, unknown)``: ``names`` split by whether this checkout's harness registry has them.
+
+    gpu_check.sh asks for targets other branches add (the CUDA-graph ones); the harness
+    rejects unknown names, so the script passes only the known ones and reports the rest.
+    """
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.targets import TARGETS
+
+    return [n for n in names if n in TARGETS], [n for n in names if n not in TARGETS]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Time every model in every available framework and write the JSON report."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -142,7 +155,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--known-targets", metavar="NAMES",
+                    help="print the comma-separated NAMES this checkout's harness knows, and exit")
     args = ap.parse_args(argv)
+    if args.known_targets is not None:
+        known, unknown = known_targets([n.strip() for n in args.known_targets.split(",") if n.strip()])
+        if unknown:
+            print(f"not in this checkout's harness (skipped): {', '.join(unknown)}", file=sys.stderr)
+        print(",".join(known))
+        return 0
     report: dict[str, Any] = {"environment": environment(), "batch": BATCH, "dtype": "float32",
                               "optimizer": "Adam(lr=1e-3)", "results": {}}
     for name in args.models:

@@ -44,6 +44,8 @@ from ember.dtypes import (
 )
 from ember.errors import DeviceMismatchError, DTypeError, GraphError, ShapeError
 from ember.random import get_rng_state, manual_seed, rand, randint, randn, randperm, set_rng_state
+# The counter-based (Philox4x32-10) generator of dropout masks
+from ember.random import PhiloxGenerator, default_philox_generator  # noqa: E402
 from ember.serialization import load, save
 # Einstein summation, torch.einsum's rules
 from ember.autograd.ops.einsum import einsum  # noqa: E402

@@ -1,15 +1,18 @@
 """The global random generator state: one NumPy ``Generator`` that every random draw uses.
 
-It lives on the ground floor (it imports nothing from ember) so that ops, layers
+It lives on the ground floor (it imports only ``ember.philox_generator``, itself at the bottom) so that ops, layers
 and the data loader can draw from it without importing upwards; the public
 factories built on it (``em.rand``, ``em.randn``, ...) live in ``ember.random``.
-``manual_seed`` reseeds it; ``get_rng_state``/``set_rng_state`` make it part of a
-checkpoint so a resumed run draws the same numbers.
+``manual_seed`` reseeds it and the counter-based generator of dropout masks
+(``ember.philox_generator``); ``get_rng_state``/``set_rng_state`` save and restore
+both, so a resumed run draws the same numbers and the same masks.
 """
 
 from __future__ import annotations
 
 import numpy
+
+from ember.philox_generator import default_philox_generator
 
 _generator = numpy.random.default_rng()
 
@@ -20,6 +23,7 @@ def manual_seed(seed: int) -> numpy.random.Generator:
     if not isinstance(seed, (int, numpy.integer)) or seed < 0:
         raise ValueError(f"manual_seed: expected a non-negative integer, got {seed!r}")
     _generator = numpy.random.default_rng(int(seed))
+    default_philox_generator().manual_seed(int(seed))
     return _generator
 
 
@@ -29,13 +33,20 @@ def default_generator() -> numpy.random.Generator:
 
 
 def get_rng_state() -> dict:
-    """The generator state as a JSON-able dict."""
-    return _generator.bit_generator.state
+    """Both generators' states as a JSON-able dict: ``{"numpy": ..., "philox": ...}``.
+
+    The Philox part reads each device's offset (a device sync): call it between steps.
+    """
+    return {"numpy": _generator.bit_generator.state, "philox": default_philox_generator().get_state()}
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore a state from ``get_rng_state``."""
-    _generator.bit_generator.state = state
+    """Restore a state from ``get_rng_state`` (a bare NumPy bit-generator state, as older checkpoints hold, too)."""
+    if isinstance(state, dict) and "numpy" in state and "philox" in state:
+        _generator.bit_generator.state = state["numpy"]
+        default_philox_generator().set_state(state["philox"])
+    else:
+        _generator.bit_generator.state = state
 
 
 def spawn_generator() -> numpy.random.Generator:

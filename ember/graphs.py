@@ -20,8 +20,10 @@ used to build new tensors, tensors drawn from ``ember.rand*`` inside the step
 (draw them inside an op, as dropout does, or pass them in as arguments).
 
 Trade-off (CPU): replay still calls each op's forward and backward in Python,
-so it removes ember's per-op bookkeeping, not NumPy's per-call cost; the GPU
-form, one CUDA graph launch per step, awaits a GPU machine (docs/compile.md).
+so it removes ember's per-op bookkeeping, not NumPy's per-call cost. On CUDA
+(tensors on a GPU) the step is captured as one CUDA graph instead
+(``ember.cuda.graph_step``): each call copies its tensors into static inputs
+and launches the graph, and returns the same output Tensors, refreshed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 
 from ember.autograd import capture as _capture
 from ember.autograd.tensor import Tensor
+from ember.backends import device_gemm
 from ember.errors import ShapeError
 
 
@@ -120,10 +123,21 @@ class CompiledStep:
         seen = self._calls.get(key, 0)
         if seen < self.warmup:
             self._calls[key] = seen + 1
+            if any(str(t.device).startswith("cuda") for t in _tensor_args(args, kwargs)):
+                with device_gemm.own_gemm():  # the GEMMs the graph will hold, chosen and loaded before capture
+                    return self.fn(*args, **kwargs)
             return self.fn(*args, **kwargs)
         return self._capture(key, args, kwargs)
 
     def _capture(self, key: tuple, args: tuple, kwargs: dict) -> Any:
+        if any(str(t.device).startswith("cuda") for t in _tensor_args(args, kwargs)):
+            from ember.cuda.graph_step import capture_step
+
+            self._graphs[key] = capture_step(self.fn, args, kwargs)
+            self.captures += 1
+            while len(self._graphs) > self.max_graphs:
+                self._graphs.popitem(last=False)
+            return self._graphs[key].run(args, kwargs)
         inputs = [Tensor._make(a.data, a.requires_grad) if isinstance(a, Tensor) else a for a in args]
         kw_inputs = {k: Tensor._make(v.data, v.requires_grad) if isinstance(v, Tensor) else v
                      for k, v in kwargs.items()}
@@ -139,7 +153,9 @@ class CompiledStep:
             self._graphs.popitem(last=False)
         return out
 
-    def _replay(self, entry: tuple, args: tuple, kwargs: dict) -> Any:
+    def _replay(self, entry: Any, args: tuple, kwargs: dict) -> Any:
+        if not isinstance(entry, tuple):  # a CUDA graph (ember.cuda.graph_step.GraphedStep)
+            return entry.run(args, kwargs)
         g, static, template, slot_of = entry
         for s, a in zip(static, _tensor_args(args, kwargs)):
             s.data = a.data  # the tape reads bound tensors' .data at the start of each replay
@@ -185,6 +201,9 @@ def compile(fn: Callable | None = None, *, warmup: int = 1, max_graphs: int = 8,
             by the first step, so one warm-up call is the default).
         max_graphs: tapes kept, one per input signature, least recently used dropped first.
         on_new_shape: ``"recapture"`` or ``"raise"`` when a call's signature is new.
+
+    With tensors on a GPU the step is captured as one CUDA graph instead of a tape
+    (``ember.cuda.graph_step``); each call then returns the same output Tensors, refreshed.
 
     Returns:
         A :class:`CompiledStep` (or a decorator when ``fn`` is omitted).

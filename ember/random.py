@@ -2,7 +2,8 @@
 
 The generator state itself lives in ``ember.generator`` (below autograd, so ops
 can draw from it); this module re-exports ``manual_seed``, ``get_rng_state``,
-``set_rng_state`` and ``default_generator``.  Draws happen on the host and are
+``set_rng_state`` and ``default_generator``, and the counter-based
+``PhiloxGenerator`` that dropout masks come from (``ember.philox_generator``).  Draws happen on the host and are
 copied to the target device, so cpu and cuda runs with one seed match.
 """
 
@@ -15,6 +16,7 @@ import numpy
 from ember import dtypes
 
 from ember.generator import default_generator, get_rng_state, manual_seed, set_rng_state  # noqa: F401  (public here)
+from ember.philox_generator import PhiloxGenerator, default_philox_generator  # noqa: F401  (public here)
 
 
 def _random(op: str, draw: Any, shape: tuple, dtype: Any, device: Any, requires_grad: bool) -> Any:

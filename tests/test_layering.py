@@ -19,7 +19,7 @@ import pytest
 EMBER = Path(__file__).resolve().parent.parent / "ember"
 
 LAYERS = {
-    "ember.dtypes": 0, "ember.errors": 0, "ember.generator": 0, "ember.atomic_files": 0,
+    "ember.dtypes": 0, "ember.errors": 0, "ember.generator": 0, "ember.philox_generator": 0, "ember.atomic_files": 0,
     "ember.backends": 1,
     "ember.autograd": 2,
     "ember.nn": 3, "ember.optim": 3, "ember.amp": 3, "ember.data": 3,
@@ -156,4 +156,4 @@ def test_the_checker_sees_circles_and_upward_imports():
     assert circles == [["a", "b", "c"]]
     graph = import_graph()
     assert "ember.autograd.tensor" in graph["ember.autograd.function"]  # ast parsing finds real edges
-    assert "ember.autograd.ops.nn_ops" in graph and "ember.generator" in graph["ember.autograd.ops.nn_ops"]
+    assert "ember.philox_generator" in graph["ember.autograd.ops.dropout"]  # a deferred import counts too

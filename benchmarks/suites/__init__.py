@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("overhead", "ops", "train", "infer", "scaling", "precision")
+NAMES = ("overhead", "ops", "train", "infer", "scaling", "precision", "train_large")
 
 
 def load(name: str) -> ModuleType:

@@ -69,6 +69,9 @@ _SPECS = [
                "default TF32 settings (on for cuDNN convolutions)", {"tf32": "default"}, {}, ("torch",)),
     TargetSpec("torch-cuda-amp", _TORCH, "TorchTarget", "cuda", "PyTorch eager on the GPU, float16 autocast "
                "(torch's default TF32 settings)", {"precision": "amp", "tf32": "default"}, {}, ("torch",)),
+    TargetSpec("torch-cuda-graph", _TORCH, "TorchTarget", "cuda", "PyTorch on the GPU, float32 (TF32 off), the "
+               "whole training step captured with torch.cuda.graphs (capturable optimizer), replayed after a copy "
+               "into static inputs", {"tf32": "off", "graph": True}, {}, ("torch",)),
     TargetSpec("book-numpy", _BOOK, "BookTarget", "cpu", "the book's layers in plain NumPy (no autograd)"),
 ]
 

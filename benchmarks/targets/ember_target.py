@@ -102,11 +102,28 @@ class EmberTarget(Target):
             return graphs.capture(step).replay
         graph_cls = getattr(graphs, "CUDAGraph", None) or getattr(graphs, "Graph", None)
         if graph_cls is not None and hasattr(graphs, "graph"):  # PyTorch-style
+            from ember.autograd.capture import CaptureError
+
             g = graph_cls()
-            with graphs.graph(g):
-                step()
+            try:
+                with graphs.graph(g):
+                    step()
+            except CaptureError as exc:
+                raise Skip(f"the step cannot be captured yet: {exc}") from None
             return g.replay
         raise Skip(f"{graphs.__name__} has neither capture(fn) nor a graph class with graph()")
+
+    def _compiled(self, body: Any, x: Any, t: Any) -> Any:
+        """``em.compile(body)`` warmed up and captured on ``(x, t)``; a step that cannot be captured skips."""
+        from ember.autograd.capture import CaptureError
+
+        compiled = em.compile(body, warmup=3, on_new_shape="raise")
+        try:
+            for _ in range(4):  # three eager warm-up calls, then the capture (and its first launch)
+                compiled(x, t)
+        except CaptureError as exc:
+            raise Skip(f"the step cannot be captured as a CUDA graph yet: {exc}") from None
+        return lambda: compiled(x, t)
 
     def _tensor(self, a: np.ndarray, dtype: Any = None, requires_grad: bool = False) -> Any:
         """A NumPy array as an ember tensor on this target's device."""
@@ -206,23 +223,28 @@ class EmberTarget(Target):
                 raise Skip("ember.amp.autocast does not exist yet")
             scaler = em.amp.GradScaler()
 
-            def step() -> Any:
+            def body(xb: Any, tb: Any) -> Any:
                 opt.zero_grad()
                 with em.amp.autocast(dtype=em.float16):
-                    loss = F.cross_entropy(model(x), t)
+                    loss = F.cross_entropy(model(xb), tb)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
                 return loss
         else:
-            def step() -> Any:
+            def body(xb: Any, tb: Any) -> Any:
                 opt.zero_grad()
-                loss = F.cross_entropy(model(x), t)
+                loss = F.cross_entropy(model(xb), tb)
                 loss.backward()
                 opt.step()
                 return loss
 
-        if self.graph:
+        def step() -> Any:
+            return body(x, t)
+
+        if self.graph and self.device == "cuda":  # one CUDA graph; each call copies the batch in (em.compile)
+            step = self._compiled(body, x, t)
+        elif self.graph:
             for _ in range(3):  # warm up kernels and the memory pool before capture
                 step()
             step = self._capture(step)

@@ -14,8 +14,15 @@ after PyTorch's autocast op lists:
   float16 activation plus a float32 bias), all run in the widest dtype;
   inputs of one dtype pass through untouched.
 
+Weights are cast once per region: the float16 copy of a float32 leaf that requires grad
+(a parameter) is cached and reused by every later op in the region, so a weight used
+twice costs one cast and its gradient flows back through one cast node.  An entry is
+used only while the parameter still holds the same array at the same version (an
+in-place update makes it stale) under the same grad mode; the cache is cleared when
+the region exits, so each training step re-casts the weights the optimizer changed.
+
 Mechanism and trade-offs (one table keyed by Function class, consulted in
-``Function.apply``; no cast cache): docs/engineering/notes.md, "Autocast".
+``Function.apply``; the weight-cast cache): docs/engineering/notes.md, "Autocast".
 """
 
 from __future__ import annotations
@@ -27,8 +34,10 @@ import numpy
 
 from ember import dtypes
 from ember.autograd.function import AUTOCAST_CASTER, Function
+from ember.autograd.grad_mode import is_grad_enabled
 from ember.autograd.ops.activation import LogNormalizedExponential, NormalizedExponential
 from ember.autograd.ops.conv import Convolution2d, Convolution2dWeightGrad, TransposedConvolution2d
+from ember.autograd.ops.conv_relu import RectifiedConvolution2d
 from ember.autograd.ops.convert import Cast
 from ember.autograd.ops.elementwise import Exp, Log, Pow
 from ember.autograd.ops.linalg import MatMul
@@ -39,7 +48,7 @@ from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError
 
 LOW_PRECISION_OPS = frozenset(
-    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad]
+    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad, RectifiedConvolution2d]
 )
 FLOAT32_OPS = frozenset(
     [NormalizedExponential, LogNormalizedExponential, SoftmaxCrossEntropy, NegativeLogLikelihood, MeanSquaredError,
@@ -58,12 +67,17 @@ def _cast(t: Tensor, dtype: numpy.dtype) -> Tensor:
 
 
 class _Caster:
-    """The callable ``Function.apply`` runs on an op's arguments while autocast is on."""
+    """The callable ``Function.apply`` runs on an op's arguments while autocast is on.
 
-    __slots__ = ("dtype",)
+    ``cache`` maps ``id(weight)`` to ``(weight, its array, its version, grad mode, cast)``
+    for this region (see the module docstring).
+    """
+
+    __slots__ = ("dtype", "cache")
 
     def __init__(self, dtype: numpy.dtype):
         self.dtype = dtype
+        self.cache: dict = {}
 
     def __call__(self, cls: type, args: tuple) -> tuple:
         """``args`` with Tensor arguments cast by ``cls``'s policy (the table above)."""
@@ -72,12 +86,24 @@ class _Caster:
         if cls in LOW_PRECISION_OPS:
             low = self.dtype
             return tuple(
-                _cast(a, low) if isinstance(a, Tensor) and a.dtype.kind == "f" and a.dtype != low else a
+                self._low(a) if isinstance(a, Tensor) and a.dtype.kind == "f" and a.dtype != low else a
                 for a in args
             )
         if cls in FLOAT32_OPS:
             return tuple(_cast(a, _FLOAT32) if isinstance(a, Tensor) and a.dtype == _FLOAT16 else a for a in args)
         return _promote(args)
+
+    def _low(self, t: Tensor) -> Tensor:
+        """``t`` in the low dtype; a float32 weight (a leaf requiring grad) is cast once per region."""
+        if t.grad_fn is not None or not t.requires_grad or t.dtype != _FLOAT32:
+            return _cast(t, self.dtype)
+        grad_mode = is_grad_enabled()
+        hit = self.cache.get(id(t))
+        if hit is not None and hit[0] is t and hit[1] is t.data and hit[2] == t._version[0] and hit[3] == grad_mode:
+            return hit[4]
+        low = _cast(t, self.dtype)
+        self.cache[id(t)] = (t, t.data, t._version[0], grad_mode, low)
+        return low
 
 
 def _promote(args: tuple) -> tuple:
@@ -124,8 +150,11 @@ class autocast:  # noqa: N801 - PyTorch's name
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        """Restore the enclosing region's state, also after an exception."""
+        """Restore the enclosing region's state, also after an exception; drop the region's weight casts."""
+        caster = AUTOCAST_CASTER.get()
         AUTOCAST_CASTER.reset(self._tokens.pop())
+        if caster is not None:
+            caster.cache.clear()
 
     def __call__(self, fn: Callable) -> Callable:
         """Use as ``@autocast()``: ``fn`` runs inside a fresh region on every call."""

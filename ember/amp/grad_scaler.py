@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy
 
+from ember.amp import captured_scaler
 from ember.autograd.capture import replayable
 from ember.autograd.grad_mode import no_grad
 from ember.autograd.tensor import Tensor
+from ember.backends import device_gemm
 from ember.backends.device import backend_of
 
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
@@ -146,6 +148,8 @@ class GradScaler:
             raise RuntimeError("GradScaler.unscale_: already called on this optimizer since the last update()")
         if state.stage == _STEPPED:
             raise RuntimeError("GradScaler.unscale_: called after step(); call update() first")
+        if getattr(self, "_scale_on_device", False) and not device_gemm.CAPTURING[0]:
+            captured_scaler.pull(self)  # a CUDA graph changed the scale since the host last saw it
         inv_scale = numpy.float32(1.0 / self._scale)
         found_inf = False
         device_flags = []  # GPU gradients: one 0-d "all finite" array each, never read here
@@ -157,7 +161,10 @@ class GradScaler:
                     g, device = p.grad.data, p.grad.device
                     if g.dtype == _FLOAT16:
                         g = g.astype(_FLOAT32)
-                    g = g * inv_scale  # a new array: a gradient may be a read-only broadcast view
+                    if device_gemm.CAPTURING[0] and type(g) is not numpy.ndarray:  # in a CUDA graph
+                        g = g * captured_scaler.inv_scale(self, device)
+                    else:
+                        g = g * inv_scale  # a new array: a gradient may be a read-only broadcast view
                     backend = backend_of(g)
                     if backend.device_type != "cpu":
                         device_flags.append((str(device), backend.xp, backend.xp.isfinite(g).all()))
@@ -187,6 +194,8 @@ class GradScaler:
         if state.stage == _READY:
             self.unscale_(optimizer)
         state.stage = _STEPPED
+        if captured_scaler.capturing(state.found_inf):  # in a CUDA graph: the flag skips on the device
+            return captured_scaler.step(self, optimizer, state.found_inf)
         if self._found_inf(state):
             return None
         return self._step_with_masters(optimizer)
@@ -209,7 +218,9 @@ class GradScaler:
             states = [s for s in self._per_optimizer.values() if s.stage != _READY]
             if not states:
                 raise RuntimeError("GradScaler.update: no inf checks were recorded; call step(optimizer) first")
-            if any([self._found_inf(s) for s in states]):
+            if all(captured_scaler.capturing(s.found_inf) for s in states):  # in a CUDA graph
+                captured_scaler.update(self, [f for s in states for f in s.found_inf])
+            elif any([self._found_inf(s) for s in states]):
                 self._set_scale(_f32(self._scale * self._backoff_factor))
                 self._growth_tracker = 0
             else:
@@ -224,6 +235,8 @@ class GradScaler:
     # ------------------------------------------------------------ accessors
     def get_scale(self) -> float:
         """The current scale (1.0 when disabled, as PyTorch)."""
+        if getattr(self, "_scale_on_device", False):  # a CUDA graph updates it: read it back
+            captured_scaler.pull(self)
         return self._scale if self._enabled else 1.0
 
     def get_growth_factor(self) -> float:
@@ -246,6 +259,8 @@ class GradScaler:
         """PyTorch's keys: scale, growth_factor, backoff_factor, growth_interval, _growth_tracker."""
         if not self._enabled:
             return {}
+        if getattr(self, "_scale_on_device", False):
+            captured_scaler.pull(self)
         return {"scale": self._scale, "growth_factor": self._growth_factor, "backoff_factor": self._backoff_factor,
                 "growth_interval": self._growth_interval, "_growth_tracker": self._growth_tracker}
 

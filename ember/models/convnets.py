@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember import nn
+from ember.nn.fusion import conv_relu
 from ember.backends.geometry import conv_output_size
 from ember.models.init import init_layer
 
@@ -42,7 +43,7 @@ class SimpleConvNet(nn.Module):
         self.affine2 = init_layer(nn.Linear(hidden_size, output_size), weight_init_std)
 
     def forward(self, x: Any) -> Any:
-        x = self.pool1(self.relu1(self.conv1(x)))
+        x = self.pool1(conv_relu(self.conv1, self.relu1, x))  # one fused op where allowed (ember.nn.fusion)
         return self.affine2(self.relu2(self.affine1(self.flatten(x))))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterable, Iterator
 
+from ember.nn import fusion as _fusion
 from ember.nn.module import Module
 
 
@@ -40,8 +41,17 @@ class Sequential(IndexedChildren, Module):
                 self.add_module(str(i), m)
 
     def forward(self, x: Any) -> Any:
-        for m in self._modules.values():
+        """Each module in turn; an adjacent Conv2d + ReLU pair runs as one fused op (``ember.nn.fusion``)."""
+        mods = tuple(self._modules.values())
+        i, n = 0, len(mods)
+        while i < n:
+            m = mods[i]
+            if i + 1 < n and type(m) is _fusion.Conv2d and _fusion.fusable(m, mods[i + 1]):
+                x = _fusion.conv_relu(m, mods[i + 1], x)
+                i += 2
+                continue
             x = m(x)
+            i += 1
         return x
 
     def __getitem__(self, i: int | slice) -> Any:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.autograd.capture import CaptureError
 from ember.backends.device import backend_of
+from ember.optim import captured
 from ember.optim._helpers import check_nonnegative, check_unit_interval
 from ember.optim.optimizer import ARRAY, COUNT, Optimizer, ParamsT
 
@@ -90,15 +92,20 @@ class Adam(Optimizer):
             return super()._update_many(group, ws, gs, states, xp)
         (beta1, beta2), amsgrad = group["betas"], group["amsgrad"]
         calls: dict[int, list[int]] = {}
+        zeros_like = captured.zeros_like if captured.capturing(ws[0]) else xp.zeros_like
         for i, (w, state) in enumerate(zip(ws, states)):
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = xp.zeros_like(w)
-                state["exp_avg_sq"] = xp.zeros_like(w)
+                state["exp_avg"] = zeros_like(w)
+                state["exp_avg_sq"] = zeros_like(w)
                 if amsgrad:
-                    state["max_exp_avg_sq"] = xp.zeros_like(w)
+                    state["max_exp_avg_sq"] = zeros_like(w)
             state["step"] += 1
             calls.setdefault(state["step"], []).append(i)
+        if captured.capturing(ws[0]):  # inside a CUDA graph: lr and step count read on the device
+            if len(calls) > 1:
+                raise CaptureError("Adam: parameters at different step counts cannot be captured in one graph")
+            return captured.adam_many(self, group, ws, gs, states, xp)
         for step, idx in calls.items():
             picked = [states[i] for i in idx]
             many([ws[i] for i in idx], [gs[i] for i in idx], [s["exp_avg"] for s in picked],

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ember.autograd.capture import CaptureError
 from ember.backends.device import backend_of
+from ember.optim import captured
 from ember.optim._helpers import check_nonnegative
 from ember.optim.optimizer import ARRAY, Optimizer, ParamsT
 
@@ -83,6 +85,12 @@ class SGD(Optimizer):
             if first:
                 state["momentum_buffer"] = xp.empty_like(ws[i])
             calls.setdefault(first, []).append(i)
+        if captured.capturing(ws[0]):  # inside a CUDA graph: lr read on the device
+            if len(calls) > 1:
+                raise CaptureError("SGD: parameters with and without momentum buffers cannot be captured in one "
+                                   "graph; run one step eagerly before capturing")
+            bufs = [s["momentum_buffer"] for s in states] if momentum != 0 else [None] * len(ws)
+            return captured.sgd_many(self, group, ws, gs, bufs, True in calls, xp)
         for first, idx in calls.items():
             bufs = [states[i]["momentum_buffer"] if momentum != 0 else None for i in idx]
             many([ws[i] for i in idx], [gs[i] for i in idx], bufs, lr=group["lr"], momentum=momentum,

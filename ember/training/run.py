@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import ember as em
+from ember.autograd.capture import CaptureError
 from ember.data import DataLoader, DatasetError
 from ember.models import build_model
 from ember.training.announce import announce_kernel_compilation
@@ -173,6 +174,9 @@ def _train(args: argparse.Namespace, name: str, data: Any, parts: RunParts, dtyp
             try:
                 train = train_epoch(parts.model, parts.loader, parts.optimizer, epoch, args.device, dtype,
                                     progress=bar, scaler=parts.scaler, step_losses=steps, step=step)
+            except CaptureError as e:  # --compile on a step a CUDA graph cannot hold
+                print(f"error: --compile: {e}", file=sys.stderr)
+                return 2
             except NonFiniteLossError as e:
                 kept = f"the last good checkpoint is {ckpt_path}" if ckpt_path.exists() else "no checkpoint was saved yet"
                 where = f"rank {launch.rank}: " if launch.world > 1 else ""

@@ -314,8 +314,12 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
         return launch
 
     from ember.backends.cupy import conv_gemm
+    from ember.backends.cupy import philox as cupy_philox
+    from ember.backends.reference.philox import new_state
 
-    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim):
+    from ember.backends.cupy import optim_captured
+
+    for module in (cupy_conv, conv_gemm, cupy_pool, cupy_nn, cupy_bn, cupy_optim, cupy_philox, optim_captured):
         for name in ("launch", "launch_blocks"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, recording(getattr(cupy_source, name)))
@@ -325,6 +329,7 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
     W = x[:, :, :3, :3].copy()
     y = cupy_conv.conv2d_forward(x, W, W[:, 0, 0, 0].copy(), (2, 1), (1, 0), xp=numpy)
     cupy_conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, True), xp=numpy)
+    cupy_conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, False), xp=numpy, y=y)
     y, am = cupy_pool.max_pool2d_forward(x, 2, 2, 2, 0)
     cupy_pool.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 0)
     cupy_pool.avg_pool2d_backward(cupy_pool.avg_pool2d_forward(x, 2, 2, 2, 0), x.shape, 2, 2, 2, 0)
@@ -344,6 +349,12 @@ def test_kernel_arguments_match_c_signatures(monkeypatch, rng):
                                first_step=False)
     cupy_optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
                                 beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    optim_captured.sgd_update_many([w], [w.copy()], [w.copy()], numpy.array([0.1, 0.0, 1.0, 0.0]), momentum=0.9,
+                                   dampening=0, weight_decay=0, nesterov=False, maximize=False, xp=numpy)
+    optim_captured.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], numpy.zeros(7), beta1=0.9,
+                                    beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                                    maximize=False, xp=numpy)
+    cupy_philox.dropout_mask((3, 5), 0.3, new_state(1), numpy.float32)
     assert set(seen) == {s.name for s in all_specs()}
     python_type = {"pointer": numpy.ndarray, "long long": int, "double": float}
     for spec, args in seen.values():

@@ -247,10 +247,10 @@ def _bn_net():
 
 
 EXPECTED_KERNELS = {
-    "SimpleConvNet": {"ember_im2col_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_max_pool_fwd",
+    "SimpleConvNet": {"ember_im2col_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows_bias", "ember_max_pool_fwd",
                       "ember_max_pool_bwd", "ember_relu_bwd", "ember_sce_fwd", "ember_sce_bwd", "ember_adam_update_many"},
     "TwoLayerNet": {"ember_sce_fwd", "ember_sce_bwd", "ember_adam_update_many"},
-    "bn_net": {"ember_im2col_rows", "ember_col2im_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows", "ember_bn_stats",
+    "bn_net": {"ember_im2col_rows", "ember_col2im_rows", "ember_conv_bias_nchw", "ember_conv_gy_rows_bias", "ember_bn_stats",
                "ember_bn_apply", "ember_bn_grad_sums", "ember_bn_grad_x", "ember_avg_pool_fwd", "ember_avg_pool_bwd",
                "ember_sgd_update_many"},
 }
@@ -273,8 +273,9 @@ def test_training_step_on_fake_cuda_matches_cpu(fake_cupy, model_name, monkeypat
             return _real(spec, dtype, total, args)
 
         monkeypatch.setattr(module, "launch", counting)
-    monkeypatch.setattr(cupy_bn, "launch_blocks", lambda spec, dtype, blocks, args, _real=cupy_source.launch_blocks: (
-        launched.add(spec.name), _real(spec, dtype, blocks, args)))
+    for module in (cupy_bn, conv_gemm):
+        monkeypatch.setattr(module, "launch_blocks", lambda spec, dtype, blocks, args, _real=cupy_source.launch_blocks: (
+            launched.add(spec.name), _real(spec, dtype, blocks, args)))
     rng = numpy.random.default_rng(0)
     if model_name == "SimpleConvNet":
         x = rng.normal(size=(4, 1, 12, 12)).astype(numpy.float32)

@@ -162,6 +162,24 @@ def test_float16_on_numba_takes_the_batched_path(rng):
         y64 = F.conv2d(em.tensor(x), em.tensor(W), padding=1)
         assert y16.dtype == em.float16
         np.testing.assert_allclose(y16.numpy().astype(np.float64), y64.numpy(), rtol=2e-2, atol=5e-2)
+        r16 = F.conv2d_relu(em.tensor(x.astype(np.float16)), em.tensor(W.astype(np.float16)), padding=1)
+        np.testing.assert_allclose(r16.numpy().astype(np.float64), np.maximum(y64.numpy(), 0), rtol=2e-2, atol=5e-2)
+
+
+def test_conv2d_relu_on_numba_fuses_the_relu(rng, monkeypatch):
+    """``F.conv2d_relu`` hands ``relu=True`` / ``y=`` to the slices and matches conv2d + relu."""
+    from ember.backends import use_cpu_kernels
+
+    with use_cpu_kernels("numba"):
+        seen = []
+        real_forward = conv_fused.conv2d_forward
+        spy = lambda *a, **k: seen.append(k.get("relu")) or real_forward(*a, **k)  # noqa: E731
+        monkeypatch.setattr(conv_fused, "conv2d_forward", spy)
+        x = em.tensor(rng.normal(size=(2, 2, 6, 5)), requires_grad=True)
+        W = em.tensor(rng.normal(size=(3, 2, 3, 3)), requires_grad=True)
+        b = em.tensor(rng.normal(size=3), requires_grad=True)
+        assert gradcheck(lambda x, W, b: F.conv2d_relu(x, W, b, padding=1), [x, W, b])
+        assert True in seen
 
 
 def test_without_scipy_the_numba_kernels_offer_no_whole_conv(monkeypatch):

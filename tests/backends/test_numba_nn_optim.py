@@ -206,34 +206,13 @@ def test_batch_norm_float16_falls_back_to_reference(nb_nn, rng):
 
 
 # --------------------------------------------------------------------- dropout
-def test_numba_namespace_serves_the_reference_dropout(nb_nn):
-    assert nb_nn.dropout_mask is ref_nn.dropout_mask  # dropped: the draw dominates (see numba_nn)
+def test_numba_namespace_serves_the_compiled_philox_dropout(nb_nn):
+    from ember.backends.numba import philox as nb_philox
+
+    assert nb_nn.dropout_mask is nb_philox.dropout_mask  # bit-equal to the twin: tests/backends/test_philox.py
 
 
-@pytest.mark.parametrize("dtype", DTYPES + [np.float16])
-@pytest.mark.parametrize("shape", [(3, 5, 7), (1,), (2, 0)])
-@pytest.mark.parametrize("p", [1e-9, 0.3, 1 - 1e-7])
-def test_dropout_mask_follows_its_stream(dtype, shape, p):
-    g1, g2 = np.random.default_rng(7), np.random.default_rng(7)
-    mask = ref_nn.dropout_mask(shape, p, g1, dtype)
-    n = int(np.prod(shape))
-    words = g2.integers(0, 2**64, size=(n + 1) // 2, dtype=np.uint64)
-    halves = np.stack([words & np.uint64(0xFFFFFFFF), words >> np.uint64(32)], axis=1).reshape(-1)[:n]
-    keep = halves >= np.uint64(min(int(np.ceil(p * 2**32)), 2**32))
-    assert mask.dtype == dtype and mask.shape == shape
-    np.testing.assert_array_equal(mask.reshape(-1) != 0, keep)
-    np.testing.assert_array_equal(mask.reshape(-1)[keep], ref_nn.dropout_scale(p, dtype))  # inf: float16 overflow
-    assert g1.integers(0, 2**62) == g2.integers(0, 2**62)  # the generator advanced by ceil(n / 2) words
-
-
-def test_dropout_mask_statistics_and_edges():
-    rng = np.random.default_rng(0)
-    m = ref_nn.dropout_mask((301, 333), 0.3, rng, np.float32)
-    assert abs((m == 0).mean() - 0.3) < 0.01
-    np.testing.assert_allclose(m[m != 0], np.float32(1 / 0.7))
-    assert (ref_nn.dropout_mask((5, 7), 0.0, rng, np.float64) == 1).all()
-    assert (ref_nn.dropout_mask((5, 7), 1 - 1e-12, rng, np.float64) == 0).all()  # threshold reaches 2**32
-    assert ref_nn.dropout_threshold(0.5) == 2**31
+# The mask's stream and edges are tested in tests/backends/test_philox.py (the Philox twin).
 
 
 # ------------------------------------------------------------------ optimizers

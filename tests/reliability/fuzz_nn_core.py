@@ -94,14 +94,19 @@ def image(draw):
     return draw(tensors(shape=shape))
 
 
-@st.composite
-def conv_case(draw):
-    x = draw(image())
-    w = draw(tensors(shape=draw(st.sampled_from([(3, 2, 3, 3), (2, 1, 2, 2), (1, 1, 6, 6), (2, 1, 0, 2),
-                                                 (2, 2, 3)]))))
-    b = draw(st.one_of(st.none(), tensors(shape=draw(st.sampled_from([(3,), (2,), (1,)])))))
-    stride, padding = draw(hyper), draw(hyper)
-    return Case(lambda: em.nn.functional.conv2d(x, w, b, stride, padding), None, (x, w, b))
+def conv_like(name):
+    """conv2d and conv2d_relu (conv2d followed by ReLU) take the same arguments."""
+
+    @st.composite
+    def make(draw):
+        x = draw(image())
+        w = draw(tensors(shape=draw(st.sampled_from([(3, 2, 3, 3), (2, 1, 2, 2), (1, 1, 6, 6), (2, 1, 0, 2),
+                                                     (2, 2, 3)]))))
+        b = draw(st.one_of(st.none(), tensors(shape=draw(st.sampled_from([(3,), (2,), (1,)])))))
+        stride, padding = draw(hyper), draw(hyper)
+        return Case(lambda: OPS[name].fn(x, w, b, stride, padding), None, (x, w, b), (name,))
+
+    return make
 
 
 @st.composite
@@ -134,5 +139,6 @@ NN_CORE_CASES = {
     **{name: classification_loss(name) for name in ("cross_entropy", "nll_loss")},
     **{name: pool(name) for name in ("max_pool2d", "avg_pool2d")},
     "mse_loss": mse_case, "linear": linear_case, "dropout": dropout_case, "batch_norm": batch_norm_case,
-    "conv2d": conv_case, "im2col": im2col_case, "col2im": col2im_case,
+    "conv2d": conv_like("conv2d"), "conv2d_relu": conv_like("conv2d_relu"), "im2col": im2col_case,
+    "col2im": col2im_case,
 }

@@ -14,6 +14,7 @@ from ember.autograd.ops.operands import binary_operands
 from ember.autograd.ops.shape import squeeze, unsqueeze
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
+from ember.backends.device_gemm import matmul_any
 from ember.errors import DTypeError, ShapeError
 
 
@@ -23,14 +24,14 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx: Function, a: Any, b: Any) -> Any:
         ctx.save_for_backward(a, b)
-        return ctx.xp.matmul(a, b)
+        return matmul_any(ctx.xp, a, b)  # 2-D: capturable in a CUDA graph
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
         a, b = ctx.saved_tensors
         xp = ctx.xp
-        ga = xp.matmul(gy, xp.swapaxes(b, -1, -2)) if ctx.needs_input_grad[0] else None
-        gb = xp.matmul(xp.swapaxes(a, -1, -2), gy) if ctx.needs_input_grad[1] else None
+        ga = matmul_any(xp, gy, xp.swapaxes(b, -1, -2)) if ctx.needs_input_grad[0] else None
+        gb = matmul_any(xp, xp.swapaxes(a, -1, -2), gy) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 

@@ -3,8 +3,9 @@
 Each is one fused ``Function``: fewer graph nodes and fewer temporaries than
 the composite of matmul/add or of mean/var ops, with a backward written once
 against ``ctx.xp`` so that second derivatives come from the same code.
-Batch norm (training forward, array backward) and the dropout mask run on the
-backend's ``nn`` kernels (``ember.backends.reference.nn`` is the reference).
+Batch norm (training forward, array backward) runs on the backend's ``nn``
+kernels (``ember.backends.reference.nn`` is the reference); dropout lives in
+``ember.autograd.ops.dropout`` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -137,71 +138,7 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
 
 
 # -------------------------------------------------------------------- dropout
-class InvertedDropout(Function):
-    """``y = x * mask`` with ``mask`` in ``{0, 1/(1-p)}`` (inverted dropout); ``gx = gy * mask``."""
-
-    @staticmethod
-    def forward(ctx: Function, x: Any, p: float, generator: Any) -> Any:
-        # The mask is drawn here, not by the caller, so a replayed step (ember.compile) draws a new one.
-        if not isinstance(generator, numpy.random.Generator):
-            generator = numpy.random.default_rng(int(generator))
-        mask = ctx.backend.asarray(ctx.backend.nn.dropout_mask(tuple(x.shape), p, generator, x.dtype))
-        ctx.save_for_backward(mask)
-        return x * mask
-
-    @staticmethod
-    def backward(ctx: Function, gy: Any) -> Any:
-        (mask,) = ctx.saved_arrays  # a constant: the same mask as the forward's
-        return gy * mask
-
-
-def _dropout_samples(rng: Any) -> list:
-    # An explicit seed fixes the mask, so the many calls of gradcheck see one function.
-    return [
-        sample(rng.normal(size=(4, 5)), 0.3, generator=7),
-        sample(rng.normal(size=(2, 3, 4)), 0.5, generator=11, note="3-d"),
-    ]
-
-
-@register("dropout", samples=_dropout_samples)
-def dropout(x: Tensor, p: float = 0.5, training: bool = True, generator: Any = None) -> Tensor:
-    """Inverted dropout: zero each element with probability ``p`` and scale the rest by ``1/(1-p)``.
-
-    The expectation is unchanged, so evaluation needs no rescaling: with
-    ``training=False`` or ``p == 0`` the input is returned as is.  The mask is
-    drawn on the host and copied to ``x``'s device, so one seed gives one mask
-    on every device.
-
-    Args:
-        x: any shape, floating.
-        p: drop probability in ``[0, 1)``.
-        training: apply dropout (else identity).
-        generator: a ``numpy.random.Generator`` or an int seed for a reproducible
-            mask; default ``ember.random.default_generator()`` (seeded by ``manual_seed``).
-
-    Returns:
-        ``x``'s shape and dtype. Backward: ``gx = gy * mask`` (the forward's mask).
-
-    Raises:
-        ValueError: ``p`` outside ``[0, 1)``.
-        DTypeError: ``x`` is not floating.
-    """
-    op = "dropout"
-    _check_tensor(op, "the input", x)
-    require_floating(op, x)
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"{op}: expected a drop probability p in [0, 1), got {p!r}")
-    if not training or p == 0:
-        return x
-    if generator is None:
-        from ember.generator import default_generator
-
-        generator = default_generator()
-    elif isinstance(generator, (int, numpy.integer)) and not isinstance(generator, bool):
-        generator = int(generator)  # a fresh generator of this seed at every call, made in forward
-    elif not isinstance(generator, numpy.random.Generator):
-        raise TypeError(f"{op}: expected generator to be a numpy.random.Generator or an int seed, got {generator!r}")
-    return InvertedDropout.apply(x, p=float(p), generator=generator)
+from ember.autograd.ops.dropout import InvertedDropout, dropout  # noqa: E402, F401  (its own module)
 
 
 # ----------------------------------------------------------------- batch norm

@@ -39,6 +39,8 @@ from typing import Any, TypeVar
 
 import numpy
 
+from ember.backends import device_gemm
+
 T = TypeVar("T")
 
 # Slices per worker: more than one, so a worker slowed by another process
@@ -153,7 +155,7 @@ def matmul_split(a: Any, b: Any, workers: int) -> Any:
         or max(m, n) < 2
         or m * a.shape[1] * n < MIN_SPLIT_MACS
     ):
-        return a @ b
+        return device_gemm.matmul(a, b)  # device arrays: ember's cuBLAS handle while a CUDA graph captures
     if m >= n:
         out = numpy.empty((m, n), dtype=numpy.result_type(a.dtype, b.dtype))
         slices = split_slices([slice(0, m)], workers, per_worker=1)

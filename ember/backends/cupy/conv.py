@@ -24,6 +24,7 @@ from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geo
 from ember.backends.reference.conv import batch_workers, im2col_batch_chunks  # noqa: F401  (the reference's)
 from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch
 from ember.backends.cupy.conv_gemm import conv2d_backward, conv2d_forward  # noqa: F401  (the 2-D GEMM conv)
+from ember.backends.cupy.conv_gemm import FUSES_RELU  # noqa: F401  (conv2d_forward relu=, conv2d_backward y=)
 
 _IM2COL_BODY = """
 extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,

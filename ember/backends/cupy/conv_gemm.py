@@ -5,9 +5,17 @@ forward is ``y2 = col @ W2.T`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ 
 with ``W2 = W.reshape(OC, -1)`` -- plain 2-D products that cuBLAS runs as one GEMM
 each (transposed operands are free there), where a batched ``matmul`` with a
 broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (one
-thread per column element), an epilogue that adds the bias while writing the
-NHWC-ordered ``y2`` out as NCHW, ``gy_rows`` (gy NCHW -> ``(N*OH*OW, OC)``), and
+thread per column element), a fused epilogue that adds the bias, applies an optional
+ReLU and writes the NHWC-ordered ``y2`` out as NCHW in one pass, ``gy_rows`` (gy NCHW ->
+``(N*OH*OW, OC)``, masked by the ReLU output when the forward fused one), and
 ``col2im_rows``, the deterministic gather of ``col2im`` reading the row layout.
+
+When the bias gradient is needed the gy transpose runs as ``gy_rows_bias``: blocks of
+one channel each walk a segment of the rows, reading ``gy`` along contiguous addresses,
+writing the masked transpose and summing what they wrote in a shared-memory tree.  The
+per-block partial sums (a small ``(OC, parts)`` array in the accumulator type) are then
+added by one short reduction.  No atomics: float atomics would make ``gb`` depend on
+the order blocks finish, and float16 would need float32 accumulation anyway.
 Large batches run in chunks whose column buffer fits the budget.
 """
 
@@ -17,11 +25,20 @@ from typing import Any
 
 import numpy
 
-from ember.backends.cupy.kernel_spec import KernelSpec, emulate_gather, emulate_window_read, gather_body, launch
+from ember.backends.cupy.kernel_spec import (
+    BLOCK, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch, launch_blocks,
+)
+from ember.backends.device_gemm import matmul as gemm  # capturable: ember's own cuBLAS in a CUDA graph
 from ember.backends.geometry import window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks
 
 COL_BUDGET_BYTES = 256 << 20
+# conv2d_forward takes ``relu=`` and conv2d_backward ``y=``: ops look for this flag before
+# passing them, since other backends' conv2d_forward/backward may not have the keywords.
+FUSES_RELU = True
+# Blocks the bias-gradient transpose aims for in all (enough to fill a large GPU); each
+# channel gets ``parts`` of them, at most one per BLOCK rows.
+GY_BIAS_TARGET_BLOCKS = 1024
 
 _IM2COL_ROWS_BODY = """
 extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,
@@ -77,54 +94,105 @@ def _emulate_col2im_rows(total, col, img, C, H, W, KH, KW, SH, SW, PH, PW, OH, O
 
 _BIAS_NCHW_BODY = """
 extern "C" __global__ void ${name}(const T* __restrict__ y2, const T* __restrict__ b, T* __restrict__ y,
-    long long OC, long long S, long long has_bias, long long total) {
+    long long OC, long long S, long long has_bias, long long relu, long long total) {
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     long long s = i % S, o = (i / S) % OC, n = i / (S * OC);
     ACC v = to_acc(y2[(n * S + s) * OC + o]);
     if (has_bias) v += to_acc(b[o]);
+    if (relu && v < (ACC)0) v = (ACC)0;  // NaN stays NaN, as max(x, 0) in PyTorch
     y[i] = from_acc(v);
   }
 }
 """
 
 
-def _emulate_bias_nchw(total, y2, b, y, OC, S, has_bias):
-    """NumPy evaluation of the epilogue: ``y[n, o, s] = y2[n*S + s, o] + b[o]``, summed in ACC."""
+def _acc_dtype(dtype: Any) -> Any:
+    """The kernels' accumulator type: double for float64, float for float16/float32."""
+    return numpy.float64 if dtype == numpy.float64 else numpy.float32
+
+
+def _emulate_bias_nchw(total, y2, b, y, OC, S, has_bias, relu):
+    """NumPy evaluation of the epilogue: ``y[n, o, s] = max(y2[n*S + s, o] + b[o], 0)`` in ACC (max if ``relu``)."""
     i = numpy.arange(total, dtype=numpy.int64)
     s, o, n = i % S, (i // S) % OC, i // (S * OC)
-    acc = numpy.float64 if y.dtype == numpy.float64 else numpy.float32
-    v = y2.reshape(-1)[(n * S + s) * OC + o].astype(acc)
+    v = y2.reshape(-1)[(n * S + s) * OC + o].astype(_acc_dtype(y.dtype))
     if has_bias:
-        v = v + b.reshape(-1)[o].astype(acc)
+        v = v + b.reshape(-1)[o].astype(v.dtype)
+    if relu:
+        v = numpy.where(v < 0, v.dtype.type(0), v)
     y.reshape(-1)[:] = v.astype(y.dtype)
 
 
 _GY_ROWS_BODY = """
-extern "C" __global__ void ${name}(const T* __restrict__ gy, T* __restrict__ gy2,
-    long long OC, long long S, long long total) {
+extern "C" __global__ void ${name}(const T* __restrict__ gy, const T* __restrict__ y, T* __restrict__ gy2,
+    long long OC, long long S, long long relu, long long total) {
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
     long long o = i % OC, r = i / OC, s = r % S, n = r / S;
-    gy2[i] = gy[(n * OC + o) * S + s];
+    long long src = (n * OC + o) * S + s;
+    // ReLU mask from the forward output: subgradient 0 at 0, and 0 where y is NaN
+    gy2[i] = (relu && !(to_acc(y[src]) > (ACC)0)) ? from_acc((ACC)0) : gy[src];
   }
 }
 """
 
 
-def _emulate_gy_rows(total, gy, gy2, OC, S):
-    """NumPy evaluation of the gy transpose: ``gy2[n*S + s, o] = gy[n, o, s]``."""
+def _emulate_gy_rows(total, gy, y, gy2, OC, S, relu):
+    """NumPy evaluation of the gy transpose: ``gy2[n*S + s, o] = gy[n, o, s]`` (0 where ``relu`` and not y > 0)."""
     i = numpy.arange(total, dtype=numpy.int64)
     o, r = i % OC, i // OC
     s, n = r % S, r // S
-    gy2.reshape(-1)[:] = gy.reshape(-1)[(n * OC + o) * S + s]
+    src = (n * OC + o) * S + s
+    g = gy.reshape(-1)[src]
+    if relu:
+        g = numpy.where(y.reshape(-1)[src] > 0, g, g.dtype.type(0))
+    gy2.reshape(-1)[:] = g
+
+
+_GY_ROWS_BIAS_BODY = (
+    """
+extern "C" __global__ void ${name}(const T* __restrict__ gy, const T* __restrict__ y, T* __restrict__ gy2,
+    ACC* __restrict__ partial, long long OC, long long S, long long rows, long long parts, long long relu) {
+  __shared__ ACC buf[BLOCK_SIZE];
+  long long o = blockIdx.x / parts, part = blockIdx.x % parts;
+  long long per = (rows + parts - 1) / parts;
+  long long start = part * per, stop = start + per < rows ? start + per : rows;
+  ACC s = 0;
+  for (long long r = start + threadIdx.x; r < stop; r += blockDim.x) {
+    long long src = ((r / S) * OC + o) * S + r % S;
+    T g = (relu && !(to_acc(y[src]) > (ACC)0)) ? from_acc((ACC)0) : gy[src];
+    gy2[r * OC + o] = g;
+    s += to_acc(g);
+  }
+  buf[threadIdx.x] = s;
+  __syncthreads();
+  for (int k = BLOCK_SIZE / 2; k > 0; k >>= 1) {
+    if (threadIdx.x < k) buf[threadIdx.x] += buf[threadIdx.x + k];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) partial[blockIdx.x] = buf[0];
+}
+""".replace("BLOCK_SIZE", str(BLOCK))
+)
+
+
+def _emulate_gy_rows_bias(blocks, gy, y, gy2, partial, OC, S, rows, parts, relu):
+    """NumPy evaluation of the transpose-and-sum kernel: ``gy2`` as ``gy_rows``, ``partial[o*parts + q]``
+    the ACC sum of channel ``o`` over the rows of segment ``q``."""
+    _emulate_gy_rows(gy2.size, gy, y, gy2, OC, S, relu)
+    per = -(-rows // parts)
+    cols = numpy.zeros((parts * per, OC), dtype=partial.dtype)
+    cols[:rows] = gy2.reshape(rows, OC)
+    partial.reshape(-1)[:] = cols.reshape(parts, per, OC).sum(axis=1).T.reshape(-1)
 
 
 IM2COL_ROWS = KernelSpec("ember_im2col_rows", _IM2COL_ROWS_BODY, _emulate_im2col_rows)
 COL2IM_ROWS = KernelSpec("ember_col2im_rows", _COL2IM_ROWS_BODY, _emulate_col2im_rows)
 BIAS_NCHW = KernelSpec("ember_conv_bias_nchw", _BIAS_NCHW_BODY, _emulate_bias_nchw)
 GY_ROWS = KernelSpec("ember_conv_gy_rows", _GY_ROWS_BODY, _emulate_gy_rows)
-SPECS = [IM2COL_ROWS, COL2IM_ROWS, BIAS_NCHW, GY_ROWS]
+GY_ROWS_BIAS = KernelSpec("ember_conv_gy_rows_bias", _GY_ROWS_BIAS_BODY, _emulate_gy_rows_bias)
+SPECS = [IM2COL_ROWS, COL2IM_ROWS, BIAS_NCHW, GY_ROWS, GY_ROWS_BIAS]
 
 
 def _geometry(x_shape: tuple, kh: int, kw: int, stride: Any, padding: Any) -> tuple:
@@ -156,8 +224,8 @@ def _chunks(x_shape: tuple, kh: int, kw: int, itemsize: int, stride: Any, paddin
     return im2col_batch_chunks(tuple(x_shape), kh, kw, itemsize, COL_BUDGET_BYTES, stride=stride, padding=padding)
 
 
-def conv2d_forward(x: Any, W: Any, b: Any, stride: Any, padding: Any, *, xp: Any) -> Any:
-    """``y = conv2d(x, W, b)`` as ``col @ W2.T`` (one 2-D GEMM per chunk) and one bias/NCHW epilogue."""
+def conv2d_forward(x: Any, W: Any, b: Any, stride: Any, padding: Any, *, xp: Any, relu: bool = False) -> Any:
+    """``y = conv2d(x, W, b)`` (``max(., 0)`` of it if ``relu``): ``col @ W2.T`` per chunk and one fused epilogue."""
     oc, _, kh, kw = (int(v) for v in W.shape)
     (c, _, _, _, _, _, _, _, _, oh, ow), n = _geometry(x.shape, kh, kw, stride, padding)
     W2 = xp.ascontiguousarray(W).reshape(oc, c * kh * kw)
@@ -165,36 +233,60 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: Any, padding: Any, *, xp: Any
     bias = xp.ascontiguousarray(b) if b is not None else W2  # W2: an unread placeholder pointer
     for s in _chunks(x.shape, kh, kw, x.dtype.itemsize, stride, padding):
         col = im2col_rows(x[s], kh, kw, stride, padding, xp=xp)
-        y2 = col @ W2.T
+        y2 = gemm(col, W2.T)
         ys = y[s]
-        launch(BIAS_NCHW, x.dtype, ys.size, (y2, bias, ys, oc, oh * ow, int(b is not None)))
+        launch(BIAS_NCHW, x.dtype, ys.size, (y2, bias, ys, oc, oh * ow, int(b is not None), int(bool(relu))))
     return y
 
 
-def conv2d_backward(x: Any, W: Any, gy: Any, stride: Any, padding: Any, needs: tuple, *, xp: Any) -> tuple:
+def gy_rows(gy: Any, y: Any, want_bias: bool, *, xp: Any) -> tuple:
+    """``(gy2, gb)``: ``gy`` (N, OC, OH, OW) as ``(N*OH*OW, OC)`` rows, zero where ``y`` (if given) is not > 0.
+
+    ``gb`` is the column sum of ``gy2`` in the accumulator type, from the same pass
+    (``gy_rows_bias``), when ``want_bias``; else None.
+    """
+    n, oc = int(gy.shape[0]), int(gy.shape[1])
+    s = int(gy.shape[2]) * int(gy.shape[3])
+    gy = xp.ascontiguousarray(gy)
+    relu = y is not None
+    mask = xp.ascontiguousarray(y) if relu else gy  # gy: an unread placeholder pointer
+    gy2 = xp.empty((n * s, oc), dtype=gy.dtype)
+    if not want_bias:
+        launch(GY_ROWS, gy.dtype, gy2.size, (gy, mask, gy2, oc, s, int(relu)))
+        return gy2, None
+    rows = n * s
+    parts = max(1, min(-(-rows // BLOCK), -(-GY_BIAS_TARGET_BLOCKS // oc)))
+    partial = xp.empty((oc, parts), dtype=_acc_dtype(gy.dtype))
+    if rows == 0:
+        return gy2, xp.zeros(oc, dtype=partial.dtype)
+    launch_blocks(GY_ROWS_BIAS, gy.dtype, oc * parts, (gy, mask, gy2, partial, oc, s, rows, parts, int(relu)))
+    return gy2, partial.sum(axis=1)
+
+
+def conv2d_backward(x: Any, W: Any, gy: Any, stride: Any, padding: Any, needs: tuple, *, xp: Any,
+                    y: Any = None) -> tuple:
     """``(gx, gW, gb)`` of conv2d (None where ``needs`` is false): ``gcol = gy2 @ W2``, ``gW = gy2.T @ col``.
 
-    ``gy2`` is ``gy`` transposed to ``(N*OH*OW, OC)`` by one kernel; ``gb`` is its column sum.
+    ``y``: the forward output of a conv2d fused with ReLU; ``gy`` is then masked by ``y > 0``
+    inside the transpose.  ``gy2`` is ``gy`` transposed to ``(N*OH*OW, OC)`` by one kernel,
+    which also sums it into ``gb`` when the bias gradient is needed (float16 sums in float32).
     """
     oc, _, kh, kw = (int(v) for v in W.shape)
     (c, _, _, _, _, _, _, _, _, oh, ow), n = _geometry(x.shape, kh, kw, stride, padding)
     need_x, need_W = needs[0], needs[1]
     need_b = len(needs) > 2 and needs[2]
     W2 = xp.ascontiguousarray(W).reshape(oc, c * kh * kw)
-    gy = xp.ascontiguousarray(gy)
     gx = xp.empty(tuple(x.shape), dtype=gy.dtype) if need_x else None
     gW = gb = None
-    acc = numpy.float32 if gy.dtype == numpy.float16 else gy.dtype
     for s in _chunks(x.shape, kh, kw, x.dtype.itemsize, stride, padding):
-        gys = gy[s]
-        gy2 = xp.empty((gys.shape[0] * oh * ow, oc), dtype=gy.dtype)
-        launch(GY_ROWS, gy.dtype, gy2.size, (gys, gy2, oc, oh * ow))
-        if need_b:
-            part = gy2.sum(axis=0, dtype=acc).astype(gy.dtype, copy=False)  # float16 sums in float32
+        gy2, part = gy_rows(gy[s], y[s] if y is not None else None, need_b, xp=xp)
+        if part is not None:
             gb = part if gb is None else gb + part
         if need_W:
-            part = gy2.T @ im2col_rows(x[s], kh, kw, stride, padding, xp=xp)
+            part = gemm(gy2.T, im2col_rows(x[s], kh, kw, stride, padding, xp=xp))
             gW = part if gW is None else gW + part
         if need_x:
-            col2im_rows(gy2 @ W2, gx[s].shape, kh, kw, stride, padding, xp=xp, out=gx[s])
+            col2im_rows(gemm(gy2, W2), gx[s].shape, kh, kw, stride, padding, xp=xp, out=gx[s])
+    if gb is not None:
+        gb = gb.astype(gy.dtype, copy=False)
     return gx, (gW.reshape(W.shape) if gW is not None else None), gb

@@ -9,10 +9,11 @@
 * Activation backwards (relu/sigmoid/tanh): one elementwise launch each,
   computed in float for float16.
 * Batch norm: ``cupy_bn`` (block-per-channel statistics + fused elementwise).
-* Dropout masks are drawn on the host by the reference (one seed gives the
-  same mask on every backend) and uploaded.  Anything the kernels do not cover (mixed dtypes, broadcast shapes,
-  non-float data) also goes to the reference, so results never depend on
-  which path ran beyond float rounding.
+* Dropout masks come from the Philox4x32-10 kernel of ``philox`` (the state lives on
+  the device; the bits equal the NumPy twin's).
+* Anything the kernels do not cover (mixed dtypes, broadcast shapes, non-float
+  data) goes to the reference, so results never depend on which path ran beyond
+  float rounding.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ import numpy
 from ember.backends.reference import nn as _ref
 from ember.backends.cupy.bn import batch_norm_backward, batch_norm_forward_train  # noqa: F401
 from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
+from ember.backends.cupy.philox import dropout_mask  # noqa: F401  (the device Philox mask)
 from ember.backends.reference.nn import (  # noqa: F401  (re-exported: same namespace as the reference)
     batch_workers,
     compute_dtype,
-    dropout_mask,
     dropout_threshold,
-    dropout_words,
     relu_forward,
 )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy
 
+from ember.backends import capture_state
 from ember.backends.reference import optim as _ref
 from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, launch
 
@@ -259,6 +260,10 @@ def _pointer_table(rows: list[list[Any]], xp: Any) -> Any:
     addresses = [a.ctypes.data if on_host else a.data.ptr for row in rows for a in row]
     host = numpy.array(addresses + starts, dtype=numpy.int64)
     if not on_host:
+        if capture_state.CAPTURING[0]:  # inside a CUDA graph: allocate now, fill right after the capture
+            table = xp.empty(host.shape, dtype=host.dtype)
+            capture_state.defer_upload(table, host)
+            return table
         return xp.asarray(host)
     table = host.view(_PointerTable)
     table.rows = tuple(tuple(row) for row in rows)

@@ -147,7 +147,7 @@ def _writable_target(out: Any, dtype: Any) -> bool:
 
 
 
-_WHOLE_CONV = ("conv2d_forward", "conv2d_backward", "conv2d_supported")
+_WHOLE_CONV = ("conv2d_forward", "conv2d_backward", "conv2d_supported", "FUSES_RELU")
 
 
 def __getattr__(name: str) -> Any:

@@ -41,6 +41,8 @@ if thread_policy()["blas_threads"] is not None:
     set_thread_policy(blas_threads=thread_policy()["blas_threads"])
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+# conv2d_forward takes ``relu=`` and conv2d_backward ``y=`` (the fused conv2d_relu op checks this flag).
+FUSES_RELU = True
 # Fewest column elements in one thread's slice (smaller batches run inline).
 MIN_SLICE_ELEMENTS = 1 << 16
 # Slices per batch worker (see ``batch_split.SLICES_PER_WORKER``; measured again for these slices).
@@ -122,6 +124,13 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt
 
 
 
+@numba.njit(nogil=True, cache=True)
+def _relu_mask(y, gy, out):  # pragma: no cover - compiled
+    """``out = gy where y > 0, else 0`` (the ReLU's backward; subgradient 0 at 0)."""
+    for i in range(y.shape[0]):
+        out[i] = gy[i] if y[i] > 0 else 0
+
+
 def _slices(n: int, per_item: int) -> tuple[list, int]:
     """``(slices, workers)`` for a batch of ``n`` items of ``per_item`` column elements each."""
     workers = batch_workers()
@@ -162,7 +171,9 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
     need_gb = len(needs) > 2 and bool(needs[2])
     gy = numpy.ascontiguousarray(gy, dtype=x.dtype)
     if y is not None:  # ReLU fused in the forward: its backward is this mask
-        gy = numpy.where(y > 0, gy, gy.dtype.type(0))
+        masked = numpy.empty_like(gy)
+        _relu_mask(numpy.ascontiguousarray(y).reshape(-1), gy.reshape(-1), masked.reshape(-1))
+        gy = masked
     gb = _channel_sums(gy) if need_gb else None
     if not (need_gx or need_gw):
         return None, None, gb

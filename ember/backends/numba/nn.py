@@ -21,7 +21,7 @@ Design choices (timings: ``python -m benchmarks.kernels_nn_optim``):
   are passed in the array's dtype), so they match NumPy bit for bit.  Batch-norm
   statistics and softmax row sums accumulate in float64 and differ from NumPy's
   float32 pairwise sums in the last bits (they are at least as accurate).
-* ``dropout_mask`` is the reference's: its cost is the seeded NumPy draw.
+* ``dropout_mask`` is the compiled Philox4x32-10 loop of ``numba.philox`` (bit-equal to the twin).
 * Kernels compile on first call per dtype (about 0.3-1.5 s each) and are cached on
   disk (``NUMBA_CACHE_DIR``); importing this module compiles nothing.
 """
@@ -311,8 +311,7 @@ def batch_norm_backward(
 
 
 # --------------------------------------------------------------------- dropout
-# No compiled dropout: the mask costs the generator's draw (about 90% of it at
-# (100, 30, 24, 24)), which must stay NumPy's to keep ember's seeded stream; a
-# compiled threshold pass measured 1.04-1.15x, within noise.  The namespace
-# still provides it, as the reference.
-dropout_mask = _ref.dropout_mask
+# The Philox4x32-10 mask in one compiled pass (``numba.philox``), bit-equal to the reference twin
+# the CUDA kernel also matches.
+from ember.backends.numba.philox import dropout_mask  # noqa: E402, F401
+

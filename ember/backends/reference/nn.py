@@ -4,26 +4,19 @@ Ops in ``ember.autograd.ops`` call these as ``backend.nn.<name>``;
 ``ember.backends.numba.nn`` and ``ember.backends.cupy.nn`` provide the same functions with the
 same signatures, compiled, and must agree with these to float tolerance.  Every
 function takes the array module as the ``xp`` keyword (``numpy`` or ``cupy``)
-and uses only ``xp.`` functions, except ``dropout_mask`` which always draws on
-the host.
+and uses only ``xp.`` functions.
 
 Dtype rule (as in the ops): float16 inputs compute in float32 (``compute_dtype``);
 statistics, losses and probabilities come back in the compute dtype and the op
 casts its outputs.
 
-Dropout masks.  The random stream is part of the spec so that every backend
-builds the same mask from one seed: ``ceil(n / 2)`` 64-bit words are drawn with
-``generator.integers(0, 2**64, dtype=uint64)``; element ``2i`` uses the low 32
-bits of word ``i`` and element ``2i + 1`` the high 32 bits, and an element is
-kept iff its 32-bit value ``u`` satisfies ``u >= ceil(p * 2**32)`` (so
-``P(keep) = 1 - p`` up to 2**-32).  Drawing 64-bit words costs about half of
-what ``generator.random(shape)`` does (one generator step per two elements),
-the integer threshold is exact, and a compiled kernel applies it in one pass.
+Dropout masks come from ``ember.backends.reference.philox``: a counter-based
+Philox4x32-10 stream whose state ``[seed, offset]`` lives on the mask's device,
+so every backend (the CUDA kernel included) builds the same mask from one state.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy
@@ -189,52 +182,5 @@ def batch_norm_backward(
 
 
 # --------------------------------------------------------------------- dropout
-def dropout_threshold(p: float) -> int:
-    """The 32-bit threshold ``ceil(p * 2**32)``: an element with random bits ``u`` is kept iff ``u >= it``."""
-    return min(math.ceil(float(p) * 2.0**32), 2**32)
-
-
-def dropout_halves(generator: numpy.random.Generator, n: int) -> numpy.ndarray:
-    """The ``n`` random 32-bit values of a mask: ``ceil(n / 2)`` 64-bit words, low half first.
-
-    Reading the words as little-endian ``uint32`` pairs gives exactly that order
-    on every machine (a free view on little-endian hosts).
-    """
-    return dropout_words(generator, n).astype("<u8", copy=False).view("<u4")[:n]
-
-
-def dropout_words(generator: numpy.random.Generator, n: int) -> numpy.ndarray:
-    """The ``ceil(n / 2)`` random 64-bit words a mask of ``n`` elements consumes."""
-    return generator.integers(0, 2**64, size=(n + 1) // 2, dtype=numpy.uint64)
-
-
-def dropout_mask(shape: tuple, p: float, generator: numpy.random.Generator, dtype: Any) -> numpy.ndarray:
-    """A host (NumPy) inverted-dropout mask: ``0`` with probability ``p``, else ``1 / (1 - p)``.
-
-    Args:
-        shape: the mask's shape.
-        p: drop probability in ``[0, 1)``.
-        generator: the NumPy generator to draw from (advanced by ``ceil(n / 2)`` words).
-        dtype: the mask's floating dtype (the input's).
-
-    Returns:
-        A C-contiguous NumPy array of ``shape`` and ``dtype``; see the module docstring for the stream.
-    """
-    n = math.prod(shape)
-    halves = dropout_halves(generator, n)
-    threshold = dropout_threshold(p)
-    scale = dropout_scale(p, dtype)
-    if threshold >= 2**32:  # p within 2**-32 of 1: nothing is kept
-        return numpy.zeros(shape, dtype=dtype)
-    mask = (halves >= numpy.uint32(threshold)).astype(dtype)
-    if numpy.isfinite(scale):  # (not numpy.where: it branches on every element of a random mask)
-        mask *= scale
-    else:  # float16 overflow: 0 * inf would be NaN
-        mask = numpy.where(mask != 0, scale, mask)
-    return mask.reshape(shape)
-
-
-def dropout_scale(p: float, dtype: Any) -> Any:
-    """``1 / (1 - p)`` as a scalar of ``dtype`` (``inf`` when float16 cannot hold it, without a warning)."""
-    with numpy.errstate(over="ignore"):
-        return numpy.asarray(1.0 / (1.0 - p), dtype=dtype)[()]
+# The mask comes from the Philox4x32-10 stream (``philox``): the same bits on every backend.
+from ember.backends.reference.philox import dropout_mask, dropout_scale, dropout_threshold  # noqa: E402, F401

@@ -207,6 +207,8 @@ def _pointer_dtype(ctype_text: str, dtype: numpy.dtype) -> numpy.dtype:
         return numpy.dtype(numpy.float64) if dtype == numpy.float64 else numpy.dtype(numpy.float32)
     if base == "long long":
         return numpy.dtype(numpy.int64)
+    if base == "double":  # device scalars (the CUDA-graph optimizer kernels)
+        return numpy.dtype(numpy.float64)
     raise TypeError(f"host_cuda: no NumPy dtype for pointer type {ctype_text!r}")
 
 

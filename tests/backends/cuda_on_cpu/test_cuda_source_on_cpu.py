@@ -231,6 +231,7 @@ def test_every_kernel_runs_compiled(monkeypatch, rng):
     W = x[:, :, :3, :3].copy()
     y = K.conv.conv2d_forward(x, W, W[:, 0, 0, 0].copy(), (2, 1), (1, 0), xp=numpy)
     K.conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, True), xp=numpy)
+    K.conv.conv2d_backward(x, W, y, (2, 1), (1, 0), (True, True, False), xp=numpy)
     y, am = K.pool.max_pool2d_forward(x, 2, 2, 2, 0)
     K.pool.max_pool2d_backward(y, am, x.shape, 2, 2, 2, 0)
     K.pool.avg_pool2d_backward(K.pool.avg_pool2d_forward(x, 2, 2, 2, 0), x.shape, 2, 2, 2, 0)
@@ -249,4 +250,10 @@ def test_every_kernel_runs_compiled(monkeypatch, rng):
                             maximize=False, first_step=False)
     K.optim.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], step=1, lr=1e-3, beta1=0.9,
                              beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False, maximize=False)
+    K.optim_captured.sgd_update_many([w], [w.copy()], [w.copy()], numpy.array([0.1, 0.0, 1.0, 0.0]), momentum=0.9,
+                                     dampening=0, weight_decay=0, nesterov=False, maximize=False, xp=numpy)
+    K.optim_captured.adam_update_many([w], [w.copy()], [w.copy()], [w.copy() ** 2], [None], numpy.zeros(7), beta1=0.9,
+                                      beta2=0.999, eps=1e-8, weight_decay=0, decoupled_weight_decay=False,
+                                      maximize=False, xp=numpy)
+    K.philox.dropout_mask((3, 5), 0.3, R.philox.new_state(1), numpy.float32)
     assert seen == {s.name for s in all_kernel_specs()}

@@ -1,4 +1,7 @@
-"""``ember.cuda``: whether a CUDA device is usable, which one is current, and waiting for it.
+"""``ember.cuda``: whether a CUDA device is usable, which one is current, waiting for it, and CUDA graphs.
+
+``ember.cuda.graphs`` (also ``ember.cuda.CUDAGraph`` and ``ember.cuda.graph``) captures
+a step as one CUDA graph; it is imported on first use.
 
 Everything here works without CuPy: queries answer "no GPU" (``is_available``
 False, ``device_count`` 0) and calls that need a GPU raise the same
@@ -85,3 +88,16 @@ def synchronize() -> None:
     from ember.backends.deferred_checks import raise_pending
 
     raise_pending()  # the device is idle now: GPU-side input checks report here
+
+
+# CUDA graphs (``ember.cuda.graphs``), loaded on first use: ``em.cuda.graph(g)``, ``em.cuda.CUDAGraph()``.
+_GRAPH_NAMES = ("CUDAGraph", "graph", "graph_pool_handle", "capture_stream", "is_current_stream_capturing")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "graphs" or name in _GRAPH_NAMES:
+        import importlib
+
+        graphs = importlib.import_module("ember.cuda.graphs")
+        return graphs if name == "graphs" else getattr(graphs, name)
+    raise AttributeError(f"module 'ember.cuda' has no attribute {name!r}")

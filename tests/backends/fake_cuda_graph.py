@@ -1,0 +1,381 @@
+"""CUDA-graph capture for the fake ``cupy`` module: record what a step launches, replay it on ``launch()``.
+
+With ``install(monkeypatch)`` the fake gains ``cuda.Stream`` (``begin_capture``
+/ ``end_capture`` -> a graph with ``launch``), ``cuda.MemoryPool``,
+``cuda.using_allocator`` and ``get_current_stream``. While a stream captures,
+every operation on fake device arrays (ufuncs, reductions, item assignment,
+copying methods, ``cupy.*`` functions, ember's kernel launches, GEMMs of the
+fake libcublas) runs once, so the step's Python sees real values, AND is
+recorded with its operands: arrays by reference, Python scalars by value, as a
+real CUDA graph bakes kernel arguments in. ``end_capture`` then restores every
+array that existed before the capture, so capturing performs no step, as on a
+GPU, and each ``launch`` re-runs the recording over the same buffers.
+
+What CuPy refuses during capture raises here too: host reads (``.get()``,
+``float()``, ...), host->device copies (``cupy.asarray`` of host data,
+``a[...] = host``, ``.set``), synchronisation, and cuBLAS through CuPy
+(``cupy.matmul`` / ``@`` on float arrays). The libcublas ember calls instead is
+``fake_libcublas.FakeCublas``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import sys
+
+import numpy
+
+fake = importlib.import_module("test_cupy_fake_module_cpu")
+FakeCupyArray = fake.FakeCupyArray
+
+
+class Capture:
+    """One capture in progress: the recorded thunks and the pre-capture arrays to restore."""
+
+    def __init__(self, stream):
+        self.stream, self.thunks, self.snapshots, self.born, self.keep = stream, [], {}, set(), []
+        self.pools_used: list = []
+
+
+class _Cap:
+    active: Capture | None = None
+    depth = 0  # > 0 inside a recorded operation: what it does inside is part of it
+    allocator_pool = None
+    stream = None
+    launches = 0
+
+
+def _root(a):
+    while isinstance(getattr(a, "base", None), numpy.ndarray):
+        a = a.base
+    return a
+
+
+def _plain(v):
+    return v.view(numpy.ndarray) if isinstance(v, FakeCupyArray) else v
+
+
+def _arrays(values):
+    for v in values:
+        if isinstance(v, numpy.ndarray):
+            yield v
+            yield from _arrays(getattr(v, "rows", ()))  # a multi-tensor kernel's pointer table
+        elif isinstance(v, (list, tuple)):
+            yield from _arrays(v)
+
+
+def _recording() -> Capture | None:
+    return _Cap.active if _Cap.active is not None and _Cap.depth == 0 else None
+
+
+def _note_new(cap: Capture, arrays) -> None:
+    for a in arrays:
+        r = _root(a)
+        cap.born.add(id(r))
+        cap.keep.append(r)
+        cap.pools_used.append(_Cap.allocator_pool)
+
+
+def _note_written(cap: Capture, arrays) -> None:
+    """Save the contents of each pre-capture array about to be written (restored at end_capture)."""
+    for a in arrays:
+        r = _root(a)
+        if id(r) not in cap.born and id(r) not in cap.snapshots:
+            cap.snapshots[id(r)] = (r, numpy.array(r, copy=True))
+
+
+def _quiet(fn):
+    """Run ``fn`` without recording what it does inside (a recorded op replays as one unit)."""
+    def run(*args, **kwargs):
+        _Cap.depth += 1
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _Cap.depth -= 1
+    return run
+
+
+def _refuse(what: str) -> None:
+    raise RuntimeError(f"the current stream is capturing, so {what} are disallowed")
+
+
+# ------------------------------------------------------------------ array hooks
+def _array_ufunc(self, ufunc, method, *inputs, out=None, **kwargs):
+    cap = _recording()
+    if cap is not None and ufunc is numpy.matmul and any(
+            isinstance(i, numpy.ndarray) and i.dtype.kind == "f" for i in inputs):
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+    plain_in = tuple(_plain(i) for i in inputs)
+    if out is not None:
+        kwargs["out"] = tuple(_plain(o) for o in out)
+    if cap is not None and method == "at":
+        _note_written(cap, [inputs[0]])
+    result = _quiet(getattr(ufunc, method))(*plain_in, **kwargs)
+    if out is not None:
+        outs = out
+        ret = out[0] if len(out) == 1 else out
+    else:
+        many = isinstance(result, tuple)
+        outs = tuple(numpy.asarray(r).view(FakeCupyArray) for r in (result if many else (result,)))
+        for o in outs:
+            o._dev = getattr(self, "_dev", 0)
+        ret = outs if many else outs[0]
+        if result is None:
+            outs, ret = (), None
+    if cap is not None:
+        if out is not None:
+            _note_written(cap, outs)
+        else:
+            _note_new(cap, outs)
+        kw = {k: v for k, v in kwargs.items() if k != "out"}
+        targets = tuple(_plain(o) for o in outs)
+        if method == "at":
+            cap.thunks.append(lambda: getattr(ufunc, method)(*plain_in, **kw))
+        else:
+            cap.thunks.append(lambda: getattr(ufunc, method)(*plain_in, out=targets, **kw))
+    return ret
+
+
+def _setitem(self, key, value):
+    cap = _recording()
+    if cap is not None and isinstance(value, (list, numpy.ndarray)) and not isinstance(value, FakeCupyArray) \
+            and numpy.ndim(value) > 0:
+        _refuse("H2D transfers")
+    plain_key = tuple(_plain(k) for k in key) if isinstance(key, tuple) else _plain(key)
+    target, v = self.view(numpy.ndarray), _plain(value)
+    if cap is not None:
+        _note_written(cap, [self])
+        cap.thunks.append(lambda: target.__setitem__(plain_key, v))
+    _quiet(target.__setitem__)(plain_key, v)
+
+
+def _copying(name):
+    """An ndarray method that may return new memory: record its recomputation when it does."""
+    base = getattr(numpy.ndarray, name)
+
+    def method(self, *args, **kwargs):
+        out = _quiet(base)(self, *args, **kwargs)
+        cap = _recording()
+        if cap is not None and isinstance(out, numpy.ndarray) and not numpy.may_share_memory(out, self):
+            if not isinstance(out, FakeCupyArray):
+                out = out.view(FakeCupyArray)
+            _note_new(cap, [out])
+            src, target = self, out.view(numpy.ndarray)
+            args_p = tuple(_plain(a) for a in args)
+            cap.thunks.append(lambda: numpy.copyto(target, base(src.view(numpy.ndarray), *args_p, **kwargs),
+                                                   casting="unsafe"))
+        return out
+
+    return method
+
+
+def _in_place(name):
+    base = getattr(numpy.ndarray, name)
+
+    def method(self, *args, **kwargs):
+        cap = _recording()
+        if cap is not None:
+            _note_written(cap, [self])
+            target = self.view(numpy.ndarray)
+            cap.thunks.append(lambda: base(target, *args, **kwargs))
+        return _quiet(base)(self, *args, **kwargs)
+
+    return method
+
+
+def _set(self, host, stream=None):
+    if _recording() is not None:
+        _refuse("H2D transfers")
+    self.view(numpy.ndarray)[...] = host
+
+
+def _host_read(what, _real=fake._host_read):
+    if _recording() is not None:
+        raise RuntimeError(f"the current stream is capturing: a device->host read ({what}) is not allowed")
+    _real(what)
+
+
+_H2D_FUNCTIONS = {"asarray", "array", "ascontiguousarray", "asfortranarray"}
+
+
+def _wrap_function(name, fn):
+    def call(*args, **kwargs):
+        cap = _recording()
+        arrays = list(_arrays(list(args) + list(kwargs.values())))
+        if cap is not None and name in _H2D_FUNCTIONS and not any(isinstance(a, FakeCupyArray) for a in arrays):
+            _refuse("H2D transfers")
+        if cap is not None:
+            _note_written(cap, [a for a in arrays if isinstance(a, FakeCupyArray)])
+        out = _quiet(fn)(*args, **kwargs)
+        if type(out) is numpy.ndarray:
+            out = out.view(FakeCupyArray)
+        if cap is not None:
+            fresh = isinstance(out, numpy.ndarray) and not any(numpy.may_share_memory(out, a) for a in arrays)
+            if fresh:
+                _note_new(cap, [out])
+                if not name.startswith("empty"):
+                    target = out.view(numpy.ndarray)
+                    cap.thunks.append(lambda: numpy.copyto(target, fn(*args, **kwargs), casting="unsafe"))
+            elif out is None or "out" in kwargs:
+                cap.thunks.append(lambda: fn(*args, **kwargs))
+        return out
+
+    return call
+
+
+# ---------------------------------------------------------------- driver objects
+class MemoryPool:
+    """A private pool: counts the arrays made while it was the allocator."""
+
+    def malloc(self, size):  # never called by the fake (its arrays are NumPy's); present for the API
+        raise AssertionError("fake MemoryPool.malloc is not used")
+
+    def used(self, cap: Capture) -> bool:
+        return any(p is self for p in cap.pools_used)
+
+
+@contextlib.contextmanager
+def using_allocator(allocator=None):
+    previous = _Cap.allocator_pool
+    _Cap.allocator_pool = getattr(allocator, "__self__", None)
+    try:
+        yield
+    finally:
+        _Cap.allocator_pool = previous
+
+
+class Graph:
+    def __init__(self, thunks):
+        self.thunks = thunks
+
+    def launch(self, stream=None):
+        _Cap.launches += 1
+        for thunk in self.thunks:
+            _quiet(thunk)()
+
+
+class Stream:
+    _next = [16]
+
+    def __init__(self, non_blocking=False, null=False):
+        self.ptr = 0 if null else Stream._next[0]
+        if not null:
+            Stream._next[0] += 16
+        self._prev = []
+
+    def __enter__(self):
+        self._prev.append(_Cap.stream)
+        _Cap.stream = self
+        return self
+
+    def __exit__(self, *exc):
+        _Cap.stream = self._prev.pop()
+
+    def begin_capture(self, mode=None):
+        if self.ptr in (0, 1):
+            raise RuntimeError("cannot capture on the default (legacy) stream")
+        if _Cap.active is not None:
+            raise RuntimeError("a capture is already in progress")
+        _Cap.active = Capture(self)
+
+    def is_capturing(self):
+        return _Cap.active is not None and _Cap.active.stream is self
+
+    def end_capture(self):
+        cap, _Cap.active = _Cap.active, None
+        for root, saved in cap.snapshots.values():
+            numpy.copyto(root.view(numpy.ndarray) if isinstance(root, FakeCupyArray) else root, saved)
+        _Cap.last = cap
+        return Graph(cap.thunks)
+
+    def synchronize(self):
+        if _Cap.active is not None:
+            raise RuntimeError("cudaErrorStreamCaptureUnsupported: synchronize during capture")
+
+    def wait_event(self, event):
+        pass
+
+
+NULL_STREAM = Stream(null=True)
+
+
+def install(monkeypatch, cupy=None):
+    """Give the fake ``cupy`` (the one in ``sys.modules``) streams, graphs, pools and capture recording."""
+    cupy = cupy or sys.modules["cupy"]
+    _Cap.active, _Cap.depth, _Cap.allocator_pool, _Cap.stream, _Cap.launches = None, 0, None, None, 0
+    cuda = cupy.cuda
+    monkeypatch.setattr(cuda, "Stream", Stream, raising=False)
+    monkeypatch.setattr(cuda, "MemoryPool", MemoryPool, raising=False)
+    monkeypatch.setattr(cuda, "using_allocator", using_allocator, raising=False)
+    monkeypatch.setattr(cuda, "get_current_stream", lambda: _Cap.stream or NULL_STREAM, raising=False)
+    monkeypatch.setattr(FakeCupyArray, "__array_ufunc__", _array_ufunc, raising=False)
+    monkeypatch.setattr(FakeCupyArray, "__setitem__", _setitem, raising=False)
+    monkeypatch.setattr(FakeCupyArray, "set", _set)
+    for name in ("astype", "copy", "reshape", "ravel", "flatten", "argmax", "argmin", "take", "repeat"):
+        monkeypatch.setattr(FakeCupyArray, name, _copying(name), raising=False)
+    monkeypatch.setattr(FakeCupyArray, "__getitem__", _copying_getitem(FakeCupyArray.__getitem__))
+    for name in ("fill", "sort", "put"):
+        monkeypatch.setattr(FakeCupyArray, name, _in_place(name), raising=False)
+    monkeypatch.setattr(fake, "_host_read", _host_read)
+
+    def __getattr__(name):
+        attr = getattr(numpy, name)
+        if callable(attr) and not isinstance(attr, (type, numpy.ufunc)):
+            return _wrap_function(name, attr)
+        return attr
+
+    monkeypatch.setattr(cupy, "__getattr__", __getattr__)
+    from fake_libcublas import FakeCublas
+
+    from ember.backends.cupy import cublas
+
+    lib = FakeCublas()
+    cublas.reset()
+    cublas._LIB.append(lib)
+    monkeypatch.setattr(cublas, "_LIB", cublas._LIB)
+    _record_kernel_launches(monkeypatch)
+    return lib
+
+
+def _copying_getitem(base):
+    def getitem(self, key):
+        out = _quiet(base)(self, key)
+        cap = _recording()
+        if cap is not None and isinstance(out, numpy.ndarray) and not numpy.may_share_memory(out, self):
+            _note_new(cap, [out])
+            src, target = self.view(numpy.ndarray), out.view(numpy.ndarray)
+            plain_key = tuple(_plain(k) for k in key) if isinstance(key, tuple) else _plain(key)
+            cap.thunks.append(lambda: numpy.copyto(target, src[plain_key]))
+        return out
+
+    return getitem
+
+
+def _record_kernel_launches(monkeypatch):
+    """Wrap ``launch``/``launch_blocks`` wherever ember's CuPy modules imported them."""
+    from ember.backends.cupy import kernel_spec
+
+    for real in (kernel_spec.launch, kernel_spec.launch_blocks):
+        def recorded(spec, dtype, total, args, _real=real):
+            cap = _recording()
+            if cap is not None:
+                _note_written(cap, [a for a in _arrays(args) if isinstance(a, FakeCupyArray)])
+                cap.thunks.append(lambda: _real(spec, dtype, total, args))
+                with numpy.errstate(all="ignore"):  # device scalars are filled only before a launch
+                    return _quiet(_real)(spec, dtype, total, args)
+            return _quiet(_real)(spec, dtype, total, args)
+
+        for name, module in list(sys.modules.items()):
+            if name.startswith("ember.backends.cupy") and getattr(module, real.__name__, None) is real:
+                monkeypatch.setattr(module, real.__name__, recorded)
+
+
+def last_capture() -> Capture:
+    """The capture that ended last (for tests on what it recorded and which pool it used)."""
+    return _Cap.last
+
+
+def launches() -> int:
+    return _Cap.launches
+
