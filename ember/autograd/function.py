@@ -248,7 +248,7 @@ class Function:
         result.data = out
         result.grad = None
         result._out_idx = 0
-        result._version = box = [0]
+        result._vbox = None  # the version counter, made when needed
         if _capture.RECORDER[0] is not None:
             _capture.RECORDER[0].made_tensor(result)
         if not any_grad or out.dtype.kind != "f":  # integer/bool results carry no gradient
@@ -262,7 +262,7 @@ class Function:
         result.requires_grad = True
         result.grad_fn = ctx
         if ctx._to_save:
-            _resolve_saved(ctx, args, arrays, (raw_out,), (out,), (box,))
+            _resolve_saved(ctx, args, arrays, (raw_out,), (out,), (result,))
         return result
 
 
@@ -290,7 +290,7 @@ def _finish_multi(
         differentiable = o.dtype.kind == "f"
         results.append(Tensor._make(o, differentiable, ctx if differentiable else None, i))
     if ctx._to_save:
-        _resolve_saved(ctx, args, arrays, raw_outs, outs, tuple(r._version for r in results))
+        _resolve_saved(ctx, args, arrays, raw_outs, outs, results)
     if _capture.RECORDER[0] is not None:
         for r in results:
             _capture.RECORDER[0].made_tensor(r)
@@ -298,7 +298,7 @@ def _finish_multi(
 
 
 def _resolve_saved(
-    ctx: Function, args: tuple, arrays: list, raw_outs: tuple, outs: tuple, out_versions: tuple
+    ctx: Function, args: tuple, arrays: list, raw_outs: tuple, outs: tuple, results: Any
 ) -> None:
     """Classify each saved value as an input, an output or a constant, and snapshot versions.
 
@@ -310,25 +310,38 @@ def _resolve_saved(
     """
     to_save = ctx._to_save
     del ctx._to_save
-    saved = None  # a copy of to_save, made only if an output must be replaced
+    saved = to_save
     info = []
-    for k, value in enumerate(to_save):
-        for i, a in enumerate(arrays):
-            if a is value and isinstance(args[i], Tensor):
-                box = args[i]._version
-                info += (i, box, box[0])
-                break
-        else:
-            for j, o in enumerate(raw_outs):
-                if o is value:
-                    info += (~j, out_versions[j], 0)
-                    if saved is None:
-                        saved = list(to_save)
-                    saved[k] = outs[j]  # the array the output Tensor holds (0-d, not a scalar)
+    k = 0
+    for value in to_save:  # plain loops, no enumerate: this runs for most recorded ops
+        i = 0
+        for a in arrays:
+            if a is value:
+                t = args[i]
+                if isinstance(t, Tensor):
+                    box = t._version  # made here if the input had none yet
+                    info.append(i)
+                    info.append(box)
+                    info.append(box[0])
                     break
+            i += 1
+        else:
+            j = 0
+            for o in raw_outs:
+                if o is value:
+                    info.append(~j)
+                    info.append(results[j]._version)
+                    info.append(0)
+                    if outs[j] is not o:  # keep the array the output Tensor holds (0-d, not a scalar)
+                        saved = saved[:k] + (outs[j],) + saved[k + 1:]
+                    break
+                j += 1
             else:
-                info += (None, None, None)
-    ctx._saved = to_save if saved is None else tuple(saved)
+                info.append(None)
+                info.append(None)
+                info.append(None)
+        k += 1
+    ctx._saved = saved
     ctx._saved_info = info
 
 

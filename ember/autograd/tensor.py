@@ -38,7 +38,8 @@ class Tensor(ToShorthands):
     """
 
     # _hooks stays unset (read with getattr) until a leaf gets a hook: see ember.autograd.hooks.
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_version", "_hooks", "__weakref__")
+    # _vbox is the version counter's box, None until first needed (see ``_version``).
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vbox", "_hooks", "__weakref__")
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
     __array_ufunc__ = None
 
@@ -49,7 +50,7 @@ class Tensor(ToShorthands):
         self.grad = None
         self.grad_fn = None
         self._out_idx = 0
-        self._version = [0]
+        self._vbox = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -63,8 +64,24 @@ class Tensor(ToShorthands):
         t.grad = None
         t.grad_fn = grad_fn
         t._out_idx = out_idx
-        t._version = [0]
+        t._vbox = None
         return t
+
+    @property
+    def _version(self) -> list:
+        """The version counter, a one-item list shared with ``detach()``ed copies; bumped by in-place edits.
+
+        Made on first use: most op outputs are never saved for backward nor edited in
+        place, so they never need one (one object less per recorded op).
+        """
+        box = self._vbox
+        if box is None:
+            box = self._vbox = [0]
+        return box
+
+    @_version.setter
+    def _version(self, box: list) -> None:
+        self._vbox = box
 
     # --------------------------------------------------------------- metadata
     @property
