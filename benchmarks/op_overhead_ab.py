@@ -11,9 +11,11 @@ A worker times, after a warm-up:
 * one TwoLayerNet (784-50-10, ReLU) SGD training step at batch 100, in ms.
 
 The cyclic GC stays on, as in real use: how often it runs is part of the cost.
-Printed: min and median over all samples per tree, and new/old of each.
+Printed: min and median over all samples per tree, and new/old of each.  With
+``--torch`` a PyTorch worker runs the same chain in each round too (third in
+the rotation), and new/torch is printed for the chain cases.
 
-    python -m benchmarks.op_overhead_ab --old /work/main --new . --rounds 12
+    python -m benchmarks.op_overhead_ab --old /work/main --new . --rounds 12 --torch
 """
 
 from __future__ import annotations
@@ -91,11 +93,39 @@ def worker(reps: int, n_ops: int, steps: int) -> dict:
     return out
 
 
-def run_tree(tree: str, args: argparse.Namespace) -> dict:
-    """One worker process importing ember from ``tree``."""
-    env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--reps", str(args.reps),
-           "--ops", str(args.ops), "--steps", str(args.steps)]
+def torch_worker(reps: int, n_ops: int) -> dict:
+    """The chain cases on PyTorch's CPU tensors (the issue's reference)."""
+    import torch
+
+    def fwd_bwd() -> None:
+        _chain(torch.tensor([0.5], requires_grad=True), n_ops).backward()
+
+    def fwd() -> None:
+        _chain(torch.tensor([0.5], requires_grad=True), n_ops)
+
+    def no_grad() -> None:
+        x = torch.tensor([0.5], requires_grad=True)
+        with torch.no_grad():
+            _chain(x, n_ops)
+
+    out: dict = {}
+    for name, fn in (("chain fwd+bwd", fwd_bwd), ("chain fwd", fwd), ("chain no_grad", no_grad)):
+        for _ in range(3):
+            fn()
+        samples = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            fn()
+            samples.append((time.perf_counter() - start) * 1e6 / n_ops)
+        out[name] = samples
+    return out
+
+
+def run_tree(tree: str | None, args: argparse.Namespace) -> dict:
+    """One worker process importing ember from ``tree`` (None: the PyTorch worker)."""
+    env = dict(os.environ, PYTHONPATH=str(Path(tree or ".").resolve()))
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker" if tree else "--torch-worker", "--reps",
+           str(args.reps), "--ops", str(args.ops), "--steps", str(args.steps)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"error: worker for {tree} failed:\n{done.stderr.strip()}")
@@ -110,21 +140,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=10, help="chain repetitions per worker and mode (default 10)")
     p.add_argument("--ops", type=int, default=1000, help="chain length (default 1000)")
     p.add_argument("--steps", type=int, default=20, help="training steps per worker (default 20)")
+    p.add_argument("--torch", action="store_true", help="also time the chain on PyTorch in each round")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.reps, args.ops, args.steps)))
         return 0
+    if args.torch_worker:
+        print(json.dumps(torch_worker(args.reps, args.ops)))
+        return 0
     for tree in (args.old, args.new):
         if not (Path(tree) / "ember" / "__init__.py").is_file():
             p.error(f"{tree} is not an ember checkout (no ember/__init__.py)")
-    samples: dict = {"old": {c: [] for c in CASES}, "new": {c: [] for c in CASES}}
+    samples: dict = {"old": {c: [] for c in CASES}, "new": {c: [] for c in CASES}, "torch": {c: [] for c in CASES}}
+    trees = {"old": args.old, "new": args.new, "torch": None}
     for r in range(args.rounds):
-        order = ("old", "new") if r % 2 == 0 else ("new", "old")
+        order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+        if args.torch:
+            order.append("torch")
         for which in order:
-            got = run_tree(args.old if which == "old" else args.new, args)
-            for c in CASES:
-                samples[which][c].extend(got[c])
+            got = run_tree(trees[which], args)
+            for c, values in got.items():
+                samples[which][c].extend(values)
         print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     print(f"old = {args.old}, new = {args.new}; {args.rounds} rounds, alternating; min / median of all samples")
     print(f"{'case':26s} {'old min':>9s} {'old med':>9s} {'new min':>9s} {'new med':>9s} {'new/old min':>11s} "
@@ -133,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         o, n = samples["old"][c], samples["new"][c]
         om, on, nm, nn = min(o), statistics.median(o), min(n), statistics.median(n)
         print(f"{c + ' (' + UNITS[c] + ')':26s} {om:9.2f} {on:9.2f} {nm:9.2f} {nn:9.2f} {nm / om:11.2f} {nn / on:11.2f}")
+    if args.torch:
+        print(f"\n{'case':26s} {'torch min':>9s} {'torch med':>9s} {'new/torch min':>13s} {'new/torch med':>13s}")
+        for c in CASES:
+            t, n = samples["torch"][c], samples["new"][c]
+            if t:
+                tm, tn = min(t), statistics.median(t)
+                print(f"{c + ' (' + UNITS[c] + ')':26s} {tm:9.2f} {tn:9.2f} {min(n) / tm:13.2f} "
+                      f"{statistics.median(n) / tn:13.2f}")
     return 0
 
 

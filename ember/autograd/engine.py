@@ -137,13 +137,15 @@ def run_backward(
             else:
                 break
             gys = pending.pop(fn)
+            edges = fn._edges
+            info = fn._saved_info  # non-empty exactly when the node saved values
             if plain and fn._n_out == 1 and fn._hooks is None and _function._anomaly_hooks is None:
-                if fn._saved_info:
+                if info:
                     fn._check_versions()
                 gxs = fn.backward(fn, gys)
                 if type(gxs) is not tuple:
                     gxs = (gxs,)
-                elif len(gxs) > len(fn._edges):
+                elif len(gxs) > len(edges):
                     _raise_too_many(fn, gxs)
             else:
                 if fn._n_out == 1:
@@ -164,10 +166,10 @@ def run_backward(
                     gxs = _call_backward(fn, gys, create_graph)
                 if rec is not None:  # ember.compile: record this node's backward on the tape
                     gxs = rec.backward(fn, gys, gxs)
-            if not retain_graph and fn._saved:
+            if info and not retain_graph:
                 fn._saved = _FREED
             deferred = None  # the first node this one made pending
-            for edge, gx in zip(fn._edges, gxs):
+            for edge, gx in zip(edges, gxs):
                 if edge is None or gx is None:
                     if tracker is not None and edge is not None and type(edge) is not tuple:
                         done = tracker.note_missing(edge)

@@ -235,8 +235,9 @@ class Function:
         ctx.backend = backend
         ctx._edges = edges  # needs_input_grad is read from it
         out = cls.forward(ctx, *arrays, **kwargs)
-        if _capture.RECORDER[0] is not None:  # ember.compile / graphs: record this call on the tape
-            out = _capture.RECORDER[0].forward(cls, ctx, args, arrays, kwargs, out)
+        rec = _capture.RECORDER[0]
+        if rec is not None:  # ember.compile / graphs: record this call on the tape
+            out = rec.forward(cls, ctx, args, arrays, kwargs, out)
         if _anomaly_hooks is not None:
             _anomaly_hooks[0](cls, ctx, arrays, out)
         if type(out) is tuple:
@@ -249,8 +250,8 @@ class Function:
         result.grad = None
         result._out_idx = 0
         result._vbox = None  # the version counter, made when needed
-        if _capture.RECORDER[0] is not None:
-            _capture.RECORDER[0].made_tensor(result)
+        if rec is not None:
+            rec.made_tensor(result)
         if not any_grad or out.dtype.kind != "f":  # integer/bool results carry no gradient
             result.requires_grad = False
             result.grad_fn = None
