@@ -89,6 +89,9 @@ class Function:
     _out_dtype: Any = None
     _multi_meta: tuple = ()
     _create_graph = False
+    # True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then
+    # Tensor-level); a plain attribute, not a property, since backwards read it on every call.
+    create_graph = False
     _hooks: Any = None  # ember.autograd.hooks.NodeHooks once a hook or retain_grad targets an output
 
     @property
@@ -145,11 +148,6 @@ class Function:
         if self._create_graph:
             return tuple(self._saved_as_tensor(i, v) for i, v in enumerate(saved))
         return saved
-
-    @property
-    def create_graph(self) -> bool:
-        """True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then Tensor-level)."""
-        return self._create_graph
 
     @property
     def saved_arrays(self) -> tuple:
@@ -320,7 +318,9 @@ def _resolve_saved(
             if a is value:
                 t = args[i]
                 if isinstance(t, Tensor):
-                    box = t._version  # made here if the input had none yet
+                    box = t._vbox
+                    if box is None:  # the input's version counter, made on first use
+                        box = t._vbox = [0]
                     info.append(i)
                     info.append(box)
                     info.append(box[0])
@@ -331,7 +331,10 @@ def _resolve_saved(
             for o in raw_outs:
                 if o is value:
                     info.append(~j)
-                    info.append(results[j]._version)
+                    box = results[j]._vbox
+                    if box is None:
+                        box = results[j]._vbox = [0]
+                    info.append(box)
                     info.append(0)
                     if outs[j] is not o:  # keep the array the output Tensor holds (0-d, not a scalar)
                         saved = saved[:k] + (outs[j],) + saved[k + 1:]
