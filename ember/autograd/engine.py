@@ -260,11 +260,11 @@ def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
     if create_graph:
         gys = [g if isinstance(g, Tensor) else Tensor._make(g) for g in gys]
         array_xp = fn.xp
-        fn.xp, fn._create_graph, fn.create_graph = tensor_namespace, True, True
+        fn.xp, fn._create_graph = tensor_namespace, True
         try:
             gxs = fn.backward(fn, *gys)
         finally:
-            fn.xp, fn._create_graph, fn.create_graph = array_xp, False, False
+            fn.xp, fn._create_graph = array_xp, False
     else:
         gxs = fn.backward(fn, *gys)
     if type(gxs) is not tuple:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from contextvars import ContextVar
+from operator import attrgetter
 from typing import Any
 
 import numpy
@@ -89,9 +90,12 @@ class Function:
     _out_dtype: Any = None
     _multi_meta: tuple = ()
     _create_graph = False
-    # True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then
-    # Tensor-level); a plain attribute, not a property, since backwards read it on every call.
-    create_graph = False
+    # Read by many backwards on every call: a read-only property whose getter is C code
+    # (attrgetter), so reading it runs no Python frame.
+    create_graph = property(
+        attrgetter("_create_graph"),
+        doc="True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then Tensor-level).",
+    )
     _hooks: Any = None  # ember.autograd.hooks.NodeHooks once a hook or retain_grad targets an output
 
     @property
