@@ -16,13 +16,22 @@ Printed: min and median over all samples per tree, and new/old of each.  With
 the rotation), and new/torch is printed for the chain cases.
 
     python -m benchmarks.op_overhead_ab --old /work/main --new . --rounds 12 --torch
+
+``--callgrind`` counts instructions instead (needs valgrind): one worker per tree
+and chain mode runs the chain under ``valgrind --tool=callgrind``, collecting only
+inside the timed calls; the counts do not depend on the machine's load.
+
+    python -m benchmarks.op_overhead_ab --callgrind --reps 4
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,6 +130,38 @@ def torch_worker(reps: int, n_ops: int) -> dict:
     return out
 
 
+def callgrind_worker(mode: str, reps: int, n_ops: int) -> None:
+    """Run one chain mode ``reps`` times inside ``itertools.starmap`` (callgrind collects only there)."""
+    import ember as em
+
+    def run() -> None:
+        x = em.tensor([0.5], requires_grad=True)
+        if mode == "chain no_grad":
+            with em.no_grad():
+                _chain(x, n_ops)
+        elif mode == "chain fwd":
+            _chain(x, n_ops)
+        else:
+            _chain(x, n_ops).backward()
+
+    run()
+    run()
+    list(itertools.starmap(run, [()] * reps))
+
+
+def callgrind_count(tree: str, mode: str, args: argparse.Namespace) -> float:
+    """Instructions per op of ``mode`` with ember from ``tree``."""
+    env = dict(os.environ, PYTHONPATH=str(Path(tree).resolve()), PYTHONHASHSEED="0")
+    cmd = ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
+           "--callgrind-out-file=/dev/null", sys.executable, str(Path(__file__).resolve()), "--callgrind-worker",
+           mode, "--reps", str(args.reps), "--ops", str(args.ops)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or not found:
+        raise SystemExit(f"error: callgrind worker for {tree} ({mode}) failed:\n{done.stderr.strip()[-2000:]}")
+    return int(found.group(1)) / (args.reps * args.ops)
+
+
 def run_tree(tree: str | None, args: argparse.Namespace) -> dict:
     """One worker process importing ember from ``tree`` (None: the PyTorch worker)."""
     env = dict(os.environ, PYTHONPATH=str(Path(tree or ".").resolve()))
@@ -141,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", type=int, default=1000, help="chain length (default 1000)")
     p.add_argument("--steps", type=int, default=20, help="training steps per worker (default 20)")
     p.add_argument("--torch", action="store_true", help="also time the chain on PyTorch in each round")
+    p.add_argument("--callgrind", action="store_true", help="count instructions per op with valgrind instead")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--callgrind-worker", choices=CASES[:3], help=argparse.SUPPRESS)
     p.add_argument("--torch-worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -150,9 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch_worker:
         print(json.dumps(torch_worker(args.reps, args.ops)))
         return 0
+    if args.callgrind_worker:
+        callgrind_worker(args.callgrind_worker, args.reps, args.ops)
+        return 0
     for tree in (args.old, args.new):
         if not (Path(tree) / "ember" / "__init__.py").is_file():
             p.error(f"{tree} is not an ember checkout (no ember/__init__.py)")
+    if args.callgrind:
+        if shutil.which("valgrind") is None:
+            p.error("--callgrind needs valgrind on PATH")
+        print(f"old = {args.old}, new = {args.new}; instructions per op (callgrind), {args.reps} chains of {args.ops}")
+        print(f"{'case':16s} {'old':>9s} {'new':>9s} {'new/old':>8s}")
+        for mode in CASES[:3]:
+            old, new = callgrind_count(args.old, mode, args), callgrind_count(args.new, mode, args)
+            print(f"{mode:16s} {old:9.0f} {new:9.0f} {new / old:8.3f}")
+        return 0
     samples: dict = {"old": {c: [] for c in CASES}, "new": {c: [] for c in CASES}, "torch": {c: [] for c in CASES}}
     trees = {"old": args.old, "new": args.new, "torch": None}
     for r in range(args.rounds):
