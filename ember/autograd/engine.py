@@ -140,8 +140,8 @@ def run_backward(
             edges = fn._edges
             info = fn._saved_info  # non-empty exactly when the node saved values
             if plain and fn._n_out == 1 and fn._hooks is None and _function._anomaly_hooks is None:
-                if info:
-                    fn._check_versions()
+                if info and (len(info) != 3 or (info[1] is not None and info[1][0] != info[2])):
+                    fn._check_versions()  # several saved values, or one edited in place: the full check
                 gxs = fn.backward(fn, gys)
                 if type(gxs) is not tuple:
                     gxs = (gxs,)
