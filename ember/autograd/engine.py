@@ -3,7 +3,9 @@
 Nodes are popped from a heap keyed ``(-generation, seq)``: a node's generation
 exceeds that of every node producing its inputs, so when a node is popped all
 of its consumers have already sent their gradients (the sum over all paths of
-a diamond arrives complete).  No recursion, so a 10k-deep chain is fine.
+a diamond arrives complete).  A node that becomes pending while the heap is empty
+is the only candidate, so it runs next without the heap (a chain's common case).
+No recursion, so a 10k-deep chain is fine.
 
 After each node's backward the engine reduces broadcast gradients back to the
 input's shape and checks shape and dtype, naming the op that got it wrong

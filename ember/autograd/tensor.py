@@ -17,6 +17,7 @@ from ember.backends.deferred_checks import raise_pending
 from ember import dtypes
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.to_shorthands import ToShorthands
+from ember.autograd.version_counter import VersionCounted
 from ember.backends.device import backend_of, get_backend
 from ember.errors import DTypeError, GraphError
 
@@ -28,7 +29,7 @@ class Size(tuple):
         return self if dim is None else self[dim]
 
 
-class Tensor(ToShorthands):
+class Tensor(ToShorthands, VersionCounted):
     """An n-dimensional array that records the ops applied to it for backward.
 
     Attributes:
@@ -38,7 +39,7 @@ class Tensor(ToShorthands):
     """
 
     # _hooks stays unset (read with getattr) until a leaf gets a hook: see ember.autograd.hooks.
-    # _vbox is the version counter's box, None until first needed (see ``_version``).
+    # _vbox: the version counter's box, None until first needed (ember.autograd.version_counter).
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vbox", "_hooks", "__weakref__")
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
     __array_ufunc__ = None
@@ -66,22 +67,6 @@ class Tensor(ToShorthands):
         t._out_idx = out_idx
         t._vbox = None
         return t
-
-    @property
-    def _version(self) -> list:
-        """The version counter, a one-item list shared with ``detach()``ed copies; bumped by in-place edits.
-
-        Made on first use: most op outputs are never saved for backward nor edited in
-        place, so they never need one (one object less per recorded op).
-        """
-        box = self._vbox
-        if box is None:
-            box = self._vbox = [0]
-        return box
-
-    @_version.setter
-    def _version(self, box: list) -> None:
-        self._vbox = box
 
     # --------------------------------------------------------------- metadata
     @property
@@ -315,10 +300,6 @@ class Tensor(ToShorthands):
                 "would corrupt the graph; do it under `with ember.no_grad():` (as optimizers do) "
                 "or on a .detach()'ed copy"
             )
-
-    def _bump_version(self) -> None:
-        """Record an in-place change of ``data`` (for code that writes the array directly)."""
-        self._version[0] += 1
 
     def _inplace(self, op: str, value: Any, ufunc: Any) -> "Tensor":
         self._check_inplace(op)
