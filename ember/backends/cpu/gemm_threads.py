@@ -1,0 +1,78 @@
+"""Who runs a layer's large 2-D products on a small machine: OpenBLAS's own threads or ember's batch split.
+
+On a 2-core machine BLAS is held to one thread and ember splits a product's
+rows over its batch workers (``ember.backends.cpu.batch_split``), because a
+second BLAS thread collapses as soon as another process holds a core.  When
+the machine is otherwise idle, though, OpenBLAS's threads are faster on the
+large products of a linear layer: they share the packed operands and spin
+between calls, where every hand-off of the batch split crosses the GIL.  So a
+product of at least ``BURST_MIN_MACS`` multiply-adds runs on
+``idle_blas_threads`` BLAS threads while other processes use at most
+``IDLE_MAX_OTHER_CORES`` of this process's cores
+(``ember.backends.cpu.core_load``), and through the batch split otherwise.
+
+Both paths give the same bits for the products ember splits: neither splits
+the shared axis, so every output element is the same dot product in the same
+order (tests check it on the layer shapes).  Measurements:
+``docs/engineering/cpu-pool-mlp-round2.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from ember.backends.cpu import batch_split, core_load, threads
+
+# Smallest product (M*K*N multiply-adds) handed to the BLAS threads; smaller
+# ones lose more to the threads' start and final wait than they gain.
+BURST_MIN_MACS = 1 << 24
+# Most CPU time (in cores) other processes may take on this process's cores
+# for the machine to count as idle; a few percent of background noise passes.
+IDLE_MAX_OTHER_CORES = 0.25
+
+
+def burst_threads(macs: int) -> int:
+    """BLAS threads a product of ``macs`` multiply-adds should run on now (1: use the batch split)."""
+    wanted = threads.idle_blas_threads()
+    limit = threads.thread_policy()["blas_threads"]
+    if wanted <= 1 or limit is None or wanted <= limit or macs < BURST_MIN_MACS:
+        return 1
+    busy = core_load.other_cores_busy()
+    return wanted if busy is not None and busy <= IDLE_MAX_OTHER_CORES else 1
+
+
+def _macs(a: Any, b: Any) -> int:
+    """Multiply-adds of ``a @ b`` for two 2-D NumPy arrays, 0 for anything else."""
+    if type(a) is not numpy.ndarray or type(b) is not numpy.ndarray or a.ndim != 2 or b.ndim != 2:
+        return 0
+    return a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def _on_blas_threads(count: int, products: list) -> list:
+    """``[a @ b for a, b in products]`` with BLAS raised to ``count`` threads, then set back."""
+    limit = threads.thread_policy()["blas_threads"]
+    if not threads.set_blas_threads_now(count):
+        return [a @ b for a, b in products]
+    try:
+        return [a @ b for a, b in products]
+    finally:
+        threads.set_blas_threads_now(limit)
+
+
+def matmul_split(a: Any, b: Any, workers: int) -> Any:
+    """``a @ b`` for a layer: on the BLAS threads when large and the machine is idle, else ``batch_split.matmul_split``."""
+    if workers > 1:
+        count = burst_threads(_macs(a, b))
+        if count > 1:
+            return _on_blas_threads(count, [(a, b)])[0]
+    return batch_split.matmul_split(a, b, workers)
+
+
+def matmul_pair(first: tuple, second: tuple, workers: int) -> tuple:
+    """``(a1 @ b1, a2 @ b2)`` (a layer's ``gx`` and ``gW``): each large one on the BLAS threads while the
+    machine is idle, else both through ``batch_split.matmul_pair``."""
+    if workers > 1 and max(burst_threads(_macs(*first)), burst_threads(_macs(*second))) > 1:
+        return matmul_split(*first, workers), matmul_split(*second, workers)
+    return batch_split.matmul_pair(first, second, workers)
