@@ -11,9 +11,12 @@ product of at least ``BURST_MIN_MACS`` multiply-adds runs on
 ``IDLE_MAX_OTHER_CORES`` of this process's cores
 (``ember.backends.cpu.core_load``), and through the batch split otherwise.
 
-Both paths give the same bits for the products ember splits: neither splits
-the shared axis, so every output element is the same dot product in the same
-order (tests check it on the layer shapes).  Measurements:
+Results never depend on the load.  Threaded OpenBLAS sums some shapes in
+another order than one thread does (a 128x784 by 784x512 product differs in
+the last bits, 128x512 by 512x512 does not), so the first time a product of a
+given shape, layout and dtype could go to the BLAS threads, both paths run and
+the BLAS threads are used for that shape only if the bits were the same.  A run
+repeats bit for bit whether or not the machine was idle.  Measurements:
 ``docs/engineering/cpu-pool-mlp-round2.md``.
 """
 
@@ -31,6 +34,9 @@ BURST_MIN_MACS = 1 << 24
 # Most CPU time (in cores) other processes may take on this process's cores
 # for the machine to count as idle; a few percent of background noise passes.
 IDLE_MAX_OTHER_CORES = 0.25
+# Products checked so far: layout key -> whether the BLAS threads give the split's bits.
+MAX_CHECKED_LAYOUTS = 1024
+_same_bits: dict[tuple, bool] = {}
 
 
 def burst_threads(macs: int) -> int:
@@ -62,11 +68,21 @@ def _on_blas_threads(count: int, products: list) -> list:
 
 
 def matmul_split(a: Any, b: Any, workers: int) -> Any:
-    """``a @ b`` for a layer: on the BLAS threads when large and the machine is idle, else ``batch_split.matmul_split``."""
+    """``a @ b`` for a layer: on the BLAS threads when large, idle and bit-identical, else ``batch_split.matmul_split``."""
     if workers > 1:
         count = burst_threads(_macs(a, b))
         if count > 1:
-            return _on_blas_threads(count, [(a, b)])[0]
+            key = (a.shape, b.shape, a.strides, b.strides, a.dtype.str, b.dtype.str, workers, count)
+            same = _same_bits.get(key)
+            if same is None:  # first time for this layout: run both, keep the split's result
+                burst = _on_blas_threads(count, [(a, b)])[0]
+                split = batch_split.matmul_split(a, b, workers)
+                if len(_same_bits) >= MAX_CHECKED_LAYOUTS:
+                    _same_bits.clear()
+                _same_bits[key] = burst.tobytes() == split.tobytes()
+                return split
+            if same:
+                return _on_blas_threads(count, [(a, b)])[0]
     return batch_split.matmul_split(a, b, workers)
 
 
