@@ -29,7 +29,8 @@ def fake_samples(monkeypatch):
     """Feed ``other_cores_busy`` a list of ``(time, busy s, own s)`` samples; the clock follows them."""
     samples: list = []
     clock = [0.0]
-    monkeypatch.setattr(core_load, "_state", {"sample": None, "busy": None, "pid": None, "cpus": None, "hz": None})
+    monkeypatch.setattr(core_load, "_state", {"sample": None, "busy": None, "pid": None, "cpus": None, "hz": None,
+                                                   "skipped": False})
 
     def read():
         core_load._state["pid"] = core_load.os.getpid()
@@ -54,16 +55,22 @@ def test_other_cores_busy_is_busy_time_minus_our_own_per_second(fake_samples):
     assert core_load.other_cores_busy() == 0.0  # we used more than the counters moved: clipped at 0
 
 
-def test_a_stale_window_is_dropped(fake_samples):
+def test_a_window_spanning_a_pause_is_dropped_once_and_the_last_figure_stands(fake_samples):
     samples, clock = fake_samples
-    samples += [(0.0, 0.0, 0.0), (core_load.STALE_S + 1.0, 5.0, 0.0)]
+    pause = core_load.STALE_S + 1.0
+    t = [0.0, 0.5, 0.5 + pause, 0.8 + pause, 0.8 + 2 * pause, 0.8 + 3 * pause]
+    # (time, busy seconds of our cores, our own CPU seconds)
+    samples += [(t[0], 0.0, 0.0), (t[1], 0.6, 0.5), (t[2], 2.0, 0.5), (t[3], 2.3, 0.8), (t[4], 3.5, 0.8),
+                (t[5], 4.7, 0.8)]
     core_load.other_cores_busy()
-    clock[0] = core_load.STALE_S + 1.0
-    assert core_load.other_cores_busy() is None
+    for now, expected in [(t[1], 0.2), (t[2], 0.2), (t[3], 0.0), (t[4], 0.0), (t[5], 1.2 / pause)]:
+        clock[0] = now  # t[2], t[4]: a pause of ours while others ran, dropped; t[5]: a second in a row counts
+        assert core_load.other_cores_busy() == pytest.approx(expected)
 
 
 def test_unreadable_counters_give_none(monkeypatch):
-    monkeypatch.setattr(core_load, "_state", {"sample": None, "busy": None, "pid": None, "cpus": None, "hz": None})
+    monkeypatch.setattr(core_load, "_state", {"sample": None, "busy": None, "pid": None, "cpus": None, "hz": None,
+                                                   "skipped": False})
     monkeypatch.setattr(core_load, "_STAT", "/nonexistent/stat")
     assert core_load.other_cores_busy() is None
 

@@ -25,13 +25,16 @@ from typing import Any
 # (usually 100 Hz), so a window of a few dozen ticks per core keeps the
 # rounding of both counters to a small fraction of a core.
 WINDOW_S = 0.2
-# A window that started longer ago than this says little about now: it is
-# discarded and a fresh one begins.
-STALE_S = 2.0
+# A window longer than this in which this process used less than half a core
+# spans a pause of ours (a benchmark's rest between samples, I/O), and what
+# other processes did meanwhile says little about the next steps: it is
+# discarded once (the last figure stands and a fresh window begins); a second
+# such window in a row counts, so a starved process still sees the load.
+STALE_S = 0.5
 
 _STAT = "/proc/stat"
 _lock = threading.Lock()
-_state: dict[str, Any] = {"sample": None, "busy": None, "pid": None, "cpus": None, "hz": None}
+_state: dict[str, Any] = {"sample": None, "busy": None, "pid": None, "cpus": None, "hz": None, "skipped": False}
 
 
 def _cpu_names() -> frozenset[bytes]:
@@ -68,7 +71,7 @@ def parse_busy_ticks(stat: bytes, cpus: frozenset[bytes]) -> int | None:
 def _read_sample() -> tuple[float, float, float] | None:
     """``(monotonic time, busy seconds of our cores, our own CPU seconds)``, or None when unreadable."""
     if _state["pid"] != os.getpid():  # first call, or a forked child with its own affinity
-        _state.update(pid=os.getpid(), cpus=_cpu_names(), sample=None, busy=None)
+        _state.update(pid=os.getpid(), cpus=_cpu_names(), sample=None, busy=None, skipped=False)
         try:
             _state["hz"] = os.sysconf("SC_CLK_TCK")
         except (AttributeError, ValueError, OSError):
@@ -94,8 +97,9 @@ def other_cores_busy() -> float | None:
     """Cores' worth of CPU time other processes took on this process's cores over the last window.
 
     0 on an idle machine, about 1 while another process spins on one core.
-    None until a first window has been measured, when it went stale, or when
-    ``/proc/stat`` cannot be read.  Cheap to call often: the counters are read
+    None until a first window has been measured, or when ``/proc/stat`` cannot
+    be read; across a pause of this process (see ``STALE_S``) the figure from
+    before the pause stands until a new window is complete.  Cheap to call often: the counters are read
     at most every ``WINDOW_S`` seconds.
     """
     now = time.monotonic()
@@ -111,8 +115,11 @@ def other_cores_busy() -> float | None:
             _state["sample"] = _state["busy"] = None
             return None
         busy = None
-        if previous is not None and current[0] - previous[0] <= STALE_S:
+        if previous is not None:
             wall = current[0] - previous[0]
-            busy = max(0.0, ((current[1] - previous[1]) - (current[2] - previous[2])) / wall)
+            own = current[2] - previous[2]
+            pause = wall > STALE_S and own < 0.5 * wall and not _state["skipped"]
+            _state["skipped"] = pause
+            busy = _state["busy"] if pause else max(0.0, ((current[1] - previous[1]) - own) / wall)
         _state["sample"], _state["busy"] = current, busy
         return busy
