@@ -183,3 +183,21 @@ def test_idle_blas_default_and_its_errors(monkeypatch):
     with pytest.raises(ValueError, match="set_thread_policy: expected idle_blas_threads >= 1, got 0"):
         threads.set_thread_policy(idle_blas_threads=0)
     assert "idle_blas_threads" in threads.thread_policy()
+
+
+def test_another_thread_gets_the_splits_bits_whether_or_not_it_may_set_blas(policy, monkeypatch, rng):
+    """threadpoolctl lets one thread set OpenBLAS's limit; a product from another never runs unchecked."""
+    import threading
+
+    a = rng.normal(size=(64, 96)).astype(np.float32)
+    b = rng.normal(size=(96, 80)).astype(np.float32)
+    monkeypatch.setattr(gemm_threads, "BURST_MIN_MACS", 0)
+    monkeypatch.setattr(gemm_threads, "_same_bits", {})
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: 0.0)
+    out = []
+    worker = threading.Thread(target=lambda: out.extend(gemm_threads.matmul_split(a, b, 2) for _ in range(2)))
+    worker.start()
+    worker.join()
+    expected = batch_split.matmul_split(a, b, 2).tobytes()
+    assert [o.tobytes() for o in out] == [expected, expected]
+    assert _blas_threads() in ([], [1])

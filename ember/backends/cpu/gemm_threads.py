@@ -56,12 +56,16 @@ def _macs(a: Any, b: Any) -> int:
     return a.shape[0] * a.shape[1] * b.shape[1]
 
 
-def _on_blas_threads(count: int, products: list) -> list:
-    """``[a @ b for a, b in products]`` with BLAS raised to ``count`` threads, then set back."""
+def _on_blas_threads(count: int, products: list) -> list | None:
+    """``[a @ b for a, b in products]`` with BLAS raised to ``count`` threads, then set back.
+
+    None when the threads could not be raised (then nothing ran): the caller
+    takes the split, so a product never runs on threads it did not check.
+    """
     limit = threads.thread_policy()["blas_threads"]
-    if not threads.set_blas_threads_now(count):
-        return [a @ b for a, b in products]
     try:
+        if not threads.set_blas_threads_now(count):
+            return None
         return [a @ b for a, b in products]
     finally:
         threads.set_blas_threads_now(limit)
@@ -75,14 +79,17 @@ def matmul_split(a: Any, b: Any, workers: int) -> Any:
             key = (a.shape, b.shape, a.strides, b.strides, a.dtype.str, b.dtype.str, workers, count)
             same = _same_bits.get(key)
             if same is None:  # first time for this layout: run both, keep the split's result
-                burst = _on_blas_threads(count, [(a, b)])[0]
+                burst = _on_blas_threads(count, [(a, b)])
                 split = batch_split.matmul_split(a, b, workers)
-                if len(_same_bits) >= MAX_CHECKED_LAYOUTS:
-                    _same_bits.clear()
-                _same_bits[key] = burst.tobytes() == split.tobytes()
+                if burst is not None:
+                    if len(_same_bits) >= MAX_CHECKED_LAYOUTS:
+                        _same_bits.clear()
+                    _same_bits[key] = burst[0].tobytes() == split.tobytes()
                 return split
             if same:
-                return _on_blas_threads(count, [(a, b)])[0]
+                burst = _on_blas_threads(count, [(a, b)])
+                if burst is not None:
+                    return burst[0]
     return batch_split.matmul_split(a, b, workers)
 
 

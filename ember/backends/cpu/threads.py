@@ -198,8 +198,9 @@ def set_blas_threads_now(threads: int) -> bool:
     """Set the loaded BLAS pools to ``threads`` threads, cheaply enough to do around one product.
 
     threadpoolctl's library controllers are looked up once (a few ms) and kept;
-    each later call is one C call per library.  Returns False when no BLAS pool
-    can be controlled (threadpoolctl missing), in which case nothing changed.
+    each later call is two C calls per library (set, then read back).  Returns
+    False when no BLAS pool could be set (threadpoolctl missing, or, for
+    OpenBLAS, a thread other than the one that first set its limit calling).
     """
     controllers = _blas_pools["controllers"]
     if controllers is None:
@@ -212,4 +213,4 @@ def set_blas_threads_now(threads: int) -> bool:
         _blas_pools["controllers"] = controllers
     for controller in controllers:
         controller.set_num_threads(threads)
-    return bool(controllers)
+    return bool(controllers) and all(controller.get_num_threads() == threads for controller in controllers)
