@@ -22,6 +22,7 @@ repeats bit for bit whether or not the machine was idle.  Measurements:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy
@@ -71,31 +72,48 @@ def _on_blas_threads(count: int, products: list) -> list | None:
         threads.set_blas_threads_now(limit)
 
 
+def _layout(a: Any, b: Any) -> tuple:
+    """What decides how BLAS and the split sum ``a @ b``: shapes, strides and dtypes."""
+    return a.shape, b.shape, a.strides, b.strides, a.dtype.str, b.dtype.str
+
+
+def _checked(key: tuple, count: int, products: list, fallback: Callable[[], Any]) -> Any:
+    """``products`` on ``count`` BLAS threads if that gave ``fallback()``'s bits before, else ``fallback()``.
+
+    The first call for ``key`` runs both and returns the fallback's result; the
+    verdict is kept, so later calls run only one of the two.
+    """
+    same = _same_bits.get(key)
+    if same is None:
+        burst = _on_blas_threads(count, products)
+        result = fallback()
+        if burst is not None:
+            if len(_same_bits) >= MAX_CHECKED_LAYOUTS:
+                _same_bits.clear()
+            expected = result if isinstance(result, tuple) else (result,)
+            _same_bits[key] = all(x.tobytes() == y.tobytes() for x, y in zip(burst, expected))
+        return result
+    if same:
+        burst = _on_blas_threads(count, products)
+        if burst is not None:
+            return tuple(burst) if len(burst) > 1 else burst[0]
+    return fallback()
+
+
 def matmul_split(a: Any, b: Any, workers: int) -> Any:
     """``a @ b`` for a layer: on the BLAS threads when large, idle and bit-identical, else ``batch_split.matmul_split``."""
-    if workers > 1:
-        count = burst_threads(_macs(a, b))
-        if count > 1:
-            key = (a.shape, b.shape, a.strides, b.strides, a.dtype.str, b.dtype.str, workers, count)
-            same = _same_bits.get(key)
-            if same is None:  # first time for this layout: run both, keep the split's result
-                burst = _on_blas_threads(count, [(a, b)])
-                split = batch_split.matmul_split(a, b, workers)
-                if burst is not None:
-                    if len(_same_bits) >= MAX_CHECKED_LAYOUTS:
-                        _same_bits.clear()
-                    _same_bits[key] = burst[0].tobytes() == split.tobytes()
-                return split
-            if same:
-                burst = _on_blas_threads(count, [(a, b)])
-                if burst is not None:
-                    return burst[0]
+    count = burst_threads(_macs(a, b)) if workers > 1 else 1
+    if count > 1:
+        return _checked(("one", _layout(a, b), workers, count), count, [(a, b)],
+                        lambda: batch_split.matmul_split(a, b, workers))
     return batch_split.matmul_split(a, b, workers)
 
 
 def matmul_pair(first: tuple, second: tuple, workers: int) -> tuple:
-    """``(a1 @ b1, a2 @ b2)`` (a layer's ``gx`` and ``gW``): each large one on the BLAS threads while the
-    machine is idle, else both through ``batch_split.matmul_pair``."""
-    if workers > 1 and max(burst_threads(_macs(*first)), burst_threads(_macs(*second))) > 1:
-        return matmul_split(*first, workers), matmul_split(*second, workers)
+    """``(a1 @ b1, a2 @ b2)`` (a layer's ``gx`` and ``gW``): on the BLAS threads, one after the other, when
+    the larger is large, the machine idle and the bits those of ``batch_split.matmul_pair``; else that."""
+    count = burst_threads(max(_macs(*first), _macs(*second))) if workers > 1 else 1
+    if count > 1:
+        return _checked(("pair", _layout(*first), _layout(*second), workers, count), count, [first, second],
+                        lambda: batch_split.matmul_pair(first, second, workers))
     return batch_split.matmul_pair(first, second, workers)
