@@ -132,7 +132,7 @@ def test_burst_keeps_the_bits_of_the_split_and_restores_the_limit(policy, monkey
     monkeypatch.setattr(core_load, "other_cores_busy", lambda: 0.0)
     for _ in range(2):  # the first call checks the layout, the second uses the verdict
         assert gemm_threads.matmul_split(a, b, 2).tobytes() == split.tobytes()
-        assert _blas_threads() in ([], [1])  # set back to the policy's limit
+        assert set(_blas_threads()) <= {1}  # set back to the policy's limit
         pair = gemm_threads.matmul_pair((a, b), (b.T, a.T), 2)
         assert all(x.tobytes() == y.tobytes() for x, y in zip(pair, split_pair))
     assert len(gemm_threads._same_bits) == 2
@@ -162,7 +162,7 @@ def test_set_blas_threads_now_changes_the_pool():
         pytest.skip("no BLAS pool threadpoolctl can control")
     try:
         assert threads.set_blas_threads_now(2)
-        assert _blas_threads() == [2] * len(before)
+        assert 2 in _blas_threads()  # NumPy's pool (another library loaded later is not touched)
     finally:
         threads.set_blas_threads_now(before[0])
 
@@ -200,4 +200,4 @@ def test_another_thread_gets_the_splits_bits_whether_or_not_it_may_set_blas(poli
     worker.join()
     expected = batch_split.matmul_split(a, b, 2).tobytes()
     assert [o.tobytes() for o in out] == [expected, expected]
-    assert _blas_threads() in ([], [1])
+    assert set(_blas_threads()) <= {1}
