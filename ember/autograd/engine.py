@@ -3,7 +3,9 @@
 Nodes are popped from a heap keyed ``(-generation, seq)``: a node's generation
 exceeds that of every node producing its inputs, so when a node is popped all
 of its consumers have already sent their gradients (the sum over all paths of
-a diamond arrives complete).  No recursion, so a 10k-deep chain is fine.
+a diamond arrives complete).  A node that becomes pending while the heap is empty
+is the only candidate, so it runs next without the heap (a chain's common case).
+No recursion, so a 10k-deep chain is fine.
 
 After each node's backward the engine reduces broadcast gradients back to the
 input's shape and checks shape and dtype, naming the op that got it wrong
@@ -100,8 +102,14 @@ def run_backward(
         if tracker is not None:
             _hooks.leaf_post_hooks(leaf)
 
-    pending: dict[Function, list] = {}
+    # pending: node -> its incoming gradient (a one-output node) or list of gradients (several
+    # outputs).  A node becomes pending when its first gradient arrives and is then scheduled:
+    # on the heap, or, when it is the only pending node left (a chain), as ``nxt``, which
+    # skips the heap round trip and its key tuple.
+    pending: dict[Function, Any] = {}
     heap: list = []
+    nxt = None
+    plain = not node_slot and not create_graph and rec is None
     token = _GRAD_ENABLED.set(create_graph)
     callbacks = _hooks.open_callbacks()  # hooks.queue_callback appends here during this backward
     try:
@@ -110,37 +118,60 @@ def run_backward(
             if fn is None:
                 deliver_to_leaf(t, g)
                 continue
-            slots = pending.get(fn)
-            if slots is None:
-                slots = pending[fn] = [None] * len(fn._out_meta)
+            if fn not in pending:
+                pending[fn] = None if fn._n_out == 1 else [None] * fn._n_out
                 heappush(heap, (-fn.generation, fn._seq, fn))
             i = t._out_idx
-            slots[i] = g if slots[i] is None else _add(slots[i], g)
-
-        # The loop below runs once per node: it inlines the common case (array
-        # gradients of the right shape and dtype) and calls helpers otherwise.
-        while heap:
-            fn = heappop(heap)[2]
-            gys = pending.pop(fn)
-            if fn._hooks is not None:  # register_hook / retain_grad on this node's outputs
-                gys = _hooks.run_node_hooks(fn, gys)
-            if node_slot:
-                for i, g in enumerate(gys):
-                    k = node_slot.get((id(fn), i))
-                    if k is not None:
-                        captured[k] = g
-            if len(gys) > 1:
-                gys = _fill_missing(fn, gys, create_graph)
-            anomaly_hooks = _function._anomaly_hooks  # ember.autograd.detect_anomaly: the loop's only extra test
-            if anomaly_hooks is not None:
-                gxs = anomaly_hooks[1](_call_backward, fn, gys, create_graph)
+            if fn._n_out == 1:
+                pending[fn] = g if pending[fn] is None else _add(pending[fn], g)
             else:
-                gxs = _call_backward(fn, gys, create_graph)
-            if rec is not None:  # ember.compile: record this node's backward on the tape
-                gxs = rec.backward(fn, gys, gxs)
-            if not retain_graph and fn._saved:
+                slots = pending[fn]
+                slots[i] = g if slots[i] is None else _add(slots[i], g)
+
+        # The loop below runs once per node: it inlines the common case (one output, no
+        # hooks, array gradients of the right shape and dtype) and calls helpers otherwise.
+        while True:
+            if nxt is not None:
+                fn = nxt
+                nxt = None
+            elif heap:
+                fn = heappop(heap)[2]
+            else:
+                break
+            gys = pending.pop(fn)
+            edges = fn._edges
+            info = fn._saved_info  # non-empty exactly when the node saved values
+            if plain and fn._n_out == 1 and fn._hooks is None and _function._anomaly_hooks is None:
+                if info and (len(info) != 3 or (info[1] is not None and info[1][0] != info[2])):
+                    fn._check_versions()  # several saved values, or one edited in place: the full check
+                gxs = fn.backward(fn, gys)
+                if type(gxs) is not tuple:
+                    gxs = (gxs,)
+                elif len(gxs) > len(edges):
+                    _raise_too_many(fn, gxs)
+            else:
+                if fn._n_out == 1:
+                    gys = [gys]
+                if fn._hooks is not None:  # register_hook / retain_grad on this node's outputs
+                    gys = _hooks.run_node_hooks(fn, gys)
+                if node_slot:
+                    for i, g in enumerate(gys):
+                        k = node_slot.get((id(fn), i))
+                        if k is not None:
+                            captured[k] = g
+                if len(gys) > 1:
+                    gys = _fill_missing(fn, gys, create_graph)
+                anomaly_hooks = _function._anomaly_hooks  # ember.autograd.detect_anomaly
+                if anomaly_hooks is not None:
+                    gxs = anomaly_hooks[1](_call_backward, fn, gys, create_graph)
+                else:
+                    gxs = _call_backward(fn, gys, create_graph)
+                if rec is not None:  # ember.compile: record this node's backward on the tape
+                    gxs = rec.backward(fn, gys, gxs)
+            if info and not retain_graph:
                 fn._saved = _FREED
-            for edge, gx in zip(fn._edges, gxs):
+            deferred = None  # the first node this one made pending
+            for edge, gx in zip(edges, gxs):
                 if edge is None or gx is None:
                     if tracker is not None and edge is not None and type(edge) is not tuple:
                         done = tracker.note_missing(edge)
@@ -156,24 +187,47 @@ def run_backward(
                     deliver_to_leaf(edge, checked)
                     continue
                 parent, i = edge
-                meta = parent._out_meta
-                shape, dtype = meta[i]
-                if type(gx) is not ndarray or gx.shape != shape or gx.dtype != dtype:
+                shape = parent._out_shape
+                if shape is None:
+                    shape, dtype = parent._multi_meta[i]
+                else:
+                    dtype = parent._out_dtype
+                if type(gx) is not ndarray or gx.shape != shape or (gx.dtype is not dtype and gx.dtype != dtype):
                     checked = _checked(fn, gx, shape, dtype)
                     if rec is not None:
                         rec.reduce_to(gx, checked, shape)
                     gx = checked
-                slots = pending.get(parent)
-                if slots is None:
-                    slots = pending[parent] = [None] * len(meta)
-                    heappush(heap, (-parent.generation, parent._seq, parent))
-                if slots[i] is None:
-                    slots[i] = gx
+                if parent._n_out == 1:
+                    before = pending.get(parent)
+                    if before is not None:
+                        total = _add(before, gx)
+                        if rec is not None:
+                            rec.add(before, gx, total)
+                        pending[parent] = total
+                        continue
+                    pending[parent] = gx
                 else:
-                    total = _add(slots[i], gx)
-                    if rec is not None:
-                        rec.add(slots[i], gx, total)
-                    slots[i] = total
+                    slots = pending.get(parent)
+                    if slots is not None:
+                        if slots[i] is None:
+                            slots[i] = gx
+                        else:
+                            total = _add(slots[i], gx)
+                            if rec is not None:
+                                rec.add(slots[i], gx, total)
+                            slots[i] = total
+                        continue
+                    slots = pending[parent] = [None] * parent._n_out
+                    slots[i] = gx
+                if deferred is None:
+                    deferred = parent
+                else:
+                    heappush(heap, (-parent.generation, parent._seq, parent))
+            if deferred is not None:
+                if heap:
+                    heappush(heap, (-deferred.generation, deferred._seq, deferred))
+                else:
+                    nxt = deferred
         if tracker is not None:  # hooked leaves that some path left without a gradient
             for leaf, g in tracker.leftovers():
                 finish_leaf(leaf, g)
@@ -203,7 +257,7 @@ def _accumulate_leaf(old: Any, g: Any) -> Any:
 
 
 def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
-    if fn._saved_versions:
+    if fn._saved_info:
         fn._check_versions()
     if create_graph:
         gys = [g if isinstance(g, Tensor) else Tensor._make(g) for g in gys]
@@ -217,13 +271,16 @@ def _call_backward(fn: Function, gys: list, create_graph: bool) -> tuple:
         gxs = fn.backward(fn, *gys)
     if type(gxs) is not tuple:
         return (gxs,)
-    n_args = len(fn._edges)
-    if len(gxs) > n_args:
-        raise GraphError(
-            f"{type(fn).__name__}.backward: expected at most {n_args} gradients "
-            f"(one per forward argument), got {len(gxs)}"
-        )
+    if len(gxs) > len(fn._edges):
+        _raise_too_many(fn, gxs)
     return gxs
+
+
+def _raise_too_many(fn: Function, gxs: tuple) -> None:
+    raise GraphError(
+        f"{type(fn).__name__}.backward: expected at most {len(fn._edges)} gradients "
+        f"(one per forward argument), got {len(gxs)}"
+    )
 
 
 def _checked(fn: Function, gx: Any, shape: tuple, dtype: Any) -> Any:
@@ -249,7 +306,7 @@ def _checked(fn: Function, gx: Any, shape: tuple, dtype: Any) -> Any:
 def _fill_missing(fn: Function, gys: list, create_graph: bool) -> list:
     """Zeros for outputs of a multi-output node that received no gradient."""
     out = []
-    for g, (shape, dtype) in zip(gys, fn._out_meta):
+    for g, (shape, dtype) in zip(gys, fn._multi_meta):
         if g is None:
             g = fn.backend.xp.zeros(shape, dtype=dtype)
         out.append(g)

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import itertools
 from contextvars import ContextVar
+from operator import attrgetter
 from typing import Any
 
 import numpy
+from numpy import ndarray
 
 from ember.autograd import capture as _capture
 from ember.autograd.grad_mode import _GRAD_ENABLED
@@ -75,17 +77,43 @@ class Function:
     # Set on each instance by apply(); declared here for readers and type checkers.
     xp: Any
     backend: Any
-    needs_input_grad: tuple
     generation: int
 
-    # Defaults for a node that saved nothing; apply() and the engine override them per
-    # instance only when needed, which keeps the per-op cost down.
+    # Defaults for a node that saved nothing and has one output; apply() and the engine
+    # override them per instance only when needed, which keeps the per-op cost down.
+    _edges: Any = ()  # per forward argument: None, a leaf Tensor, or (producing node, output index)
     _to_save: tuple = ()
     _saved: Any = ()
-    _saved_kinds: Any = ()
-    _saved_versions: Any = ()
+    _saved_info: Any = ()  # (kind, version box, version) per saved value: see _resolve_saved
+    _n_out = 1
+    _out_shape: Any = None  # a single output's shape and dtype (multi-output nodes: _multi_meta)
+    _out_dtype: Any = None
+    _multi_meta: tuple = ()
     _create_graph = False
+    # Read by many backwards on every call: a read-only property whose getter is C code
+    # (attrgetter), so reading it runs no Python frame.
+    create_graph = property(
+        attrgetter("_create_graph"),
+        doc="True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then Tensor-level).",
+    )
     _hooks: Any = None  # ember.autograd.hooks.NodeHooks once a hook or retain_grad targets an output
+
+    @property
+    def needs_input_grad(self) -> tuple:
+        """One bool per forward argument: does that input need a gradient?"""
+        e = self._edges
+        if len(e) == 1:
+            return (e[0] is not None,)
+        if len(e) == 2:
+            return (e[0] is not None, e[1] is not None)
+        return tuple([edge is not None for edge in e])
+
+    @property
+    def _out_meta(self) -> tuple:
+        """``((shape, dtype), ...)`` per output of a recorded node."""
+        if self._n_out == 1:
+            return ((self._out_shape, self._out_dtype),)
+        return self._multi_meta
 
     @property
     def next_functions(self) -> tuple:
@@ -126,11 +154,6 @@ class Function:
         return saved
 
     @property
-    def create_graph(self) -> bool:
-        """True while this node's backward runs under ``create_graph=True`` (``ctx.xp`` is then Tensor-level)."""
-        return self._create_graph
-
-    @property
     def saved_arrays(self) -> tuple:
         """The saved values as raw arrays, whatever the mode (for masks and weights)."""
         if self._saved is _FREED:
@@ -138,7 +161,7 @@ class Function:
         return self._saved
 
     def _saved_as_tensor(self, i: int, value: Any) -> Any:
-        kind = self._saved_kinds[i]
+        kind = self._saved_info[3 * i]
         if kind is None:  # a constant
             return value
         if kind >= 0:  # forward input number `kind`
@@ -151,16 +174,19 @@ class Function:
         return Tensor._make(value, True, self, ~kind)  # forward output number ~kind
 
     def _check_versions(self) -> None:
+        """Raise if a saved input or output was modified in place since the forward."""
         if self._saved is _FREED:
             return  # backward raises the freed-graph error when it reads saved_tensors
-        for box, version, k in self._saved_versions:
-            if box[0] != version:
-                kind = self._saved_kinds[k]
+        info = self._saved_info
+        for j in range(0, len(info), 3):
+            box = info[j + 1]
+            if box is not None and box[0] != info[j + 2]:
+                kind = info[j]
                 name = f"input {kind}" if kind >= 0 else f"output {~kind}"
-                shape = tuple(getattr(self._saved[k], "shape", ()))
+                shape = tuple(getattr(self._saved[j // 3], "shape", ()))
                 raise GraphError(
                     f"{type(self).__name__}.backward: a tensor of shape {shape} saved as its {name} was "
-                    f"modified in place after being used (version {box[0]}, expected {version}); "
+                    f"modified in place after being used (version {box[0]}, expected {info[j + 2]}); "
                     "clone it before modifying it, or modify it under no_grad before the forward"
                 )
 
@@ -169,13 +195,13 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
         """Run the op on Tensors and, in grad mode, record it in the graph."""
         # This runs once per op call, so it is written for speed (see
-        # benchmarks/dispatch.py): no imports or generator expressions here, and
-        # output Tensors are built inline rather than through Tensor._make.
-        ctx = cls.__new__(cls)
+        # benchmarks/dispatch.py and benchmarks/op_overhead_ab.py): no imports or
+        # generator expressions here, output Tensors are built inline, and a recorded
+        # single-output node allocates only itself, its edge list, the output Tensor
+        # and its version box (every extra container makes the cyclic GC run sooner).
+        ctx = _new_object(cls)
         arrays = []
         edges = []
-        needs = []
-        versions = []
         backend = None
         generation = 0
         any_grad = False
@@ -192,7 +218,6 @@ class Function:
                     backend = b
                 elif b is not backend:
                     _raise_device_mismatch(cls, args)
-                versions.append(a._version)
                 if record and a.requires_grad:
                     any_grad = True
                     fn = a.grad_fn
@@ -202,55 +227,53 @@ class Function:
                         edges.append((fn, a._out_idx))
                         if fn.generation >= generation:
                             generation = fn.generation + 1
-                    needs.append(True)
                     continue
             else:
                 arrays.append(a)
-                versions.append(None)
             edges.append(None)
-            needs.append(False)
         if backend is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
         ctx.xp = backend.ops
         ctx.backend = backend
-        ctx.needs_input_grad = tuple(needs)
+        ctx._edges = edges  # needs_input_grad is read from it
         out = cls.forward(ctx, *arrays, **kwargs)
-        if _capture.RECORDER[0] is not None:  # ember.compile / graphs: record this call on the tape
-            out = _capture.RECORDER[0].forward(cls, ctx, args, arrays, kwargs, out)
+        rec = _capture.RECORDER[0]
+        if rec is not None:  # ember.compile / graphs: record this call on the tape
+            out = rec.forward(cls, ctx, args, arrays, kwargs, out)
         if _anomaly_hooks is not None:
             _anomaly_hooks[0](cls, ctx, arrays, out)
         if type(out) is tuple:
-            return _finish_multi(ctx, out, any_grad, generation, edges, arrays, versions)
+            return _finish_multi(ctx, out, any_grad, generation, args, arrays)
         raw_out = out
-        if isinstance(out, numpy.generic):  # NumPy turns 0-d results into scalars; tensors hold arrays
+        if type(out) is not ndarray and isinstance(out, numpy.generic):  # 0-d results: keep arrays
             out = numpy.asarray(out)
-        result = _new_tensor(Tensor)
+        result = _new_object(Tensor)
         result.data = out
         result.grad = None
         result._out_idx = 0
-        result._version = [0]
-        if _capture.RECORDER[0] is not None:
-            _capture.RECORDER[0].made_tensor(result)
+        result._vbox = None  # the version counter, made when needed
+        if rec is not None:
+            rec.made_tensor(result)
         if not any_grad or out.dtype.kind != "f":  # integer/bool results carry no gradient
             result.requires_grad = False
             result.grad_fn = None
             return result
         ctx.generation = generation
-        ctx._edges = tuple(edges)
         ctx._seq = next(_seq)
-        ctx._out_meta = ((out.shape, out.dtype),)
+        ctx._out_shape = out.shape
+        ctx._out_dtype = out.dtype
         result.requires_grad = True
         result.grad_fn = ctx
         if ctx._to_save:
-            _resolve_saved(ctx, arrays, versions, (raw_out,), (out,), (result._version,))
+            _resolve_saved(ctx, args, arrays, (raw_out,), (out,), (result,))
         return result
 
 
-_new_tensor = object.__new__
+_new_object = object.__new__
 
 
 def _finish_multi(
-    ctx: Function, raw_outs: tuple, any_grad: bool, generation: int, edges: list, arrays: list, versions: list
+    ctx: Function, raw_outs: tuple, any_grad: bool, generation: int, args: tuple, arrays: list
 ) -> tuple:
     """The tail of ``apply`` for a forward that returned a tuple of arrays."""
     outs = tuple(numpy.asarray(o) if isinstance(o, numpy.generic) else o for o in raw_outs)
@@ -261,15 +284,16 @@ def _finish_multi(
                 _capture.RECORDER[0].made_tensor(r)
         return results
     ctx.generation = generation
-    ctx._edges = tuple(edges)
     ctx._seq = next(_seq)
-    ctx._out_meta = tuple((o.shape, o.dtype) for o in outs)
+    ctx._n_out = len(outs)
+    ctx._out_shape = None  # the engine reads _multi_meta instead
+    ctx._multi_meta = tuple((o.shape, o.dtype) for o in outs)
     results = []
     for i, o in enumerate(outs):
         differentiable = o.dtype.kind == "f"
         results.append(Tensor._make(o, differentiable, ctx if differentiable else None, i))
     if ctx._to_save:
-        _resolve_saved(ctx, arrays, versions, raw_outs, outs, tuple(r._version for r in results))
+        _resolve_saved(ctx, args, arrays, raw_outs, outs, results)
     if _capture.RECORDER[0] is not None:
         for r in results:
             _capture.RECORDER[0].made_tensor(r)
@@ -277,41 +301,56 @@ def _finish_multi(
 
 
 def _resolve_saved(
-    ctx: Function, arrays: list, versions: list, raw_outs: tuple, outs: tuple, out_versions: tuple
+    ctx: Function, args: tuple, arrays: list, raw_outs: tuple, outs: tuple, results: Any
 ) -> None:
     """Classify each saved value as an input, an output or a constant, and snapshot versions.
 
-    ``ctx._saved_kinds[k]`` is ``i >= 0`` for forward input ``i``, ``~j`` (< 0)
-    for output ``j`` and None for a constant; ``ctx._saved_versions`` holds
-    ``(version box, version now, k)`` for every saved input or output, so that
-    an in-place edit made before backward is caught.
+    ``ctx._saved_info`` holds three entries per saved value ``k``: its kind (``i >= 0``
+    for forward input ``i``, ``~j`` (< 0) for output ``j``, None for a constant), the
+    version box of that tensor and the version it had (both None for a constant), so
+    that an in-place edit made before backward is caught.  One flat list keeps the
+    node's object count (and the cyclic GC's work) down.
     """
     to_save = ctx._to_save
     del ctx._to_save
-    saved = None  # a copy of to_save, made only if an output must be replaced
-    kinds = []
-    checks = []
-    for k, value in enumerate(to_save):
-        for i, a in enumerate(arrays):
-            if a is value and versions[i] is not None:
-                box = versions[i]
-                kinds.append(i)
-                checks.append((box, box[0], k))
-                break
-        else:
-            for j, o in enumerate(raw_outs):
-                if o is value:
-                    kinds.append(~j)
-                    checks.append((out_versions[j], 0, k))
-                    if saved is None:
-                        saved = list(to_save)
-                    saved[k] = outs[j]  # the array the output Tensor holds (0-d, not a scalar)
+    saved = to_save
+    info = []
+    k = 0
+    for value in to_save:  # plain loops, no enumerate: this runs for most recorded ops
+        i = 0
+        for a in arrays:
+            if a is value:
+                t = args[i]
+                if isinstance(t, Tensor):
+                    box = t._vbox
+                    if box is None:  # the input's version counter, made on first use
+                        box = t._vbox = [0]
+                    info.append(i)
+                    info.append(box)
+                    info.append(box[0])
                     break
+            i += 1
+        else:
+            j = 0
+            for o in raw_outs:
+                if o is value:
+                    info.append(~j)
+                    box = results[j]._vbox
+                    if box is None:
+                        box = results[j]._vbox = [0]
+                    info.append(box)
+                    info.append(0)
+                    if outs[j] is not o:  # keep the array the output Tensor holds (0-d, not a scalar)
+                        saved = saved[:k] + (outs[j],) + saved[k + 1:]
+                    break
+                j += 1
             else:
-                kinds.append(None)
-    ctx._saved = to_save if saved is None else tuple(saved)
-    ctx._saved_kinds = kinds
-    ctx._saved_versions = checks
+                info.append(None)
+                info.append(None)
+                info.append(None)
+        k += 1
+    ctx._saved = saved
+    ctx._saved_info = info
 
 
 def _raise_device_mismatch(cls: type, args: tuple) -> None:

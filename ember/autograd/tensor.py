@@ -17,6 +17,7 @@ from ember.backends.deferred_checks import raise_pending
 from ember import dtypes
 from ember.autograd.grad_mode import _GRAD_ENABLED
 from ember.autograd.to_shorthands import ToShorthands
+from ember.autograd.version_counter import VersionCounted
 from ember.backends.device import backend_of, get_backend
 from ember.errors import DTypeError, GraphError
 
@@ -28,7 +29,7 @@ class Size(tuple):
         return self if dim is None else self[dim]
 
 
-class Tensor(ToShorthands):
+class Tensor(ToShorthands, VersionCounted):
     """An n-dimensional array that records the ops applied to it for backward.
 
     Attributes:
@@ -38,7 +39,8 @@ class Tensor(ToShorthands):
     """
 
     # _hooks stays unset (read with getattr) until a leaf gets a hook: see ember.autograd.hooks.
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_version", "_hooks", "__weakref__")
+    # _vbox: the version counter's box, None until first needed (ember.autograd.version_counter).
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vbox", "_hooks", "__weakref__")
     __array_priority__ = 1000  # NumPy defers `ndarray + Tensor` to Tensor.__radd__
     __array_ufunc__ = None
 
@@ -49,7 +51,7 @@ class Tensor(ToShorthands):
         self.grad = None
         self.grad_fn = None
         self._out_idx = 0
-        self._version = [0]
+        self._vbox = None
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_(True)
@@ -63,7 +65,7 @@ class Tensor(ToShorthands):
         t.grad = None
         t.grad_fn = grad_fn
         t._out_idx = out_idx
-        t._version = [0]
+        t._vbox = None
         return t
 
     # --------------------------------------------------------------- metadata
@@ -298,10 +300,6 @@ class Tensor(ToShorthands):
                 "would corrupt the graph; do it under `with ember.no_grad():` (as optimizers do) "
                 "or on a .detach()'ed copy"
             )
-
-    def _bump_version(self) -> None:
-        """Record an in-place change of ``data`` (for code that writes the array directly)."""
-        self._version[0] += 1
 
     def _inplace(self, op: str, value: Any, ufunc: Any) -> "Tensor":
         self._check_inplace(op)

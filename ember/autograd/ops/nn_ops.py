@@ -21,7 +21,7 @@ from ember.autograd.ops.activation import upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends.cpu.batch_split import matmul_pair, matmul_split
+from ember.backends.cpu.gemm_threads import matmul_pair, matmul_split
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -49,8 +49,8 @@ class Affine(Function):
 
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
     With the Numba kernels on a small machine the three products of a 2-D batch
-    are split over threads (``ember.backends.cpu.batch_split.matmul_split``: blocks of
-    the larger output axis, one BLAS call per thread).
+    run on OpenBLAS's threads while the machine is otherwise idle, else split
+    over ember's threads (``ember.backends.cpu.gemm_threads``).
     """
 
     @staticmethod

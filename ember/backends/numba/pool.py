@@ -1,8 +1,10 @@
 """Numba max/average pooling: drop-in replacements for ``ember.backends.reference.pool``.
 
 Same functions, signatures and results as the reference (bit for bit): max
-pooling scans each window in row-major order with padding read as ``-inf`` and
-keeps the first maximum (strict ``>``); an input holding a NaN (found by one
+pooling scans each window in row-major order with padding read as ``-inf``; the
+argmax is the first maximum (strict ``>``) and the value the last of the equal
+maxima (``>=``), as NumPy's ``maximum`` chain gives it (``-0.0`` then ``+0.0``
+is ``+0.0``); an input holding a NaN (found by one
 vectorised test) takes a loop that stops at the first NaN of each window,
 which is exactly ``argmax`` of the reference's ``maximum`` chain.  2x2 windows
 (every pooling of the book's nets) have an unrolled loop.  The backwards add
@@ -15,7 +17,9 @@ overlapping windows (stride < kernel) never race.  No ``KH*KW`` workspace is
 built (the reference's max pooling unfolds with ``im2col``); padding is a padded
 copy of the input (``-inf`` for max, zeros for average), as in the reference, so
 the compiled loops carry no bounds tests.  float16 and
-non-NumPy arrays go to the reference.
+non-NumPy arrays go to the reference.  2x2 windows at stride 2 without padding
+(unless a big machine runs the ``prange`` variants) take the one-pass loops of
+``ember.backends.numba.pool_tiled``.
 
 Timings against the reference: ``docs/engineering/conv.md``.
 """
@@ -31,6 +35,7 @@ import numpy
 from ember.backends.reference import pool as _reference
 from ember.backends.geometry import IntOrPair, check_nchw, pool_backward_geometry, pool_geometry
 from ember.backends.numba.conv import supported
+from ember.backends.numba.pool_tiled import max_pool_2x2, max_pool_2x2_backward, tiles_2x2
 from ember.backends.cpu.batch_split import call_split
 from ember.backends.cpu.threads import apply_thread_policy, batch_workers, use_parallel
 
@@ -39,7 +44,7 @@ apply_thread_policy()
 
 @numba.njit(cache=True)
 def _max_plane(xp, kh, kw, sh, sw, yp, ap):  # pragma: no cover - compiled
-    """Max pooling of one NaN-free plane: first maximum of each window (strict ``>``)."""
+    """Max pooling of one NaN-free plane: argmax of the first maximum (``>``), value of the last (``>=``)."""
     oh, ow = yp.shape
     for oy in range(oh):
         for ox in range(ow):
@@ -47,13 +52,16 @@ def _max_plane(xp, kh, kw, sh, sw, yp, ap):  # pragma: no cover - compiled
             x0 = ox * sw
             best = xp[y0, x0]
             best_k = 0
+            top = best
             for i in range(kh):
                 for j in range(kw):
                     v = xp[y0 + i, x0 + j]
                     if v > best:
                         best = v
                         best_k = i * kw + j
-            yp[oy, ox] = best
+                    if v >= top:
+                        top = v
+            yp[oy, ox] = top
             ap[oy, ox] = best_k
 
 
@@ -67,19 +75,23 @@ def _max_plane_2x2(xp, sh, sw, yp, ap):  # pragma: no cover - compiled
             x0 = ox * sw
             best = xp[y0, x0]
             best_k = 0
+            top = best
             v = xp[y0, x0 + 1]
             if v > best:
                 best = v
                 best_k = 1
+            top = v if v >= top else top
             v = xp[y0 + 1, x0]
             if v > best:
                 best = v
                 best_k = 2
+            top = v if v >= top else top
             v = xp[y0 + 1, x0 + 1]
             if v > best:
                 best = v
                 best_k = 3
-            yp[oy, ox] = best
+            top = v if v >= top else top
+            yp[oy, ox] = top
             ap[oy, ox] = best_k
 
 
@@ -93,16 +105,19 @@ def _max_plane_nan(xp, kh, kw, sh, sw, yp, ap):  # pragma: no cover - compiled
             x0 = ox * sw
             best = xp[y0, x0]
             best_k = 0
+            top = best
             for k in range(kh * kw):
                 v = xp[y0 + k // kw, x0 + k % kw]
                 if math.isnan(v):
-                    best = v
+                    top = v
                     best_k = k
                     break
                 if v > best:
                     best = v
                     best_k = k
-            yp[oy, ox] = best
+                if v >= top:
+                    top = v
+            yp[oy, ox] = top
             ap[oy, ox] = best_k
 
 
@@ -294,7 +309,11 @@ def max_pool2d_forward(
     sh, sw, ph, pw, oh, ow = pool_geometry(x.shape, kh, kw, stride, padding, "max_pool2d")
     y = numpy.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
     argmax = numpy.empty(y.shape, dtype=numpy.int64)
-    if y.size:
+    if y.size and tiles_2x2(kh, kw, sh, sw, ph, pw) and not use_parallel(x.size):
+        x = numpy.ascontiguousarray(x)
+        if not any(call_split(max_pool_2x2, (x, y, argmax), (0, 1, 2), batch_workers())):
+            return y, argmax
+    if y.size:  # other geometries, and 2x2 windows holding a NaN
         xpad = _padded(x, ph, pw, -numpy.inf)
         # One vectorised NaN test (~0.1 ms per MB) keeps the NaN rule out of the hot loop.
         has_nan = bool(numpy.isnan(xpad).any())
@@ -313,16 +332,26 @@ def max_pool2d_backward(
         gy, x_shape, kh, kw, stride, padding, "max_pool2d_backward", argmax
     )
     gx = numpy.empty((*x_shape[:2], x_shape[2] + 2 * ph, x_shape[3] + 2 * pw), dtype=gy.dtype)
+    if gx.size and tiles_2x2(kh, kw, sh, sw, ph, pw) and not use_parallel(gx.size):
+        args = (numpy.ascontiguousarray(gy), numpy.ascontiguousarray(argmax, dtype=numpy.int64), gx)
+        if any(call_split(max_pool_2x2_backward, args, (0, 1, 2), batch_workers())):
+            raise _bad_argmax(argmax, kh, kw)
+        return gx
     if gx.size:
         di, dj = numpy.divmod(numpy.arange(kh * kw), kw)
         argmax = numpy.ascontiguousarray(argmax, dtype=numpy.int64)
         args = (numpy.ascontiguousarray(gy), argmax, di, dj, sh, sw, gx)
         if any(_run(_max_grad_serial, _max_grad_parallel, args, (0, 1, 6), gx.size)):
-            raise ValueError(
-                f"max_pool2d_backward: expected argmax in [0, {kh * kw}) for a {(kh, kw)} kernel, "
-                f"got values in [{argmax.min()}, {argmax.max()}]"
-            )
+            raise _bad_argmax(argmax, kh, kw)
     return _cropped(gx, ph, pw)
+
+
+def _bad_argmax(argmax: Any, kh: int, kw: int) -> ValueError:
+    """The error for an argmax with values outside a ``(kh, kw)`` window."""
+    return ValueError(
+        f"max_pool2d_backward: expected argmax in [0, {kh * kw}) for a {(kh, kw)} kernel, "
+        f"got values in [{argmax.min()}, {argmax.max()}]"
+    )
 
 
 def avg_pool2d_forward(
