@@ -33,10 +33,10 @@ from typing import Any
 from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.conv import (
     GENERAL_PATHS, Convolution2d, Convolution2dWeightGrad, TransposedConvolution2d, _channel_sums, _check_nchw,
-    _check_tensor, _check_window, _whole_conv_kernel, kernels,
+    _check_tensor, _check_window, _conv2d_samples, _whole_conv_kernel, kernels,
 )
 from ember.autograd.ops.elementwise import relu
-from ember.autograd.registry import register, sample
+from ember.autograd.registry import register
 from ember.autograd.tensor import Tensor
 from ember.backends import geometry
 from ember.errors import DTypeError, ShapeError
@@ -107,18 +107,7 @@ class RectifiedConvolution2d(Function):
         return gx, gW, gb
 
 
-def _samples(rng: Any) -> list:
-    n = rng.normal
-    return [
-        sample(n(size=(2, 2, 5, 4)), n(size=(3, 2, 3, 2)), n(size=(3,)), note="rect kernel, stride 1"),
-        sample(n(size=(1, 2, 5, 5)), n(size=(2, 2, 3, 3)), n(size=(2,)), stride=2, padding=1,
-               note="stride 2, padding 1"),
-        sample(n(size=(2, 1, 4, 5)), n(size=(2, 1, 2, 3)), None, stride=(2, 1), padding=(1, 0),
-               note="no bias, pair stride and padding"),
-    ]
-
-
-@register("conv2d_relu", samples=_samples)
+@register("conv2d_relu", samples=_conv2d_samples)  # the same cases as conv2d
 def conv2d_relu(x: Tensor, W: Tensor, b: Tensor | None = None, stride: Any = 1, padding: Any = 0,
                 dilation: Any = 1, groups: int = 1) -> Tensor:
     """``relu(conv2d(x, W, b, stride, padding, dilation, groups))`` as one fused op where possible.
