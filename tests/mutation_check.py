@@ -61,8 +61,10 @@ MUTATIONS = [
     Mutation("generation-from-first-nonleaf-input", "if fn.generation >= generation:", "if generation == 0:",
              ("tests/autograd/test_engine.py", "tests/autograd/test_engine_ordering.py"), area="engine"),
     # --- engine
-    Mutation("engine-overwrites-node-gradient", "total = _add(slots[i], gx)",
+    Mutation("engine-overwrites-node-gradient", "total = _add(before, gx)",
              "total = gx", ("tests/autograd/test_engine.py",), area="engine"),
+    Mutation("engine-overwrites-multi-output-gradient", "total = _add(slots[i], gx)",
+             "total = gx", ("tests/autograd/test_engine.py", "tests/autograd/test_light_node.py"), area="engine"),
     Mutation("engine-overwrites-leaf-grad", "leaf.grad = g if leaf.grad is None else _accumulate_leaf(leaf.grad, g)",
              "leaf.grad = g", ("tests/autograd/test_engine.py",), area="engine"),
     # --- ops
@@ -81,7 +83,7 @@ MUTATIONS = [
     Mutation("cuda-max-pool-last-max-wins", "if (v > best || (is_nan(v) && !is_nan(best)))",
              "if (v >= best || (is_nan(v) && !is_nan(best)))", CUDA, area="CUDA kernel"),
     Mutation("cuda-batch-norm-tree-stops-early", "for (int k = BLOCK_SIZE / 2; k > 0; k >>= 1)",
-             "for (int k = BLOCK_SIZE / 2; k > 1; k >>= 1)", CUDA, area="CUDA kernel"),
+             "for (int k = BLOCK_SIZE / 2; k > 1; k >>= 1)", CUDA, area="CUDA kernel", file_suffix="bn.py"),
     Mutation("cuda-adam-amsgrad-min", "v = (old > v || is_nan(old)) ? old : v;", "v = (old > v || is_nan(old)) ? v : old;",
              CUDA, area="CUDA kernel"),
     Mutation("numba-im2col-stride-swap", "cp[i, j, oy, ox] = xp[iy, ox * sw + j]", "cp[i, j, oy, ox] = xp[iy, ox * sh + j]",
@@ -132,9 +134,16 @@ def _copy(dest: Path) -> None:
             shutil.copy2(ROOT / name, dest / name)
 
 
-def run_tests(copy: Path, args: tuple[str, ...], timeout: float) -> tuple[str, str, float]:
-    """``(outcome, first failing test or note, seconds)``; outcome is passed, failed, error or timeout."""
+def run_tests(copy: Path, args: tuple[str, ...], timeout: float, numba_cache: str | None = None) -> tuple[str, str, float]:
+    """``(outcome, first failing test or note, seconds)``; outcome is passed, failed, error or timeout.
+
+    ``numba_cache``: a Numba cache folder of this run's own.  A mutant needs one: Numba's disk
+    cache checks only the calling function's file, so a kernel compiled before a mutation in a
+    module it calls would be reused, and a mutant's kernels must not outlive the mutant.
+    """
     env = dict(os.environ, PYTHONPATH=str(copy), PYTHONDONTWRITEBYTECODE="1")
+    if numba_cache is not None:
+        env["NUMBA_CACHE_DIR"] = numba_cache
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args]
     start = time.monotonic()
     try:
@@ -183,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
             original = path.read_text()
             path.write_text(original.replace(m.old, m.new))
             try:
-                outcome, note, seconds = run_tests(copy, m.tests, args.timeout)
+                with tempfile.TemporaryDirectory(prefix="ember-mutant-numba-") as numba_cache:
+                    outcome, note, seconds = run_tests(copy, m.tests, args.timeout, numba_cache)
             finally:
                 path.write_text(original)
             verdict = {"failed": "caught", "passed": "MISSED"}.get(outcome, f"caught ({outcome})")

@@ -78,6 +78,14 @@ def test_multi_output_node_next_to_one_output_nodes():
     assert len(fn._out_meta) == 2 and fn._out_meta[0][0] == (1, 3)
 
 
+def test_one_output_of_a_multi_output_node_used_twice_sums_both_gradients():
+    x = em.tensor(numpy.arange(6.0).reshape(2, 3), dtype=em.float64, requires_grad=True)
+    top, bottom = em.split(x.exp(), 1, dim=0)
+    (top * 2.0 + top * 3.0 + bottom * 7.0).sum().backward()  # top's slot receives two gradients
+    expected = numpy.exp(numpy.arange(6.0).reshape(2, 3)) * numpy.array([[5.0], [7.0]])
+    numpy.testing.assert_allclose(x.grad.numpy(), expected, rtol=1e-13)
+
+
 def test_out_meta_of_a_one_output_node():
     y = em.tensor([[1.0, 2.0]], requires_grad=True) * 2.0
     assert y.grad_fn._out_meta == (((1, 2), y.dtype),)
