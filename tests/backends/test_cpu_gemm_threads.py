@@ -201,3 +201,37 @@ def test_another_thread_gets_the_splits_bits_whether_or_not_it_may_set_blas(poli
     expected = batch_split.matmul_split(a, b, 2).tobytes()
     assert [o.tobytes() for o in out] == [expected, expected]
     assert set(_blas_threads()) <= {1}
+
+
+def test_a_long_shared_axis_is_summed_over_the_same_pieces_busy_or_idle(policy, monkeypatch, rng):
+    """K over CHUNK_K: pieces fixed by shape and policy, so the bits do not depend on the load."""
+    a = rng.normal(size=(96, 1100)).astype(np.float32)
+    b = rng.normal(size=(1100, 64)).astype(np.float32)
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_MACS", 0)
+    monkeypatch.setattr(gemm_threads, "BURST_MIN_MACS", 0)
+    monkeypatch.setattr(gemm_threads, "_same_bits", {})
+    pieces = gemm_threads._k_pieces(a, b, 2)
+    assert [(k.start, k.stop) for k in pieces] == [(0, 366), (366, 733), (733, 1100)]
+    expected = sum((batch_split.matmul_split(a[:, k], b[k], 2) for k in pieces[1:]),
+                   start=batch_split.matmul_split(a[:, pieces[0]], b[pieces[0]], 2))
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: 1.0)
+    busy = gemm_threads.matmul_split(a, b, 2)
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: 0.0)
+    idle = [gemm_threads.matmul_split(a, b, 2) for _ in range(3)]  # check, then the verdict
+    assert all(r.tobytes() == expected.tobytes() for r in [busy, *idle])
+    assert len(gemm_threads._same_bits) == 1
+    np.testing.assert_allclose(busy, a @ b, rtol=1e-4, atol=1e-3)
+    threads.set_thread_policy(idle_blas_threads=1)  # no BLAS threads: nothing to agree with, one piece
+    assert gemm_threads._k_pieces(a, b, 2) is None
+    assert gemm_threads._k_pieces(a[:, :512], b[:512], 2) is None  # short K: whole
+
+
+def test_pieces_whose_threaded_bits_differ_keep_the_pieces_on_the_split(policy, monkeypatch, rng):
+    a = rng.normal(size=(8, 600)).astype(np.float32)
+    monkeypatch.setattr(gemm_threads, "BURST_MIN_MACS", 0)
+    monkeypatch.setattr(gemm_threads, "_same_bits", {})
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: 0.0)
+    monkeypatch.setattr(gemm_threads, "_on_blas_threads",
+                        lambda count, products: [np.nextafter(x @ y, np.inf) for x, y in products])
+    results = [gemm_threads.matmul_split(a, a.T.copy(), 2).tobytes() for _ in range(3)]
+    assert len(set(results)) == 1 and list(gemm_threads._same_bits.values()) == [False]

@@ -53,9 +53,13 @@ def live_graph_objects() -> tuple[int, int]:
     """Live (Tensor, Function) objects, counted through the collector's object list."""
     tensors = functions = 0
     for o in gc.get_objects():
-        if isinstance(o, Tensor):
+        try:
+            kind = type(o) if isinstance(o, weakref.ProxyTypes) else o.__class__
+        except ReferenceError:  # a weak proxy (another library's) whose referent is gone
+            continue
+        if issubclass(kind, Tensor):
             tensors += 1
-        elif isinstance(o, Function):
+        elif issubclass(kind, Function):
             functions += 1
     return tensors, functions
 

@@ -11,13 +11,16 @@ product of at least ``BURST_MIN_MACS`` multiply-adds runs on
 ``IDLE_MAX_OTHER_CORES`` of this process's cores
 (``ember.backends.cpu.core_load``), and through the batch split otherwise.
 
-Results never depend on the load.  Threaded OpenBLAS sums some shapes in
-another order than one thread does (a 128x784 by 784x512 product differs in
-the last bits, 128x512 by 512x512 does not), so the first time a product of a
-given shape, layout and dtype could go to the BLAS threads, both paths run and
-the BLAS threads are used for that shape only if the bits were the same.  A run
-repeats bit for bit whether or not the machine was idle.  Measurements:
-``docs/engineering/cpu-pool-mlp-round2.md``.
+Results never depend on the load.  Threaded OpenBLAS cuts a long shared axis
+``K`` into other blocks than one thread does (a 128x784 by 784x512 product
+differs in the last bits; K of 512 and less did not), so a product that may go
+to the BLAS threads (by its size and the policy, never by the load) with ``K``
+over ``CHUNK_K`` is always computed as a sum of products over equal pieces of
+``K``, on both paths.  The first time a product of a given shape, layout and
+dtype could go to the BLAS threads, both paths run and the BLAS threads are
+used for that layout only if the bits were the same.  A run repeats bit for
+bit whether or not the machine was idle.  Measurements:
+``docs/engineering/cpu-pool-mlp-round2.md`` and ``docs/engineering/cpu-round3.md``.
 """
 
 from __future__ import annotations
@@ -35,19 +38,50 @@ BURST_MIN_MACS = 1 << 24
 # Most CPU time (in cores) other processes may take on this process's cores
 # for the machine to count as idle; a few percent of background noise passes.
 IDLE_MAX_OTHER_CORES = 0.25
+# Longest shared axis a product that may go to the BLAS threads is computed in one piece;
+# longer ones are summed over equal pieces of K (the same on both paths).
+CHUNK_K = 512
 # Products checked so far: layout key -> whether the BLAS threads give the split's bits.
 MAX_CHECKED_LAYOUTS = 1024
 _same_bits: dict[tuple, bool] = {}
 
 
-def burst_threads(macs: int) -> int:
-    """BLAS threads a product of ``macs`` multiply-adds should run on now (1: use the batch split)."""
+def _may_burst(macs: int) -> bool:
+    """Whether the policy lets a product of ``macs`` multiply-adds go to the BLAS threads when idle."""
     wanted = threads.idle_blas_threads()
     limit = threads.thread_policy()["blas_threads"]
-    if wanted <= 1 or limit is None or wanted <= limit or macs < BURST_MIN_MACS:
+    return not (wanted <= 1 or limit is None or wanted <= limit or macs < BURST_MIN_MACS)
+
+
+def burst_threads(macs: int) -> int:
+    """BLAS threads a product of ``macs`` multiply-adds should run on now (1: use the batch split)."""
+    if not _may_burst(macs):
         return 1
     busy = core_load.other_cores_busy()
-    return wanted if busy is not None and busy <= IDLE_MAX_OTHER_CORES else 1
+    return threads.idle_blas_threads() if busy is not None and busy <= IDLE_MAX_OTHER_CORES else 1
+
+
+def _k_pieces(a: Any, b: Any, workers: int) -> list[slice] | None:
+    """Equal pieces of ``K`` to sum ``a @ b`` over, or None to compute it whole.
+
+    Decided by the shapes and the policy alone, so that the result is the same
+    whether or not this call goes to the BLAS threads.
+    """
+    macs = _macs(a, b)
+    if workers <= 1 or not macs or a.shape[1] <= CHUNK_K or not _may_burst(macs):
+        return None
+    k = a.shape[1]
+    count = -(-k // CHUNK_K)
+    bounds = [(k * i) // count for i in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _summed(parts: list) -> Any:
+    """``parts[0] + parts[1] + ...`` in order, into the first (a fresh product)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
 
 
 def _macs(a: Any, b: Any) -> int:
@@ -77,15 +111,19 @@ def _layout(a: Any, b: Any) -> tuple:
     return a.shape, b.shape, a.strides, b.strides, a.dtype.str, b.dtype.str
 
 
-def _checked(key: tuple, count: int, products: list, fallback: Callable[[], Any]) -> Any:
+def _checked(key: tuple, count: int, products: list, fallback: Callable[[], Any],
+             combine: Callable[[list], Any] | None = None) -> Any:
     """``products`` on ``count`` BLAS threads if that gave ``fallback()``'s bits before, else ``fallback()``.
 
     The first call for ``key`` runs both and returns the fallback's result; the
-    verdict is kept, so later calls run only one of the two.
+    verdict is kept, so later calls run only one of the two.  ``combine`` turns
+    the products' list into the one result (the pieces of a product over K).
     """
     same = _same_bits.get(key)
     if same is None:
         burst = _on_blas_threads(count, products)
+        if burst is not None and combine is not None:
+            burst = [combine(burst)]
         result = fallback()
         if burst is not None:
             if len(_same_bits) >= MAX_CHECKED_LAYOUTS:
@@ -96,6 +134,8 @@ def _checked(key: tuple, count: int, products: list, fallback: Callable[[], Any]
     if same:
         burst = _on_blas_threads(count, products)
         if burst is not None:
+            if combine is not None:
+                return combine(burst)
             return tuple(burst) if len(burst) > 1 else burst[0]
     return fallback()
 
@@ -103,6 +143,15 @@ def _checked(key: tuple, count: int, products: list, fallback: Callable[[], Any]
 def matmul_split(a: Any, b: Any, workers: int) -> Any:
     """``a @ b`` for a layer: on the BLAS threads when large, idle and bit-identical, else ``batch_split.matmul_split``."""
     count = burst_threads(_macs(a, b)) if workers > 1 else 1
+    pieces = _k_pieces(a, b, workers)
+    if pieces is not None:  # summed over pieces of K on both paths
+        def split() -> Any:
+            return _summed([batch_split.matmul_split(a[:, k], b[k], workers) for k in pieces])
+
+        if count > 1:
+            return _checked(("one", _layout(a, b), workers, count, len(pieces)), count,
+                            [(a[:, k], b[k]) for k in pieces], split, combine=_summed)
+        return split()
     if count > 1:
         return _checked(("one", _layout(a, b), workers, count), count, [(a, b)],
                         lambda: batch_split.matmul_split(a, b, workers))

@@ -2,8 +2,8 @@
 
 One ``nogil`` Numba call per slice of the batch does, image by image, the im2col
 of that image into a per-call column buffer ``(C*KH*KW, OH*OW)``, the product
-with ``W2 = W.reshape(OC, -1)`` (``numpy.dot`` inside Numba calls BLAS ``gemm``
-through SciPy's ``cython_blas``) written straight into the NCHW output, and the
+with ``W2 = W.reshape(OC, -1)`` (``blas_gemm.gemm``: NumPy's own OpenBLAS called
+from the compiled code) written straight into the NCHW output, and the
 bias (and optional ReLU) epilogue while that output is still in cache.  The
 backward does the same per image: ``gcol = W2^T gy[n]`` into the buffer and
 ``col2im`` out of it, then a recomputed ``col`` and ``gW^T += col gy[n]^T``
@@ -28,17 +28,13 @@ from typing import Any
 
 import numba
 import numpy
-import scipy.linalg.cython_blas  # noqa: F401  (the BLAS that numpy.dot inside Numba calls)
-
 from ember.backends.cpu import batch_split
 from ember.backends.cpu.batch_split import map_slices, split_slices
-from ember.backends.cpu.threads import batch_workers, set_thread_policy, thread_policy
+from ember.backends.cpu.threads import batch_workers
 from ember.backends.geometry import window_geometry
+from ember.backends.numba.blas_gemm import gemm
 from ember.backends.numba.conv_planes import _col2im_plane, _crop_plane, _im2col_plane, _pad_plane
 
-# SciPy's OpenBLAS is a second BLAS library: give it the same thread limit as NumPy's.
-if thread_policy()["blas_threads"] is not None:
-    set_thread_policy(blas_threads=thread_policy()["blas_threads"])
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 # conv2d_forward takes ``relu=`` and conv2d_backward ``y=`` (the fused conv2d_relu op checks this flag).
@@ -79,7 +75,7 @@ def _forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # prag
     for i in range(n):
         _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
         yi = y[i].reshape((oc, p))
-        numpy.dot(W2, col, yi)
+        gemm(W2, col, yi, False, False, 0.0)
         if has_bias:  # while yi is still in cache
             for o in range(oc):
                 bo = b[o]
@@ -102,13 +98,11 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt
     col = numpy.empty((k, p), dtype=x.dtype)
     col5 = col.reshape((c, kh, kw, oh, ow))
     pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    part = numpy.empty((k, oc), dtype=x.dtype)
-    W2t = W2.T
     gwt[:, :] = 0
     for i in range(n):
         gyi = gy[i].reshape((oc, p))
         if need_gx:
-            numpy.dot(W2t, gyi, col)
+            gemm(W2, gyi, col, True, False, 0.0)  # W2^T gy[n]
             for ch in range(c):
                 if ph == 0 and pw == 0:
                     _col2im_plane(col5[ch], sh, sw, gx[i, ch])
@@ -119,8 +113,7 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt
             if need_gx and (ph or pw):
                 pad[:, :] = 0  # col2im left data in the border; im2col needs it zero
             _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
-            numpy.dot(col, gyi.T, part)  # gW^T: BLAS runs this orientation faster for small OC
-            gwt += part
+            gemm(col, gyi, gwt, False, True, 1.0)  # gW^T += col gy[n]^T: faster than gW for small OC
 
 
 
