@@ -116,6 +116,7 @@ def test_many_slices_on_three_threads_equal_one_slice(rng, monkeypatch):
     np.testing.assert_array_equal(y3, y1)
     np.testing.assert_array_equal(g3[0], g1[0])
     np.testing.assert_allclose(g3[1], g1[1], rtol=1e-13, atol=1e-13)  # gW: partials summed per slice
+    np.testing.assert_allclose(g3[2], gy.sum(axis=(0, 2, 3)), rtol=1e-13, atol=1e-13)  # gb: the same
 
 
 def test_empty_batch(rng):

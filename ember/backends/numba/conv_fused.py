@@ -5,10 +5,12 @@ of that image into a per-call column buffer ``(C*KH*KW, OH*OW)``, the product
 with ``W2 = W.reshape(OC, -1)`` (``blas_gemm.gemm``: NumPy's own OpenBLAS called
 from the compiled code) written straight into the NCHW output, and the
 bias (and optional ReLU) epilogue while that output is still in cache.  The
-backward does the same per image: ``gcol = W2^T gy[n]`` into the buffer and
-``col2im`` out of it, then a recomputed ``col`` and ``gW^T += col gy[n]^T``
-(the orientation BLAS runs faster for few output channels; one partial per
-slice, summed in slice order by the caller).
+backward does the same per image: the fused ReLU's mask (``gy[n]`` where
+``y[n] > 0``) and the bias gradient's channel sums, ``gcol = W2^T gy[n]`` into
+the buffer and ``col2im`` out of it, then a recomputed ``col`` and
+``gW^T += col gy[n]^T`` (the orientation BLAS runs faster for few output
+channels).  ``gW`` and ``gb`` come as one partial per slice, summed in slice
+order by the caller, so a run repeats bit for bit.
 
 Why: the batched path of ``ember.autograd.ops.conv`` writes the whole slice's
 columns to memory and back and crosses the GIL between every im2col, GEMM and
@@ -89,20 +91,40 @@ def _forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # prag
 
 
 @numba.njit(nogil=True, cache=True)
-def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt):  # pragma: no cover - compiled
-    """``gx[n] = col2im(W2^T gy[n])`` and ``gwt = sum_n im2col(x[n]) @ gy[n]^T`` (``gW^T``), image by image."""
+def _backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gwt, gb):  # pragma: no cover
+    """``gx[n] = col2im(W2^T g[n])``, ``gwt = sum_n im2col(x[n]) @ g[n]^T`` (``gW^T``) and ``gb = sum_n g[n]``.
+
+    ``g`` is ``gy``, or ``gy`` masked by ``y > 0`` when ``y`` is not empty (the fused
+    ReLU's backward), formed one image at a time while it is in cache.
+    """
     n, c, h, w = x.shape
     oc, k = W2.shape
     oh, ow = gy.shape[2], gy.shape[3]
     p = oh * ow
+    masked = y.shape[0] > 0
     col = numpy.empty((k, p), dtype=x.dtype)
     col5 = col.reshape((c, kh, kw, oh, ow))
     pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    gmask = numpy.empty((oc, p), dtype=x.dtype)
+    zero = numpy.zeros(1, dtype=x.dtype)[0]
     gwt[:, :] = 0
+    gb[:] = 0
     for i in range(n):
         gyi = gy[i].reshape((oc, p))
+        if masked:
+            yi = y[i].reshape((oc, p))
+            for o in range(oc):
+                for q in range(p):
+                    gmask[o, q] = gyi[o, q] if yi[o, q] > 0 else 0
+            gyi = gmask
+        if need_gb:
+            for o in range(oc):
+                total = zero
+                for q in range(p):
+                    total += gyi[o, q]
+                gb[o] += total
         if need_gx:
-            gemm(W2, gyi, col, True, False, 0.0)  # W2^T gy[n]
+            gemm(W2, gyi, col, True, False, 0.0)  # W2^T g[n]
             for ch in range(c):
                 if ph == 0 and pw == 0:
                     _col2im_plane(col5[ch], sh, sw, gx[i, ch])
@@ -113,15 +135,7 @@ def _backward_slice(x, W2, gy, kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx, gwt
             if need_gx and (ph or pw):
                 pad[:, :] = 0  # col2im left data in the border; im2col needs it zero
             _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
-            gemm(col, gyi, gwt, False, True, 1.0)  # gW^T += col gy[n]^T: faster than gW for small OC
-
-
-
-@numba.njit(nogil=True, cache=True)
-def _relu_mask(y, gy, out):  # pragma: no cover - compiled
-    """``out = gy where y > 0, else 0`` (the ReLU's backward; subgradient 0 at 0)."""
-    for i in range(y.shape[0]):
-        out[i] = gy[i] if y[i] > 0 else 0
+            gemm(col, gyi, gwt, False, True, 1.0)  # gW^T += col g[n]^T: faster than gW for small OC
 
 
 def _slices(n: int, per_item: int) -> tuple[list, int]:
@@ -163,13 +177,10 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
     need_gx, need_gw = bool(needs[0]), bool(needs[1])
     need_gb = len(needs) > 2 and bool(needs[2])
     gy = numpy.ascontiguousarray(gy, dtype=x.dtype)
-    if y is not None:  # ReLU fused in the forward: its backward is this mask
-        masked = numpy.empty_like(gy)
-        _relu_mask(numpy.ascontiguousarray(y).reshape(-1), gy.reshape(-1), masked.reshape(-1))
-        gy = masked
-    gb = _channel_sums(gy) if need_gb else None
-    if not (need_gx or need_gw):
-        return None, None, gb
+    # With ``y`` (ReLU fused in the forward) each slice masks gy by ``y > 0`` image by image.
+    y = numpy.empty((0, 0, 0, 0), dtype=x.dtype) if y is None else numpy.ascontiguousarray(y, dtype=x.dtype)
+    if not (need_gx or need_gw or need_gb):
+        return None, None, None
     x = numpy.ascontiguousarray(x)
     W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
     gx = numpy.empty(x.shape, dtype=x.dtype) if need_gx else numpy.empty((n, c, 0, 0), dtype=x.dtype)
@@ -179,21 +190,19 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
 
     def part(s: slice) -> Any:
         gwt = numpy.empty((W2.shape[1], oc), dtype=x.dtype)
-        _backward_slice(x[s], W2, gy[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, gx[s], gwt)
-        return gwt
+        gb = numpy.empty(oc, dtype=x.dtype)
+        _backward_slice(x[s], W2, gy[s], y[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx[s], gwt, gb)
+        return gwt, gb
 
     partials = map_slices(part, slices, workers)
-    gW = None
+    gW = gb = None
     if need_gw:
         gwt = numpy.zeros((W2.shape[1], oc), dtype=x.dtype)
-        for partial in partials:  # slice order: the same sum on every run
+        for partial, _ in partials:  # slice order: the same sum on every run
             gwt += partial
         gW = numpy.ascontiguousarray(gwt.T).reshape(W.shape)
+    if need_gb:
+        gb = numpy.zeros(oc, dtype=x.dtype)
+        for _, partial in partials:
+            gb += partial
     return (gx if need_gx else None), gW, gb
-
-
-def _channel_sums(gy: Any) -> Any:
-    """``gy.sum((0, 2, 3))`` as one BLAS product with a ones vector (NumPy's reduction there is not vectorised)."""
-    n, c, oh, ow = gy.shape
-    ones = numpy.ones(oh * ow, dtype=gy.dtype)
-    return (gy.reshape(n * c, oh * ow) @ ones).reshape(n, c).sum(axis=0)
