@@ -34,6 +34,7 @@ from ember.backends.cpu import batch_split
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers
 from ember.backends.geometry import window_geometry
+from ember.backends.numba import conv_shifted
 from ember.backends.numba.blas_gemm import gemm
 from ember.backends.numba.conv_planes import _col2im_plane, _crop_plane, _im2col_plane, _pad_plane
 
@@ -43,6 +44,13 @@ NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 FUSES_RELU = True
 # Fewest column elements in one thread's slice (smaller batches run inline).
 MIN_SLICE_ELEMENTS = 1 << 16
+# Stride-1 convolutions run as one GEMM per kernel tap (``conv_shifted``) instead of im2col + one GEMM
+# when each tap's GEMM is at least MIN_SHIFTED_CHANNELS deep and the junk columns of the padded
+# width add at most MAX_SHIFTED_WIDTH_RATIO - 1 to the work.  DeepConvNet, one thread: 1 input
+# channel lost 3x in the forward, 16 won; a width ratio of 1.14 won, 1.25 lost in the backward.
+SHIFTED_GEMMS = True
+MIN_SHIFTED_CHANNELS = 8
+MAX_SHIFTED_WIDTH_RATIO = 1.2
 # Slices per batch worker (see ``batch_split.SLICES_PER_WORKER``; measured again for these slices).
 SLICES_PER_WORKER = batch_split.SLICES_PER_WORKER
 
@@ -138,6 +146,18 @@ def _backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need
             gemm(col, gyi, gwt, False, True, 1.0)  # gW^T += col g[n]^T: faster than gW for small OC
 
 
+def _shifted(c: int, w: int, sh: int, sw: int, pw: int, ow: int) -> bool:
+    """Whether a convolution of this geometry runs as per-tap GEMMs (``conv_shifted``)."""
+    return (SHIFTED_GEMMS and sh == 1 and sw == 1 and c >= MIN_SHIFTED_CHANNELS and ow > 0
+            and w + 2 * pw <= MAX_SHIFTED_WIDTH_RATIO * ow)
+
+
+def _taps(W: Any) -> Any:
+    """``W (OC, C, KH, KW)`` as ``(KH*KW, OC, C)``: the weight of each kernel tap, contiguous."""
+    oc, c, kh, kw = W.shape
+    return numpy.ascontiguousarray(numpy.transpose(W, (2, 3, 0, 1))).reshape(kh * kw, oc, c)
+
+
 def _slices(n: int, per_item: int) -> tuple[list, int]:
     """``(slices, workers)`` for a batch of ``n`` items of ``per_item`` column elements each."""
     workers = batch_workers()
@@ -152,14 +172,20 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
     oc, _, kh, kw = W.shape
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "conv2d")
     x = numpy.ascontiguousarray(x)
-    W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
     bias = numpy.zeros(0, dtype=x.dtype) if b is None else numpy.ascontiguousarray(b)
     y = numpy.empty((n, oc, oh, ow), dtype=x.dtype)
     if y.size == 0:
         return y
+    if _shifted(c, x.shape[3], sh, sw, pw, ow):
+        Wt = _taps(W)
 
-    def part(s: slice) -> None:
-        _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s])
+        def part(s: slice) -> None:
+            conv_shifted.forward_slice(x[s], Wt, bias, b is not None, bool(relu), kh, kw, ph, pw, y[s])
+    else:
+        W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
+
+        def part(s: slice) -> None:
+            _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s])
 
     map_slices(part, *_slices(n, c * kh * kw * oh * ow))
     return y
@@ -182,25 +208,35 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
     if not (need_gx or need_gw or need_gb):
         return None, None, None
     x = numpy.ascontiguousarray(x)
-    W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
     gx = numpy.empty(x.shape, dtype=x.dtype) if need_gx else numpy.empty((n, c, 0, 0), dtype=x.dtype)
     slices, workers = _slices(n, c * kh * kw * oh * ow)
     if n == 0:
         slices = []
+    shifted = _shifted(c, w, sh, sw, pw, ow)
+    Wk = _taps(W) if shifted else numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
+    gw_shape = (kh * kw, oc, c) if shifted else (c * kh * kw, oc)  # per tap (OC, C), or gW^T
 
     def part(s: slice) -> Any:
-        gwt = numpy.empty((W2.shape[1], oc), dtype=x.dtype)
+        gwt = numpy.empty(gw_shape, dtype=x.dtype)
         gb = numpy.empty(oc, dtype=x.dtype)
-        _backward_slice(x[s], W2, gy[s], y[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx[s], gwt, gb)
+        if shifted:
+            conv_shifted.backward_slice(x[s], Wk, gy[s], y[s], kh, kw, ph, pw, need_gx, need_gw, need_gb, gx[s],
+                                        gwt, gb)
+        else:
+            _backward_slice(x[s], Wk, gy[s], y[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx[s], gwt,
+                            gb)
         return gwt, gb
 
     partials = map_slices(part, slices, workers)
     gW = gb = None
     if need_gw:
-        gwt = numpy.zeros((W2.shape[1], oc), dtype=x.dtype)
+        gwt = numpy.zeros(gw_shape, dtype=x.dtype)
         for partial, _ in partials:  # slice order: the same sum on every run
             gwt += partial
-        gW = numpy.ascontiguousarray(gwt.T).reshape(W.shape)
+        if shifted:  # gwt[a*KW + b] is gW[:, :, a, b]
+            gW = numpy.ascontiguousarray(gwt.reshape(kh, kw, oc, c).transpose(2, 3, 0, 1))
+        else:
+            gW = numpy.ascontiguousarray(gwt.T).reshape(W.shape)
     if need_gb:
         gb = numpy.zeros(oc, dtype=x.dtype)
         for _, partial in partials:
