@@ -114,7 +114,7 @@ def _backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need
     col5 = col.reshape((c, kh, kw, oh, ow))
     pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
     gmask = numpy.empty((oc, p), dtype=x.dtype)
-    zero = numpy.zeros(1, dtype=x.dtype)[0]
+    position_sums = numpy.zeros((oc, p) if need_gb else (0, 0), dtype=x.dtype)
     gwt[:, :] = 0
     gb[:] = 0
     for i in range(n):
@@ -125,12 +125,10 @@ def _backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need
                 for q in range(p):
                     gmask[o, q] = gyi[o, q] if yi[o, q] > 0 else 0
             gyi = gmask
-        if need_gb:
+        if need_gb:  # per-position sums over the slice's images: independent lanes vectorise
             for o in range(oc):
-                total = zero
                 for q in range(p):
-                    total += gyi[o, q]
-                gb[o] += total
+                    position_sums[o, q] += gyi[o, q]
         if need_gx:
             gemm(W2, gyi, col, True, False, 0.0)  # W2^T g[n]
             for ch in range(c):
@@ -144,6 +142,10 @@ def _backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need
                 pad[:, :] = 0  # col2im left data in the border; im2col needs it zero
             _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
             gemm(col, gyi, gwt, False, True, 1.0)  # gW^T += col g[n]^T: faster than gW for small OC
+    if need_gb:
+        for o in range(oc):
+            for q in range(p):
+                gb[o] += position_sums[o, q]
 
 
 def _shifted(c: int, w: int, sh: int, sw: int, pw: int, ow: int) -> bool:

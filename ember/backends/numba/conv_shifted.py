@@ -91,11 +91,12 @@ def backward_slice(x, Wt, gy, y, kh, kw, ph, pw, need_gx, need_gw, need_gb, gx, 
     gxpf = numpy.empty((c, plane), dtype=x.dtype)
     g = numpy.zeros((oc, q), dtype=x.dtype)  # junk columns stay zero
     zero = numpy.zeros(1, dtype=x.dtype)[0]
+    column_sums = numpy.zeros(ow, dtype=x.dtype)  # gb per output column: independent lanes vectorise
     gwt[:, :, :] = 0
     gb[:] = 0
     for i in range(n):
         for o in range(oc):
-            total = zero
+            column_sums[:] = 0
             for oy in range(oh):
                 dst = oy * wp
                 for ox in range(ow):
@@ -103,9 +104,10 @@ def backward_slice(x, Wt, gy, y, kh, kw, ph, pw, need_gx, need_gw, need_gb, gx, 
                     if masked and not y[i, o, oy, ox] > 0:
                         v = zero
                     g[o, dst + ox] = v
-                    total += v
+                    column_sums[ox] += v
             if need_gb:
-                gb[o] += total
+                for ox in range(ow):
+                    gb[o] += column_sums[ox]
         if need_gx:
             gxpf[:, :] = 0
             for a in range(kh):
