@@ -10,7 +10,8 @@ batch 100).  ``torch`` as a tree name measures PyTorch on the same workload
 
 ``--inprocess`` instead alternates, inside this one process, the Numba backend's
 batched conv path and its whole-conv slices (``conv2d_supported`` switched off
-and on) on ``step`` or ``eval``.
+and on), the slices with im2col everywhere and with per-tap GEMMs where
+``conv_fused`` picks them (``SHIFTED_GEMMS``), on ``step`` or ``eval``.
 
 Usage: ``python -m benchmarks.cpu_conv_ab --trees /work/main,. --rounds 8 --what step``;
 ``python -m benchmarks.cpu_conv_ab --inprocess --rounds 10 --what step``.
@@ -128,12 +129,15 @@ def inprocess(what: str, rounds: int, repeats: int) -> None:
         def run() -> None:
             with em.no_grad():
                 model(x)
-    paths = {"batched": lambda *a: False, "slices": conv_fused.conv2d_supported}
+    # (conv2d_supported, per-tap GEMMs on): the batched path, im2col slices, slices with per-tap GEMMs
+    paths = {"batched": (lambda *a: False, False), "im2col": (conv_fused.conv2d_supported, False),
+             "shifted": (conv_fused.conv2d_supported, True)}
     times: dict = {k: [] for k in paths}
+    shifted_default = conv_fused.SHIFTED_GEMMS
     try:
         for r in range(rounds):
             for name in (list(paths) if r % 2 == 0 else list(paths)[::-1]):
-                nc.conv2d_supported = paths[name]
+                nc.conv2d_supported, conv_fused.SHIFTED_GEMMS = paths[name]
                 run()
                 ts = []
                 for _ in range(repeats):
@@ -143,6 +147,7 @@ def inprocess(what: str, rounds: int, repeats: int) -> None:
                 times[name].append(1e3 * statistics.median(ts))
     finally:
         del nc.conv2d_supported
+        conv_fused.SHIFTED_GEMMS = shifted_default
     unit = "ms per step" if what == "step" else "ms per 1000 images"
     for name, v in times.items():
         print(f"{what} {name:8s} min {min(v):8.1f}  median {statistics.median(v):8.1f}  ({unit})")
@@ -154,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats inside each process")
     parser.add_argument("--what", choices=("step", "eval", "layers"), default="step")
-    parser.add_argument("--inprocess", action="store_true", help="batched vs slices in this process (step, eval)")
+    parser.add_argument("--inprocess", action="store_true",
+                        help="batched vs im2col vs shifted slices in this process (step, eval)")
     args = parser.parse_args(argv)
     if args.inprocess:
         inprocess(args.what, args.rounds, min(args.repeats, 5))
