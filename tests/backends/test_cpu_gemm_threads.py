@@ -210,6 +210,8 @@ def test_a_long_shared_axis_is_summed_over_the_same_pieces_busy_or_idle(policy, 
     monkeypatch.setattr(batch_split, "MIN_SPLIT_MACS", 0)
     monkeypatch.setattr(gemm_threads, "BURST_MIN_MACS", 0)
     monkeypatch.setattr(gemm_threads, "_same_bits", {})
+    monkeypatch.setattr(gemm_threads, "_whole_ok", {})
+    monkeypatch.setattr(gemm_threads, "_probe_whole", lambda a, b, workers: False)  # as for the MLP's 784
     pieces = gemm_threads._k_pieces(a, b, 2)
     assert [(k.start, k.stop) for k in pieces] == [(0, 366), (366, 733), (733, 1100)]
     expected = sum((batch_split.matmul_split(a[:, k], b[k], 2) for k in pieces[1:]),
@@ -230,8 +232,49 @@ def test_pieces_whose_threaded_bits_differ_keep_the_pieces_on_the_split(policy, 
     a = rng.normal(size=(8, 600)).astype(np.float32)
     monkeypatch.setattr(gemm_threads, "BURST_MIN_MACS", 0)
     monkeypatch.setattr(gemm_threads, "_same_bits", {})
+    monkeypatch.setattr(gemm_threads, "_whole_ok", {})
     monkeypatch.setattr(core_load, "other_cores_busy", lambda: 0.0)
     monkeypatch.setattr(gemm_threads, "_on_blas_threads",
                         lambda count, products: [np.nextafter(x @ y, np.inf) for x, y in products])
     results = [gemm_threads.matmul_split(a, a.T.copy(), 2).tobytes() for _ in range(3)]
     assert len(set(results)) == 1 and list(gemm_threads._same_bits.values()) == [False]
+
+
+def test_a_layout_the_probe_finds_in_order_is_computed_whole(policy, monkeypatch, rng):
+    a = rng.normal(size=(16, 700)).astype(np.float32)
+    b = rng.normal(size=(700, 24)).astype(np.float32)
+    monkeypatch.setattr(gemm_threads, "BURST_MIN_MACS", 0)
+    monkeypatch.setattr(gemm_threads, "_whole_ok", {})
+    probes = []
+    monkeypatch.setattr(gemm_threads, "_probe_whole", lambda a, b, workers: probes.append(a.shape) or True)
+    assert gemm_threads._k_pieces(a, b, 2) is None and gemm_threads._k_pieces(a, b, 2) is None
+    assert probes == [(16, 700)]  # once per layout
+
+
+def _reversed_k(count, products):
+    """A stand-in for threaded BLAS that sums K backwards: other bits on general data, the same on zeros."""
+    return [x[:, ::-1] @ y[::-1] for x, y in products]
+
+
+@pytest.mark.parametrize("make,expected", [
+    (lambda s: np.zeros(s, np.float32), False),  # zeros agree in any order: the probe must not use them
+    (lambda s: np.ones(s, np.float32), False),
+])
+def test_the_probe_uses_random_data_of_the_layout(policy, monkeypatch, make, expected):
+    monkeypatch.setattr(gemm_threads, "_on_blas_threads", _reversed_k)
+    a, b = make((32, 600)), np.asfortranarray(make((600, 40)))
+    assert gemm_threads._probe_whole(a, b, 2) is expected
+    monkeypatch.setattr(gemm_threads, "_on_blas_threads", lambda count, products: [x @ y for x, y in products])
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_MACS", 1 << 40)  # the split computes it whole too
+    assert gemm_threads._probe_whole(a, b, 2) is True
+
+
+def test_the_probe_answers_false_when_it_cannot_tell(policy, monkeypatch, rng):
+    a = rng.normal(size=(8, 600)).astype(np.float32)
+    b = rng.normal(size=(600, 8)).astype(np.float32)
+    monkeypatch.setattr(gemm_threads, "_on_blas_threads", lambda count, products: None)  # threads not raised
+    assert gemm_threads._probe_whole(a, b, 2) is False
+    monkeypatch.setattr(gemm_threads, "_on_blas_threads", lambda count, products: [x @ y for x, y in products])
+    assert gemm_threads._probe_whole(a[:, ::2], b[::2], 2) is False  # neither C- nor F-contiguous
+    monkeypatch.setattr(gemm_threads, "MAX_PROBE_ELEMENTS", 10)
+    assert gemm_threads._probe_whole(a, b, 2) is False  # too large to copy

@@ -15,8 +15,9 @@ Results never depend on the load.  Threaded OpenBLAS cuts a long shared axis
 ``K`` into other blocks than one thread does (a 128x784 by 784x512 product
 differs in the last bits; K of 512 and less did not), so a product that may go
 to the BLAS threads (by its size and the policy, never by the load) with ``K``
-over ``CHUNK_K`` is always computed as a sum of products over equal pieces of
-``K``, on both paths.  The first time a product of a given shape, layout and
+over ``CHUNK_K`` whose layout a probe on random data shows summed in another
+order is computed as a sum of products over equal pieces of ``K``, on both
+paths.  The first time a product of a given shape, layout and
 dtype could go to the BLAS threads, both paths run and the BLAS threads are
 used for that layout only if the bits were the same.  A run repeats bit for
 bit whether or not the machine was idle.  Measurements:
@@ -41,6 +42,10 @@ IDLE_MAX_OTHER_CORES = 0.25
 # Longest shared axis a product that may go to the BLAS threads is computed in one piece;
 # longer ones are summed over equal pieces of K (the same on both paths).
 CHUNK_K = 512
+# Largest operands (elements of a and b together) a layout probe copies; larger products are cut.
+MAX_PROBE_ELEMENTS = 1 << 24
+# Layouts probed so far: key -> whether the BLAS threads sum the whole product in the split's order.
+_whole_ok: dict[tuple, bool] = {}
 # Products checked so far: layout key -> whether the BLAS threads give the split's bits.
 MAX_CHECKED_LAYOUTS = 1024
 _same_bits: dict[tuple, bool] = {}
@@ -64,16 +69,49 @@ def burst_threads(macs: int) -> int:
 def _k_pieces(a: Any, b: Any, workers: int) -> list[slice] | None:
     """Equal pieces of ``K`` to sum ``a @ b`` over, or None to compute it whole.
 
-    Decided by the shapes and the policy alone, so that the result is the same
-    whether or not this call goes to the BLAS threads.
+    Decided by the layout and the policy, never by the load, so that the result
+    is the same whether or not this call goes to the BLAS threads: a product
+    that may go there with ``K`` over ``CHUNK_K`` is cut when a probe on random
+    data of its layout showed the BLAS threads summing it in another order.
     """
     macs = _macs(a, b)
     if workers <= 1 or not macs or a.shape[1] <= CHUNK_K or not _may_burst(macs):
+        return None
+    key = (_layout(a, b), workers, threads.idle_blas_threads())
+    whole = _whole_ok.get(key)
+    if whole is None:
+        if len(_whole_ok) >= MAX_CHECKED_LAYOUTS:
+            _whole_ok.clear()
+        whole = _whole_ok[key] = _probe_whole(a, b, workers)
+    if whole:
         return None
     k = a.shape[1]
     count = -(-k // CHUNK_K)
     bounds = [(k * i) // count for i in range(count + 1)]
     return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def _probe_whole(a: Any, b: Any, workers: int) -> bool:
+    """Whether the BLAS threads give the split's bits for ``a @ b``'s layout, on seeded random operands.
+
+    The order of a sum depends on the layout, not the values (zeros, say, would
+    agree in any order), hence random data.  False when it cannot be told: an
+    operand neither C- nor F-contiguous or too large to copy, or BLAS threads
+    that cannot be raised from this thread.
+    """
+    if a.size + b.size > MAX_PROBE_ELEMENTS:
+        return False
+    rng = numpy.random.default_rng(0)
+    probes = []
+    for x in (a, b):
+        order = "C" if x.flags.c_contiguous else "F" if x.flags.f_contiguous else None
+        if order is None:
+            return False
+        probes.append(numpy.asarray(rng.standard_normal(x.shape), dtype=x.dtype, order=order))
+    burst = _on_blas_threads(threads.idle_blas_threads(), [tuple(probes)])
+    if burst is None:
+        return False
+    return burst[0].tobytes() == batch_split.matmul_split(probes[0], probes[1], workers).tobytes()
 
 
 def _summed(parts: list) -> Any:
