@@ -8,7 +8,9 @@ batch 100, float32), ``eval`` (forward of 10k images at batch 1000 under
 batch 100).  ``torch`` as a tree name measures PyTorch on the same workload
 (``torch.set_num_threads(2)``).
 
-``--inprocess`` instead alternates, inside this one process, the Numba backend's
+``--inprocess --what layers`` alternates, per layer, the slices by im2col and
+by per-tap GEMMs (forced on for every layer).  ``--inprocess`` on ``step`` or
+``eval`` instead alternates, inside this one process, the Numba backend's
 batched conv path and its whole-conv slices (``conv2d_supported`` switched off
 and on), the slices with im2col everywhere and with per-tap GEMMs where
 ``conv_fused`` picks them (``SHIFTED_GEMMS``), on ``step`` or ``eval``.
@@ -26,6 +28,10 @@ import statistics
 import subprocess
 import sys
 import time
+
+# DeepConvNet's conv layers: (name, C, OC, H = W, padding), 3x3 kernels at stride 1.
+LAYERS = [("conv1", 1, 16, 28, 1), ("conv2", 16, 16, 28, 1), ("conv3", 16, 32, 14, 1),
+          ("conv4", 32, 32, 14, 2), ("conv5", 32, 64, 8, 1), ("conv6", 64, 64, 8, 1)]
 
 CHILD = r"""
 import json, sys, time
@@ -102,6 +108,43 @@ def run_once(tree: str, what: str, repeats: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def layers_inprocess(rounds: int, repeats: int) -> None:
+    """Each DeepConvNet layer's slices by im2col and by per-tap GEMMs (forced on), alternated here (min ms)."""
+    import numpy as np
+
+    from ember.backends.numba import conv_fused
+
+    rng = np.random.default_rng(0)
+    saved = conv_fused.SHIFTED_GEMMS, conv_fused.MIN_SHIFTED_CHANNELS, conv_fused.MAX_SHIFTED_WIDTH_RATIO
+    print(f"ms, batch 100, best of {rounds} rounds of medians of {repeats}; fwd with ReLU, bwd with its mask")
+    try:
+        for name, c, oc, hw, p in LAYERS:
+            x = rng.normal(size=(100, c, hw, hw)).astype(np.float32)
+            W = rng.normal(size=(oc, c, 3, 3)).astype(np.float32)
+            b = np.zeros(oc, np.float32)
+            y = conv_fused.conv2d_forward(x, W, b, (1, 1), (p, p), relu=True)
+            gy = rng.normal(size=y.shape).astype(np.float32)
+            calls = {"fwd": lambda: conv_fused.conv2d_forward(x, W, b, (1, 1), (p, p), relu=True),
+                     "bwd": lambda: conv_fused.conv2d_backward(x, W, gy, (1, 1), (p, p), (c > 1, True, True), y=y)}
+            best: dict = {}
+            for r in range(rounds):
+                for shifted in ((False, True) if r % 2 == 0 else (True, False)):
+                    conv_fused.SHIFTED_GEMMS = shifted
+                    conv_fused.MIN_SHIFTED_CHANNELS, conv_fused.MAX_SHIFTED_WIDTH_RATIO = 1, float("inf")
+                    for key, fn in calls.items():
+                        fn()
+                        ts = []
+                        for _ in range(repeats):
+                            start = time.perf_counter()
+                            fn()
+                            ts.append(time.perf_counter() - start)
+                        best[key, shifted] = min(best.get((key, shifted), float("inf")), 1e3 * statistics.median(ts))
+            print(f"{name}: fwd im2col {best['fwd', False]:.2f} per-tap {best['fwd', True]:.2f} | "
+                  f"bwd im2col {best['bwd', False]:.2f} per-tap {best['bwd', True]:.2f}")
+    finally:
+        conv_fused.SHIFTED_GEMMS, conv_fused.MIN_SHIFTED_CHANNELS, conv_fused.MAX_SHIFTED_WIDTH_RATIO = saved
+
+
 def inprocess(what: str, rounds: int, repeats: int) -> None:
     """Batched path against whole-conv slices, alternated in this process (min / median ms)."""
     import numpy as np
@@ -160,10 +203,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats inside each process")
     parser.add_argument("--what", choices=("step", "eval", "layers"), default="step")
     parser.add_argument("--inprocess", action="store_true",
-                        help="batched vs im2col vs shifted slices in this process (step, eval)")
+                        help="alternate the paths in this process instead of trees")
     args = parser.parse_args(argv)
     if args.inprocess:
-        inprocess(args.what, args.rounds, min(args.repeats, 5))
+        if args.what == "layers":
+            layers_inprocess(args.rounds, min(args.repeats, 5))
+        else:
+            inprocess(args.what, args.rounds, min(args.repeats, 5))
         return
     trees = args.trees.split(",")
     results: dict = {t: {} for t in trees}
