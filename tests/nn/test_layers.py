@@ -75,6 +75,17 @@ def test_flatten_identity_activations(rng):
     assert nn.Flatten()(x).shape == (2, 60)
     assert nn.Flatten(0, 1)(x).shape == (6, 4, 5)
     assert nn.Identity(54, unused=True)(x) is x
+    v = em.tensor(rng.normal(size=(4, 6)), requires_grad=True)
+    assert nn.Flatten()(v) is v and v.flatten(0, 0) is v and v.flatten(-1) is v  # nothing merged: x itself
+    assert v.flatten().shape == (24,) and v.flatten().grad_fn is not None
+
+
+def test_flatten_of_one_axis_returns_the_input_as_torch_does():
+    torch = pytest.importorskip("torch")
+    t = torch.zeros(3, 4)
+    assert torch.flatten(t, 1) is t and torch.flatten(t, 0, 0) is t
+    x = em.zeros(3, 4)
+    assert em.flatten(x, 1) is x and em.flatten(x, 0, 0) is x
     np.testing.assert_allclose(nn.ReLU()(x).numpy(), np.maximum(x.numpy(), 0))
     np.testing.assert_allclose(nn.Sigmoid()(x).numpy(), 1 / (1 + np.exp(-x.numpy())), rtol=1e-6)
     np.testing.assert_allclose(nn.Tanh()(x).numpy(), np.tanh(x.numpy()), rtol=1e-6)

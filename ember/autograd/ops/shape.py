@@ -179,13 +179,19 @@ def unsqueeze(x: Tensor, axis: int) -> Tensor:
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
-    """Merge axes ``start_dim..end_dim`` (inclusive) into one (``flatten(1)`` keeps the batch axis)."""
+    """Merge axes ``start_dim..end_dim`` (inclusive) into one (``flatten(1)`` keeps the batch axis).
+
+    When the range holds one axis nothing is merged and ``x`` itself comes back,
+    as in PyTorch (no op is recorded: ``Flatten`` on a batch of vectors is free).
+    """
     start, end = start_dim, end_dim
     if x.ndim == 0:
         return reshape(x, (1,))
     start, end = normalize_axis("flatten", start, x.ndim), normalize_axis("flatten", end, x.ndim)
     if start > end:
         raise ShapeError(f"flatten: start axis {start} is after end axis {end}")
+    if start == end:
+        return x
     shape = tuple(x.shape)
     merged = int(numpy.prod(shape[start:end + 1]))
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
