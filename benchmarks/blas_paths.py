@@ -6,8 +6,9 @@ from compiled code through ``numpy.dot`` (SciPy's ``cython_blas``) and through
 one process, best of ``--rounds``.
 
 ``bits``: for ``(M, K, N)`` products, whether OpenBLAS on two threads gives the
-same bits as on one (the reason ``gemm_threads`` sums long-K products over
-pieces of ``K``).
+same bits as on one (why linear layers' products now run as blocks of one
+BLAS thread each, ``ember.backends.numba.parallel_gemm``, and not on
+OpenBLAS's threads).
 
 Usage: ``python -m benchmarks.blas_paths rates [--rounds 5]``;
 ``python -m benchmarks.blas_paths bits``.  Prints only.

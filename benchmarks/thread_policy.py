@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-# (batch workers, BLAS threads, BLAS threads for a large linear product while idle)
-CONFIGS = {"w1 b1": (1, 1, 1), "w2 b1": (2, 1, 1), "w2 b1 idle-b2": (2, 1, 2), "w1 b2": (1, 2, 1)}
+# (batch workers, BLAS threads)
+CONFIGS = {"w1 b1": (1, 1), "w2 b1": (2, 1), "w1 b2": (1, 2)}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -61,8 +61,8 @@ def measure(rounds: int) -> dict:
                 opt.step()
 
             for _ in range(rounds):
-                for label, (workers, blas, idle_blas) in CONFIGS.items():
-                    set_thread_policy(batch_workers=workers, blas_threads=blas, idle_blas_threads=idle_blas)
+                for label, (workers, blas) in CONFIGS.items():
+                    set_thread_policy(batch_workers=workers, blas_threads=blas)
                     step()
                     times = []
                     for _ in range(steps):
@@ -71,8 +71,7 @@ def measure(rounds: int) -> dict:
                         times.append(time.perf_counter() - t0)
                     out.setdefault(name, {}).setdefault(label, []).append(1000 * float(np.median(times)))
     finally:
-        set_thread_policy(batch_workers=previous["batch_workers"], blas_threads=previous["blas_threads"] or 1,
-                          idle_blas_threads=previous["idle_blas_threads"])
+        set_thread_policy(batch_workers=previous["batch_workers"], blas_threads=previous["blas_threads"] or 1)
     return out
 
 
@@ -81,8 +80,8 @@ def _markdown(doc: dict) -> str:
     lines = [f"# Thread configurations ({state})", "",
              f"`python -m benchmarks.thread_policy{' --busy' if doc['busy'] else ''}`, {doc['date']}, "
              f"{os.cpu_count()} cpus, load average at start {doc['loadavg']}. Median over {doc['rounds']} "
-             "rounds of each round's median step (ms); w = ember batch workers, b = BLAS threads, "
-             "idle-b2 = linear layers' large products on 2 BLAS threads while no other process is busy.", "",
+             "rounds of each round's median step (ms); w = ember batch workers (on the Numba backend: "
+             "threads of Numba's pool), b = BLAS threads.", "",
              "| model | " + " | ".join(CONFIGS) + " |", "|---|" + "---:|" * len(CONFIGS)]
     for model, per in doc["ms"].items():
         lines.append(f"| {model} | " + " | ".join(f"{np.median(per[c]):.1f}" for c in CONFIGS) + " |")
@@ -98,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "busy": args.busy,
                "loadavg": [round(v, 2) for v in os.getloadavg()], "rounds": args.rounds,
-               "configs": {k: {"batch_workers": w, "blas_threads": b, "idle_blas_threads": i}
-                           for k, (w, b, i) in CONFIGS.items()},
+               "configs": {k: {"batch_workers": w, "blas_threads": b} for k, (w, b) in CONFIGS.items()},
                "ms": measure(args.rounds)}
     finally:
         if busy is not None:

@@ -100,16 +100,24 @@ def test_only_the_needed_grads_are_computed(rng, needs):
             assert g is None
 
 
-def test_many_slices_on_three_threads_equal_one_slice(rng, monkeypatch):
+@pytest.mark.parametrize("on_pool", [True, False])
+def test_many_slices_on_three_threads_equal_one_slice(rng, monkeypatch, on_pool):
+    """The slices on Numba's pool (``prange_slices``) or on ember's Python threads give the one-slice results."""
+    from ember.backends.numba import prange_slices
+
     x, W, b = rng.normal(size=(7, 2, 6, 7)), rng.normal(size=(3, 2, 3, 2)), rng.normal(size=3)
     y1 = conv_fused.conv2d_forward(x, W, b, (2, 1), (1, 0))
     gy = rng.normal(size=y1.shape)
     g1 = conv_fused.conv2d_backward(x, W, gy, (2, 1), (1, 0), (True, True, True))
     monkeypatch.setattr(conv_fused, "MIN_SLICE_ELEMENTS", 0)
     monkeypatch.setattr(conv_fused, "batch_workers", lambda: 3)
+    monkeypatch.setattr(conv_fused, "POOL_SLICES", on_pool)
     calls = []
     real_map = batch_split.map_slices
     monkeypatch.setattr(conv_fused, "map_slices", lambda fn, ss, w: calls.append((len(ss), w)) or real_map(fn, ss, w))
+    real_run = prange_slices.run_split
+    monkeypatch.setattr(prange_slices, "run_split",
+                        lambda driver, args, ss, w: calls.append((len(ss), w)) or real_run(driver, args, ss, w))
     y3 = conv_fused.conv2d_forward(x, W, b, (2, 1), (1, 0))
     g3 = conv_fused.conv2d_backward(x, W, gy, (2, 1), (1, 0), (True, True, True))
     assert calls == [(7, 3), (7, 3)]  # one slice per sample (7 < 3 workers * 4 slices)

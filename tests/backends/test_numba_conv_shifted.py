@@ -86,15 +86,20 @@ def test_only_the_needed_grads_are_computed(rng, always_shifted, needs):
             np.testing.assert_array_equal(g, f)
 
 
-def test_slices_on_three_threads_equal_one_slice(rng, always_shifted, monkeypatch):
+@pytest.mark.parametrize("on_pool", [True, False])
+@pytest.mark.parametrize("relu", [False, True])
+def test_slices_on_three_threads_equal_one_slice(rng, always_shifted, monkeypatch, on_pool, relu):
+    """Slices on Numba's pool or on Python threads, with the fused ReLU's mask or without, match one slice."""
     x, W, b = rng.normal(size=(7, 3, 6, 7)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4)
-    y1 = conv_fused.conv2d_forward(x, W, b, (1, 1), (1, 1))
+    y1 = conv_fused.conv2d_forward(x, W, b, (1, 1), (1, 1), relu=relu)
     gy = rng.normal(size=y1.shape)
-    g1 = conv_fused.conv2d_backward(x, W, gy, (1, 1), (1, 1), (True, True, True))
+    mask = y1 if relu else None
+    g1 = conv_fused.conv2d_backward(x, W, gy, (1, 1), (1, 1), (True, True, True), y=mask)
     monkeypatch.setattr(conv_fused, "MIN_SLICE_ELEMENTS", 0)
     monkeypatch.setattr(conv_fused, "batch_workers", lambda: 3)
-    np.testing.assert_array_equal(conv_fused.conv2d_forward(x, W, b, (1, 1), (1, 1)), y1)
-    g3 = conv_fused.conv2d_backward(x, W, gy, (1, 1), (1, 1), (True, True, True))
+    monkeypatch.setattr(conv_fused, "POOL_SLICES", on_pool)
+    np.testing.assert_array_equal(conv_fused.conv2d_forward(x, W, b, (1, 1), (1, 1), relu=relu), y1)
+    g3 = conv_fused.conv2d_backward(x, W, gy, (1, 1), (1, 1), (True, True, True), y=mask)
     np.testing.assert_array_equal(g3[0], g1[0])  # gx: image by image, whatever the slices
     for a, b_ in zip(g3[1:], g1[1:]):  # gW, gb: per-slice partials summed in slice order
         np.testing.assert_allclose(a, b_, rtol=1e-13, atol=1e-13)

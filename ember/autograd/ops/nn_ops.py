@@ -21,7 +21,6 @@ from ember.autograd.ops.activation import upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends.cpu.gemm_threads import matmul_pair, matmul_split
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -39,24 +38,20 @@ def _check_same_device(op: str, x: Tensor, name: str, t: Tensor) -> None:
 
 
 # --------------------------------------------------------------------- linear
-def _workers(backend: Any) -> int:
-    """Threads the backend's kernels let a large 2-D product split its rows over (1: inline)."""
-    return backend.nn.batch_workers()
-
-
 class Affine(Function):
     """``y = x @ W.T + b`` for ``x: (..., in)``, ``W: (out, in)``, ``b: (out,)``.
 
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
-    With the Numba kernels on a small machine the three products of a 2-D batch
-    run on OpenBLAS's threads while the machine is otherwise idle, else split
-    over ember's threads (``ember.backends.cpu.gemm_threads``).
+    The 2-D products go through the backend's ``nn.layer_matmul``: on the Numba
+    backend a large one is cut into blocks run on Numba's thread pool
+    (``ember.backends.numba.parallel_gemm``); elsewhere it is one ``@``.
     """
 
     @staticmethod
     def forward(ctx: Function, x: Any, W: Any, b: Any) -> Any:
         ctx.save_for_backward(x, W)
-        y = matmul_split(x, W.T, _workers(ctx.backend)) if x.ndim == 2 else ctx.xp.matmul(x, W.T)
+        kernels = ctx.backend.nn
+        y = kernels.layer_matmul(x, W.T, kernels.batch_workers()) if x.ndim == 2 else ctx.xp.matmul(x, W.T)
         if b is not None:
             y += b
         return y
@@ -66,22 +61,18 @@ class Affine(Function):
         x, W = ctx.saved_tensors
         xp = ctx.xp
         need_x, need_W, need_b = ctx.needs_input_grad
-        workers = _workers(ctx.backend)
+        kernels = ctx.backend.nn
+        workers = kernels.batch_workers()
         out_features, in_features = W.shape
         rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
         gy2 = xp.reshape(gy, (rows, out_features))
-        gx_operands = (gy2, W)  # gx = gy @ W, computed on the 2-D view and shaped back
         gx = gW = gb = None
+        if need_x:  # gx = gy @ W, computed on the 2-D view and shaped back
+            gx = kernels.layer_matmul(gy2, W, workers)
+            if gy.ndim != 2:
+                gx = xp.reshape(gx, tuple(gy.shape[:-1]) + (in_features,))
         if need_W:  # gW = gy^T x over the flattened leading axes
-            gW_operands = (xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)))
-            if need_x:
-                gx, gW = matmul_pair(gx_operands, gW_operands, workers)
-            else:
-                gW = matmul_split(*gW_operands, workers)
-        elif need_x:
-            gx = matmul_split(*gx_operands, workers)
-        if gx is not None and gy.ndim != 2:
-            gx = xp.reshape(gx, tuple(gy.shape[:-1]) + (in_features,))
+            gW = kernels.layer_matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
         if need_b:
             gb = xp.sum(gy2, axis=0)
         return gx, gW, gb

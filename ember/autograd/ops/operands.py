@@ -133,6 +133,8 @@ def normalize_axes(op: str, axis: Any, ndim: int) -> tuple | None:
 
 def normalize_axis(op: str, axis: int, ndim: int) -> int:
     """One axis in ``[-ndim, ndim)`` as a non-negative int (a 0-d tensor has none to give)."""
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, without building a tuple
+        return axis % ndim
     axes = normalize_axes(op, axis, ndim)
     if axes is None:
         raise AxisError(f"{op}: axis {axis!r} needs a tensor of at least 1 dimension, got a 0-d tensor")

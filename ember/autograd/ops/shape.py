@@ -7,6 +7,7 @@ unsqueeze, flatten, view and expand are compositions of these primitives.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy
@@ -69,7 +70,7 @@ def reshape(x: Tensor, *shape: Any) -> Tensor:
     """A tensor with the same data in ``shape`` (one entry may be -1)."""
     shape = _shape_arg(shape)
     size = x.data.size
-    known = int(numpy.prod([s for s in shape if s != -1]))
+    known = math.prod(s for s in shape if s != -1)
     if shape.count(-1) > 1 or any(s < -1 for s in shape):
         bad = True
     elif -1 in shape:
@@ -193,7 +194,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if start == end:
         return x
     shape = tuple(x.shape)
-    merged = int(numpy.prod(shape[start:end + 1]))
+    merged = math.prod(shape[start:end + 1])
     return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
 
 

@@ -23,6 +23,11 @@ Rules that keep results reproducible and race-free:
   NumPy's BLAS calls do), otherwise the threads only take turns.
 
 Spinning helper threads were tried and dropped (``docs/engineering/cpu-threads.md``).
+On the Numba backend the hot splits (conv slices, 2x2 max pooling, linear
+layers' products) no longer come here: they run on Numba's own pool
+(``ember.backends.numba.prange_slices`` and ``parallel_gemm``), whose spinning
+workers a Python thread started right after would have to wait for.
+``split_slices`` still cuts the batch for them.
 
 The pool is created on first use and again after ``fork`` (a forked child has
 no pool threads).  With one worker, or one slice, everything runs inline.
@@ -36,10 +41,6 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
-
-import numpy
-
-from ember.backends import device_gemm
 
 T = TypeVar("T")
 
@@ -131,63 +132,6 @@ def map_slices(fn: Callable[[slice], T], slices: Sequence[slice], workers: int) 
     if errors:
         raise min(errors, key=lambda e: e[0])[1]
     return results
-
-
-# Smallest product (M*K*N multiply-adds) worth splitting: about 0.2 ms of one
-# core's GEMM; below it the hand-off to the pool costs more than it saves.
-MIN_SPLIT_MACS = 1 << 23
-
-
-def matmul_split(a: Any, b: Any, workers: int) -> Any:
-    """``a @ b`` for 2-D arrays, the larger output axis split over ``workers`` threads.
-
-    Each thread computes a block of rows (``M >= N``) or of columns of the
-    product with one BLAS call; the shared axis ``K`` is never split, so there
-    is no partial sum and no extra pass.  Splitting columns rather than rows
-    when ``N > M`` (a batch of 100 times 512 features) keeps each thread's
-    share of the larger operand to itself instead of packing all of it twice.
-    """
-    m, n = (a.shape[0], b.shape[1]) if a.ndim == 2 and b.ndim == 2 else (0, 0)
-    if (
-        workers <= 1
-        or type(a) is not numpy.ndarray
-        or type(b) is not numpy.ndarray
-        or max(m, n) < 2
-        or m * a.shape[1] * n < MIN_SPLIT_MACS
-    ):
-        return device_gemm.matmul(a, b)  # device arrays: ember's cuBLAS handle while a CUDA graph captures
-    if m >= n:
-        out = numpy.empty((m, n), dtype=numpy.result_type(a.dtype, b.dtype))
-        slices = split_slices([slice(0, m)], workers, per_worker=1)
-        map_slices(lambda s: numpy.matmul(a[s], b, out=out[s]), slices, workers)
-        return out
-    # Column blocks go to contiguous temporaries: matmul into a strided ``out[:, s]``
-    # view makes NumPy buffer and copy (measured 680 us instead of 490 us per block).
-    slices = split_slices([slice(0, n)], workers, per_worker=1)
-    return numpy.concatenate(map_slices(lambda s: a @ b[:, s], slices, workers), axis=1)
-
-
-# Largest size ratio of two products still run side by side by ``matmul_pair``.
-MAX_PAIR_IMBALANCE = 2.0
-
-
-def matmul_pair(first: tuple, second: tuple, workers: int) -> tuple:
-    """``(a1 @ b1, a2 @ b2)`` for two independent 2-D products (a layer's ``gx`` and ``gW``).
-
-    When both are large and of similar size, each runs whole on its own thread:
-    one hand-off instead of one per product, no operand packed by both threads
-    and no concatenation of column blocks.  Otherwise each goes through
-    ``matmul_split``.  MLP backward, 512x512 layer at batch 128, one thread per
-    product: 0.95 ms for the pair against 1.5-2.1 ms for two split products.
-    """
-    (a1, b1), (a2, b2) = first, second
-    arrays = (a1, b1, a2, b2)
-    if workers > 1 and all(type(a) is numpy.ndarray and a.ndim == 2 for a in arrays):
-        macs = [a.shape[0] * a.shape[1] * b.shape[1] for a, b in (first, second)]
-        if min(macs) >= MIN_SPLIT_MACS and max(macs) <= MAX_PAIR_IMBALANCE * min(macs):
-            p1, p2 = map_slices(lambda pair: pair[0] @ pair[1], [first, second], workers)  # type: ignore[arg-type]
-            return p1, p2
-    return matmul_split(a1, b1, workers), matmul_split(a2, b2, workers)
 
 
 # Fewest elements a compiled kernel call must touch before its batch is split.

@@ -3,8 +3,12 @@
 On a 2-core machine NumPy's OpenBLAS and Numba's OpenMP pool each start one
 worker per core and spin while idle, taking the cores from each other and from
 any other process; a second BLAS thread also collapses as soon as another
-process holds a core.  So the second core is used by splitting the *batch*
-(``ember.backends.cpu.batch_split``), each worker calling BLAS with one thread.
+process holds a core.  So BLAS keeps one thread and the second core is used by
+splitting the work ember knows the shape of: a batch into slices
+(``ember.backends.cpu.batch_split``), a linear layer's product into blocks,
+each worker calling BLAS with one thread.  On the Numba backend those splits
+run on Numba's own pool (``ember.backends.numba.prange_slices``,
+``parallel_gemm``), the only pool left spinning.
 Measurements: ``docs/engineering/cpu-threads.md``; latest run:
 ``benchmarks/results/thread_policy*.md`` (``python -m benchmarks.thread_policy``).
 
@@ -13,7 +17,7 @@ The policy, applied when the Numba kernels are first loaded:
 * machines with at most ``SMALL_MACHINE_CORES`` (2) cores: the BLAS pools
   (OpenBLAS/MKL, through threadpoolctl) are limited to one thread and batched
   ops split over one worker per usable core; the Numba kernels themselves run
-  serially (no ``prange``).  If the user set ``OPENBLAS_NUM_THREADS``,
+  serially (no ``prange`` over planes or elements).  If the user set ``OPENBLAS_NUM_THREADS``,
   ``MKL_NUM_THREADS`` or ``OMP_NUM_THREADS``, BLAS keeps their setting and the
   batch is not split;
 * ``EMBER_NUM_THREADS=N`` (any machine): N batch workers, one BLAS thread each;
@@ -41,9 +45,8 @@ BLAS_ENV_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 THREADS_ENV_VAR = "EMBER_NUM_THREADS"
 
 _state: dict[str, Any] = {
-    "parallel_min": None, "blas_limit": None, "batch_workers": None, "idle_blas": None, "applied": False,
+    "parallel_min": None, "blas_limit": None, "batch_workers": None, "applied": False,
 }
-_blas_pools: dict[str, Any] = {"controllers": None}
 
 
 def usable_cores() -> int:
@@ -81,20 +84,6 @@ def _default_policy() -> tuple[float, int | None, int]:
     return float(PARALLEL_MIN_ELEMENTS), None, 1
 
 
-def _default_idle_blas_threads() -> int:
-    """BLAS threads a large product may use while no other process is busy (1: never more than the limit).
-
-    Only the small-machine default switches: there BLAS is held to one thread
-    and the batch is split, yet OpenBLAS's own threads are faster on large
-    products as long as the machine is otherwise idle.  An explicit setting
-    (``EMBER_NUM_THREADS`` or the BLAS variables) is kept as it is.
-    """
-    cores = usable_cores()
-    if cores > SMALL_MACHINE_CORES or _env_threads() is not None or any(os.environ.get(v) for v in BLAS_ENV_VARS):
-        return 1
-    return cores
-
-
 def _limit_blas(threads: int) -> None:
     """Limit the BLAS thread pools already loaded by NumPy to ``threads`` (threadpoolctl)."""
     try:
@@ -113,8 +102,6 @@ def apply_thread_policy() -> None:
         _state["parallel_min"] = parallel_min
     if _state["batch_workers"] is None:
         _state["batch_workers"] = workers
-    if _state["idle_blas"] is None:
-        _state["idle_blas"] = _default_idle_blas_threads()
     if blas_limit is not None:
         _limit_blas(blas_limit)
         _state["blas_limit"] = blas_limit
@@ -125,7 +112,6 @@ def set_thread_policy(
     parallel_min_elements: float | None = None,
     blas_threads: int | None = None,
     batch_workers: int | None = None,
-    idle_blas_threads: int | None = None,
 ) -> dict:
     """Change the policy at run time; returns the previous ``thread_policy()``.
 
@@ -135,9 +121,6 @@ def set_thread_policy(
         blas_threads: Limit the BLAS pools to this many threads (None: unchanged).
         batch_workers: Threads that batched ops (convolution) split the batch
             over (``ember.backends.cpu.batch_split``); 1 runs them inline.
-        idle_blas_threads: BLAS threads a large product of a layer may use
-            while no other process is busy on this process's cores
-            (``ember.backends.cpu.gemm_threads``); 1 never raises the limit.
 
     Returns:
         The policy before the change.
@@ -159,21 +142,16 @@ def set_thread_policy(
         if int(batch_workers) < 1:
             raise ValueError(f"set_thread_policy: expected batch_workers >= 1, got {batch_workers}")
         _state["batch_workers"] = int(batch_workers)
-    if idle_blas_threads is not None:
-        if int(idle_blas_threads) < 1:
-            raise ValueError(f"set_thread_policy: expected idle_blas_threads >= 1, got {idle_blas_threads}")
-        _state["idle_blas"] = int(idle_blas_threads)
     return previous
 
 
 def thread_policy() -> dict:
-    """The current policy: ``parallel_min_elements``, ``blas_threads`` (or None), ``batch_workers``, ``idle_blas_threads``."""
+    """The current policy: ``parallel_min_elements``, ``blas_threads`` (or None) and ``batch_workers``."""
     apply_thread_policy()
     return {
         "parallel_min_elements": _state["parallel_min"],
         "blas_threads": _state["blas_limit"],
         "batch_workers": _state["batch_workers"],
-        "idle_blas_threads": _state["idle_blas"],
     }
 
 
@@ -186,31 +164,3 @@ def batch_workers() -> int:
 def use_parallel(elements: int) -> bool:
     """True when a kernel writing ``elements`` outputs should run its ``prange`` variant."""
     return elements >= _state["parallel_min"]
-
-
-def idle_blas_threads() -> int:
-    """BLAS threads a large layer product may use while the machine is otherwise idle (1: no change)."""
-    apply_thread_policy()
-    return _state["idle_blas"]
-
-
-def set_blas_threads_now(threads: int) -> bool:
-    """Set the loaded BLAS pools to ``threads`` threads, cheaply enough to do around one product.
-
-    threadpoolctl's library controllers are looked up once (a few ms) and kept;
-    each later call is two C calls per library (set, then read back).  Returns
-    False when no BLAS pool could be set (threadpoolctl missing, or, for
-    OpenBLAS, a thread other than the one that first set its limit calling).
-    """
-    controllers = _blas_pools["controllers"]
-    if controllers is None:
-        try:
-            import threadpoolctl
-        except ImportError:
-            controllers = []
-        else:
-            controllers = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
-        _blas_pools["controllers"] = controllers
-    for controller in controllers:
-        controller.set_num_threads(threads)
-    return bool(controllers) and all(controller.get_num_threads() == threads for controller in controllers)

@@ -30,6 +30,7 @@ from ember.backends.reference.nn import (  # noqa: F401  (re-exported: same name
     batch_workers,
     compute_dtype,
     dropout_threshold,
+    layer_matmul,
     relu_forward,
 )
 

@@ -1,5 +1,7 @@
 """conv2d on the Numba backend as whole batch slices in compiled code (im2col + GEMM + epilogue).
 
+The slice kernels live in ``conv_im2col_slices`` and ``conv_shifted``; this
+module picks one per layer geometry, cuts the batch and sums the partials.
 One ``nogil`` Numba call per slice of the batch does, image by image, the im2col
 of that image into a per-call column buffer ``(C*KH*KW, OH*OW)``, the product
 with ``W2 = W.reshape(OC, -1)`` (``blas_gemm.gemm``: NumPy's own OpenBLAS called
@@ -11,6 +13,10 @@ the buffer and ``col2im`` out of it, then a recomputed ``col`` and
 ``gW^T += col gy[n]^T`` (the orientation BLAS runs faster for few output
 channels).  ``gW`` and ``gb`` come as one partial per slice, summed in slice
 order by the caller, so a run repeats bit for bit.
+
+The slices run in one ``prange`` region on Numba's pool (``prange_slices``,
+``POOL_SLICES``), each handed to whichever pool thread is free; with
+``POOL_SLICES = False`` they go to ember's Python batch-split threads as before.
 
 Why: the batched path of ``ember.autograd.ops.conv`` writes the whole slice's
 columns to memory and back and crosses the GIL between every im2col, GEMM and
@@ -28,15 +34,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy
+
 from ember.backends.cpu import batch_split
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers
 from ember.backends.geometry import window_geometry
-from ember.backends.numba import conv_shifted
-from ember.backends.numba.blas_gemm import gemm
-from ember.backends.numba.conv_planes import _col2im_plane, _crop_plane, _im2col_plane, _pad_plane
+from ember.backends.numba import conv_shifted, prange_slices
+from ember.backends.numba.conv_im2col_slices import backward_slice as _backward_slice
+from ember.backends.numba.conv_im2col_slices import forward_slice as _forward_slice
 
 
 NUMBA_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -53,99 +59,15 @@ MIN_SHIFTED_CHANNELS = 8
 MAX_SHIFTED_WIDTH_RATIO = 1.2
 # Slices per batch worker (see ``batch_split.SLICES_PER_WORKER``; measured again for these slices).
 SLICES_PER_WORKER = batch_split.SLICES_PER_WORKER
+# Slices run on Numba's pool (``prange_slices``) rather than ember's Python batch-split threads: the pool
+# GEMMs of linear layers leave its workers spinning, and Python threads started then wait for them.
+POOL_SLICES = True
 
 
 def conv2d_supported(x: Any, W: Any, b: Any = None) -> bool:
     """True when the compiled slices can run: NumPy float32/float64 arrays of one dtype."""
     arrays = (x, W) if b is None else (x, W, b)
     return all(type(a) is numpy.ndarray and a.dtype == x.dtype for a in arrays) and x.dtype in NUMBA_DTYPES
-
-
-@numba.njit(nogil=True, cache=True)
-def _image_to_col(img, kh, kw, sh, sw, ph, pw, pad, col5):  # pragma: no cover - compiled
-    """im2col of one ``(C, H, W)`` image into ``col5 (C, KH, KW, OH, OW)`` (``pad``: zero-bordered plane)."""
-    for ch in range(img.shape[0]):
-        if ph == 0 and pw == 0:
-            _im2col_plane(img[ch], kh, kw, sh, sw, col5[ch])
-        else:
-            _pad_plane(img[ch], ph, pw, pad)
-            _im2col_plane(pad, kh, kw, sh, sw, col5[ch])
-
-
-@numba.njit(nogil=True, cache=True)
-def _forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragma: no cover - compiled
-    """``y[n] = W2 @ im2col(x[n]) (+ b) (ReLU)`` for every image of the slice, one image's columns at a time."""
-    n, c, h, w = x.shape
-    oc, k = W2.shape
-    oh, ow = y.shape[2], y.shape[3]
-    p = oh * ow
-    col = numpy.empty((k, p), dtype=x.dtype)
-    col5 = col.reshape((c, kh, kw, oh, ow))
-    pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    for i in range(n):
-        _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
-        yi = y[i].reshape((oc, p))
-        gemm(W2, col, yi, False, False, 0.0)
-        if has_bias:  # while yi is still in cache
-            for o in range(oc):
-                bo = b[o]
-                for q in range(p):
-                    yi[o, q] += bo
-        if relu:  # NaN stays NaN (``v < 0`` is false for it)
-            for o in range(oc):
-                for q in range(p):
-                    if yi[o, q] < 0:
-                        yi[o, q] = 0
-
-
-@numba.njit(nogil=True, cache=True)
-def _backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gwt, gb):  # pragma: no cover
-    """``gx[n] = col2im(W2^T g[n])``, ``gwt = sum_n im2col(x[n]) @ g[n]^T`` (``gW^T``) and ``gb = sum_n g[n]``.
-
-    ``g`` is ``gy``, or ``gy`` masked by ``y > 0`` when ``y`` is not empty (the fused
-    ReLU's backward), formed one image at a time while it is in cache.
-    """
-    n, c, h, w = x.shape
-    oc, k = W2.shape
-    oh, ow = gy.shape[2], gy.shape[3]
-    p = oh * ow
-    masked = y.shape[0] > 0
-    col = numpy.empty((k, p), dtype=x.dtype)
-    col5 = col.reshape((c, kh, kw, oh, ow))
-    pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    gmask = numpy.empty((oc, p), dtype=x.dtype)
-    position_sums = numpy.zeros((oc, p) if need_gb else (0, 0), dtype=x.dtype)
-    gwt[:, :] = 0
-    gb[:] = 0
-    for i in range(n):
-        gyi = gy[i].reshape((oc, p))
-        if masked:
-            yi = y[i].reshape((oc, p))
-            for o in range(oc):
-                for q in range(p):
-                    gmask[o, q] = gyi[o, q] if yi[o, q] > 0 else 0
-            gyi = gmask
-        if need_gb:  # per-position sums over the slice's images: independent lanes vectorise
-            for o in range(oc):
-                for q in range(p):
-                    position_sums[o, q] += gyi[o, q]
-        if need_gx:
-            gemm(W2, gyi, col, True, False, 0.0)  # W2^T g[n]
-            for ch in range(c):
-                if ph == 0 and pw == 0:
-                    _col2im_plane(col5[ch], sh, sw, gx[i, ch])
-                else:
-                    _col2im_plane(col5[ch], sh, sw, pad)
-                    _crop_plane(pad, ph, pw, gx[i, ch])
-        if need_gw:
-            if need_gx and (ph or pw):
-                pad[:, :] = 0  # col2im left data in the border; im2col needs it zero
-            _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
-            gemm(col, gyi, gwt, False, True, 1.0)  # gW^T += col g[n]^T: faster than gW for small OC
-    if need_gb:
-        for o in range(oc):
-            for q in range(p):
-                gb[o] += position_sums[o, q]
 
 
 def _shifted(c: int, w: int, sh: int, sw: int, pw: int, ow: int) -> bool:
@@ -178,6 +100,7 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
     y = numpy.empty((n, oc, oh, ow), dtype=x.dtype)
     if y.size == 0:
         return y
+    Wt = W2 = None
     if _shifted(c, x.shape[3], sh, sw, pw, ow):
         Wt = _taps(W)
 
@@ -189,7 +112,15 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
         def part(s: slice) -> None:
             _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s])
 
-    map_slices(part, *_slices(n, c * kh * kw * oh * ow))
+    slices, workers = _slices(n, c * kh * kw * oh * ow)
+    if POOL_SLICES and workers > 1 and len(slices) > 1:
+        W2e = numpy.empty((0, 0), x.dtype) if W2 is None else W2
+        Wte = numpy.empty((0, 0, 0), x.dtype) if Wt is None else Wt
+        prange_slices.run_split(prange_slices.forward_slices,
+                                (x, W2e, Wte, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y), slices,
+                                workers)
+        return y
+    map_slices(part, slices, workers)
     return y
 
 
@@ -229,7 +160,19 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
                             gb)
         return gwt, gb
 
-    partials = map_slices(part, slices, workers)
+    if POOL_SLICES and workers > 1 and len(slices) > 1:
+        count = len(slices)
+        gw_parts = numpy.empty((count,) + gw_shape if not shifted else (0, 0, 0), dtype=x.dtype)
+        gw_taps = numpy.empty((count,) + gw_shape if shifted else (0, 0, 0, 0), dtype=x.dtype)
+        gb_parts = numpy.empty((count, oc), dtype=x.dtype)
+        W2e = numpy.empty((0, 0), x.dtype) if shifted else Wk
+        Wte = Wk if shifted else numpy.empty((0, 0, 0), x.dtype)
+        prange_slices.run_split(prange_slices.backward_slices,
+                                (x, W2e, Wte, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gw_parts,
+                                 gw_taps, gb_parts), slices, workers)
+        partials = list(zip(gw_taps if shifted else gw_parts, gb_parts))
+    else:
+        partials = map_slices(part, slices, workers)
     gW = gb = None
     if need_gw:
         gwt = numpy.zeros(gw_shape, dtype=x.dtype)

@@ -37,6 +37,7 @@ import numpy
 from ember.backends.reference import nn as _ref
 from ember.backends.cpu.batch_split import call_split
 from ember.backends.cpu.threads import batch_workers
+from ember.backends.numba.parallel_gemm import matmul as layer_matmul  # noqa: F401  (a linear layer's products)
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 

@@ -34,6 +34,7 @@ import numpy
 
 from ember.backends.reference import pool as _reference
 from ember.backends.geometry import IntOrPair, check_nchw, pool_backward_geometry, pool_geometry
+from ember.backends.numba import prange_slices
 from ember.backends.numba.conv import supported
 from ember.backends.numba.pool_tiled import max_pool_2x2, max_pool_2x2_backward, tiles_2x2
 from ember.backends.cpu.batch_split import call_split
@@ -311,7 +312,8 @@ def max_pool2d_forward(
     argmax = numpy.empty(y.shape, dtype=numpy.int64)
     if y.size and tiles_2x2(kh, kw, sh, sw, ph, pw) and not use_parallel(x.size):
         x = numpy.ascontiguousarray(x)
-        if not any(call_split(max_pool_2x2, (x, y, argmax), (0, 1, 2), batch_workers())):
+        if not prange_slices.call_on_pool(max_pool_2x2, prange_slices.max_pool_2x2_slices, (x, y, argmax),
+                                          batch_workers()):
             return y, argmax
     if y.size:  # other geometries, and 2x2 windows holding a NaN
         xpad = _padded(x, ph, pw, -numpy.inf)
@@ -334,7 +336,8 @@ def max_pool2d_backward(
     gx = numpy.empty((*x_shape[:2], x_shape[2] + 2 * ph, x_shape[3] + 2 * pw), dtype=gy.dtype)
     if gx.size and tiles_2x2(kh, kw, sh, sw, ph, pw) and not use_parallel(gx.size):
         args = (numpy.ascontiguousarray(gy), numpy.ascontiguousarray(argmax, dtype=numpy.int64), gx)
-        if any(call_split(max_pool_2x2_backward, args, (0, 1, 2), batch_workers())):
+        if prange_slices.call_on_pool(max_pool_2x2_backward, prange_slices.max_pool_2x2_backward_slices, args,
+                                      batch_workers()):
             raise _bad_argmax(argmax, kh, kw)
         return gx
     if gx.size:

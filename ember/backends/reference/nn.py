@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy
 
+from ember.backends import device_gemm
 from ember.backends.reference.conv import batch_workers  # noqa: F401  (the reference runs inline: 1)
+
+
+def layer_matmul(a: Any, b: Any, workers: int) -> Any:
+    """``a @ b`` for a linear layer's 2-D product, on the calling thread (``workers`` is ignored).
+
+    Device arrays go through ``device_gemm`` (ember's cuBLAS handle while a CUDA graph captures).
+    """
+    return device_gemm.matmul(a, b)
 
 
 def compute_dtype(dtype: Any) -> numpy.dtype:

@@ -1,0 +1,102 @@
+"""A layer's 2-D product split over Numba's thread pool, one BLAS call per block, no GIL hand-off.
+
+``matmul(a, b, workers)`` cuts the larger output axis of ``a @ b`` into
+``workers`` blocks and runs them in one ``prange`` region, each block one
+single-threaded call of NumPy's own OpenBLAS (``blas_gemm.gemm``) writing
+straight into its rows or columns of the result.  The shared axis ``K`` is
+never cut, so a block's elements are summed exactly as the whole product's
+and the result does not depend on the machine's load (which blocks exist
+depends only on the shapes and the worker count).
+
+Why not ember's Python batch-split threads or OpenBLAS's own threads (the
+two earlier policies).  A Python thread per block passes the GIL around every
+call: a 100x784 by 784x50 product (TwoLayerNet) lost more to that than it
+gained.  OpenBLAS's threads sum a long ``K`` in another order than one thread
+does, so they needed a probe per layout and a cut of ``K`` into pieces to keep
+results independent of the load.  Numba's OpenMP pool starts a region in about
+2.5 us while its workers are still spinning from the last one, and a block's
+BLAS call is the same call one thread would make.
+
+Trade-off: OpenMP's workers spin for a few milliseconds after each region
+(GNU OpenMP's default), so every other split of the step runs on the same pool
+(``prange_slices``); Python threads started during the spin waited for it.
+Measurements: ``docs/engineering/cpu-round4.md``.
+Products smaller than ``MIN_PARALLEL_MACS`` multiply-adds, other dtypes,
+operands with no unit-stride axis, or no NumPy CBLAS (``blas_gemm.NUMPY_BLAS``
+false) take NumPy's ``@`` on the calling thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy
+
+from ember.backends.numba import pool_region
+from ember.backends.numba.blas_gemm import NUMPY_BLAS, gemm
+
+# Smallest product (M*K*N multiply-adds) split over the pool: about 15 us of one core's GEMM,
+# where a region's start (~2.5 us) and the wait for the slower block stop paying.
+MIN_PARALLEL_MACS = 1 << 20
+_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+
+
+@numba.njit(nogil=True, parallel=True, cache=True)
+def _blocks(a, b, c, trans_a, trans_b, by_rows, parts):  # pragma: no cover - compiled
+    """``c = op(a) @ op(b)`` as ``parts`` blocks of rows (``by_rows``) or columns, one per ``prange`` step."""
+    m, n = c.shape
+    total = m if by_rows else n
+    for p in numba.prange(parts):
+        lo = total * p // parts
+        hi = total * (p + 1) // parts
+        if by_rows:  # rows of op(a): columns of a when it is transposed
+            if trans_a:
+                gemm(a[:, lo:hi], b, c[lo:hi], trans_a, trans_b, 0.0)
+            else:
+                gemm(a[lo:hi], b, c[lo:hi], trans_a, trans_b, 0.0)
+        elif trans_b:  # columns of op(b): rows of b when it is transposed
+            gemm(a, b[lo:hi], c[:, lo:hi], trans_a, trans_b, 0.0)
+        else:
+            gemm(a, b[:, lo:hi], c[:, lo:hi], trans_a, trans_b, 0.0)
+
+
+def _operand(x: Any) -> tuple[Any, bool] | None:
+    """``(array, transposed)`` with unit stride along the array's last axis, or None if ``x`` has no such axis."""
+    size = x.itemsize
+    if x.strides[1] == size and x.strides[0] >= x.shape[1] * size:
+        return x, False
+    if x.strides[0] == size and x.strides[1] >= x.shape[0] * size:
+        return x.T, True
+    return None
+
+
+def blocks(a: Any, b: Any, workers: int) -> int:
+    """How many blocks ``matmul`` cuts ``a @ b`` into (1: NumPy's ``@`` on this thread)."""
+    if workers <= 1 or not NUMPY_BLAS or type(a) is not numpy.ndarray or type(b) is not numpy.ndarray:
+        return 1
+    if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in _DTYPES:
+        return 1
+    m, k = a.shape
+    n = b.shape[1]
+    if m * k * n < MIN_PARALLEL_MACS or b.shape[0] != k:
+        return 1
+    return min(workers, max(m, n))
+
+
+def matmul(a: Any, b: Any, workers: int) -> Any:
+    """``a @ b`` for 2-D arrays, the larger output axis cut into ``workers`` blocks run on Numba's pool."""
+    parts = blocks(a, b, workers)
+    if parts <= 1:
+        return a @ b
+    left, right = _operand(a), _operand(b)
+    if left is None or right is None:
+        return a @ b
+    m, n = a.shape[0], b.shape[1]
+    c = numpy.empty((m, n), dtype=a.dtype)
+    previous = pool_region.enter(workers)
+    try:
+        _blocks(left[0], right[0], c, left[1], right[1], m >= n, parts)
+    finally:
+        pool_region.leave(previous)
+    return c

@@ -1,0 +1,175 @@
+"""A linear layer's products cut into blocks on Numba's pool (``ember.backends.numba.parallel_gemm``).
+
+The blocks never cut the shared axis, so each block is the very BLAS call one
+thread makes for those rows or columns: the result is compared bit for bit
+with the blocks computed one by one by NumPy, and within rounding with the
+whole product (BLAS may pick another kernel for a narrower block).
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from ember.backends.numba import blas_gemm, parallel_gemm, pool_region  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not blas_gemm.NUMPY_BLAS, reason="NumPy exports no ILP64 CBLAS: products stay on @")
+
+
+def _operands(rng, m, k, n, trans_a, trans_b, dtype):
+    a = rng.normal(size=(k, m)).astype(dtype).T if trans_a else rng.normal(size=(m, k)).astype(dtype)
+    b = rng.normal(size=(n, k)).astype(dtype).T if trans_b else rng.normal(size=(k, n)).astype(dtype)
+    return a, b
+
+
+def _by_blocks(a, b, parts):
+    """The product as NumPy computes each block of the larger output axis on its own."""
+    m, n = a.shape[0], b.shape[1]
+    total = m if m >= n else n
+    edges = [total * p // parts for p in range(parts + 1)]
+    if m >= n:
+        return np.concatenate([a[lo:hi] @ b for lo, hi in zip(edges, edges[1:])], axis=0)
+    return np.concatenate([a @ b[:, lo:hi] for lo, hi in zip(edges, edges[1:])], axis=1)
+
+
+@pytest.fixture
+def no_threshold(monkeypatch):
+    monkeypatch.setattr(parallel_gemm, "MIN_PARALLEL_MACS", 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("shape", [(100, 784, 50), (50, 100, 784), (7, 33, 5), (4, 9, 40)])
+def test_blocks_are_numpys_blocks_bit_for_bit(no_threshold, rng, dtype, trans_a, trans_b, shape):
+    a, b = _operands(rng, *shape, trans_a, trans_b, dtype)
+    for workers in (2, 3):
+        parts = parallel_gemm.blocks(a, b, workers)
+        assert parts == min(workers, max(shape[0], shape[2]))
+        got = parallel_gemm.matmul(a, b, workers)
+        assert got.dtype == dtype and got.shape == (shape[0], shape[2]) and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, _by_blocks(a, b, parts))
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, a @ b, rtol=tol, atol=tol * shape[1])
+        assert parallel_gemm.matmul(a, b, workers).tobytes() == got.tobytes()  # a run repeats bit for bit
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 1), (1, 6, 3), (3, 4, 2)])
+def test_blocks_of_one_row_or_column_are_right_within_rounding(no_threshold, rng, shape):
+    """NumPy multiplies a one-row block with gemv, the pool with gemm: equal within rounding only."""
+    a, b = _operands(rng, *shape, False, False, np.float32)
+    np.testing.assert_allclose(parallel_gemm.matmul(a, b, 2), a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_row_strided_views_are_taken_as_they_are(no_threshold, rng):
+    big = rng.normal(size=(12, 20)).astype(np.float32)
+    a, b = big[:, 2:9], rng.normal(size=(7, 30)).astype(np.float32)  # a's rows are 20 apart
+    assert parallel_gemm._operand(a)[0] is a and parallel_gemm._operand(a)[1] is False
+    assert parallel_gemm._operand(a.T)[1] is True  # a transposed view: unit stride down its columns
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), _by_blocks(a, b, 2))
+
+
+def test_what_stays_on_numpys_matmul(rng, monkeypatch):
+    calls = []
+    monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: calls.append(args))
+    a, b = rng.normal(size=(64, 128)).astype(np.float32), rng.normal(size=(128, 64)).astype(np.float32)
+    assert 64 * 128 * 64 < parallel_gemm.MIN_PARALLEL_MACS
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), a @ b)  # too small to split
+    monkeypatch.setattr(parallel_gemm, "MIN_PARALLEL_MACS", 0)
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 1), a @ b)  # one worker
+    np.testing.assert_array_equal(parallel_gemm.matmul(a[:, ::2], b[::2], 2), a[:, ::2] @ b[::2])  # no unit stride
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b.astype(np.float64), 2), a @ b.astype(np.float64))
+    ints = np.arange(12).reshape(3, 4)
+    np.testing.assert_array_equal(parallel_gemm.matmul(ints, ints.T, 2), ints @ ints.T)  # integers
+    assert calls == []
+    parallel_gemm.matmul(a, b, 2)
+    assert len(calls) == 1 and calls[0][-1] == 2
+
+
+def test_a_product_with_an_empty_axis(no_threshold):
+    a, b = np.ones((4, 0), np.float32), np.ones((0, 3), np.float32)
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), np.zeros((4, 3), np.float32))
+
+
+def test_the_region_lock_is_released_after_an_error(no_threshold, monkeypatch, rng):
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(parallel_gemm, "_blocks", broken)
+    a = rng.normal(size=(8, 8)).astype(np.float32)
+    with pytest.raises(RuntimeError, match="boom"):
+        parallel_gemm.matmul(a, a, 2)
+    assert not pool_region.LOCK.locked()
+
+
+def test_a_region_sized_below_the_pool_is_put_back(monkeypatch):
+    import numba
+
+    before = numba.get_num_threads(), numba.get_parallel_chunksize()
+    previous = pool_region.enter(1, dynamic=True)
+    try:
+        assert numba.get_num_threads() == 1 and numba.get_parallel_chunksize() == 1
+        assert pool_region.LOCK.locked()
+    finally:
+        pool_region.leave(previous)
+    assert (numba.get_num_threads(), numba.get_parallel_chunksize()) == before
+    assert not pool_region.LOCK.locked()
+    assert pool_region.enter(pool_region.POOL_THREADS + 5) is None  # the whole pool, static: nothing to set
+    pool_region.leave(None)
+    assert not pool_region.LOCK.locked()
+
+
+def test_products_from_two_python_threads_at_once(no_threshold, rng):
+    """Regions from two threads take turns on the lock; each gets its own right answer."""
+    pairs = [_operands(rng, 40, 30, 20, False, True, np.float32) for _ in range(2)]
+    results: dict = {}
+
+    def run(i):
+        a, b = pairs[i]
+        results[i] = [parallel_gemm.matmul(a, b, 2) for _ in range(50)]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (a, b) in enumerate(pairs):
+        for got in results[i]:
+            np.testing.assert_array_equal(got, _by_blocks(a, b, 2))
+
+
+def test_linear_through_the_pool_equals_the_inline_products(no_threshold, rng, monkeypatch):
+    """y, gx and gW of linear with the products on the pool equal the one-thread ones within rounding."""
+    import ember as em
+    import ember.nn.functional as F
+    from ember.backends.cpu.threads import set_thread_policy
+    from ember.backends.selection import cpu_kernels
+
+    if cpu_kernels() != "numba":
+        pytest.skip("the Numba kernels are not the CPU kernels in this run (EMBER_CPU_KERNELS)")
+    x, W, b = rng.normal(size=(9, 6)), rng.normal(size=(4, 6)), rng.normal(size=(4,))
+
+    def run():
+        xt, Wt = em.tensor(x, requires_grad=True), em.tensor(W, requires_grad=True)
+        y = F.linear(xt, Wt, em.tensor(b))
+        y.backward(em.tensor(np.cos(y.numpy())))
+        return y.numpy(), xt.grad.numpy(), Wt.grad.numpy()
+
+    calls = []
+    real = parallel_gemm._blocks
+    monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: calls.append(args[-1]) or real(*args))
+    previous = set_thread_policy(batch_workers=1)
+    try:
+        inline = run()
+        assert calls == []
+        set_thread_policy(batch_workers=3)
+        pooled = run()
+        assert calls == [3, 3, 3]  # y, gx and gW, each in three blocks
+        assert em.autograd.gradcheck(lambda xx, ww: F.linear(xx, ww),
+                                     (em.tensor(x, requires_grad=True), em.tensor(W, requires_grad=True)))
+    finally:
+        set_thread_policy(batch_workers=previous["batch_workers"])
+    for one, many in zip(inline, pooled):
+        np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-13)
