@@ -173,3 +173,24 @@ def test_linear_through_the_pool_equals_the_inline_products(no_threshold, rng, m
         set_thread_policy(batch_workers=previous["batch_workers"])
     for one, many in zip(inline, pooled):
         np.testing.assert_allclose(many, one, rtol=1e-13, atol=1e-13)
+
+
+def test_regions_run_on_one_thread_while_another_process_holds_a_core(no_threshold, monkeypatch, rng):
+    """Under load a region runs the same blocks on the calling thread: the same bits, one thread."""
+    import numba
+
+    from ember.backends.cpu import core_load
+
+    a, b = _operands(rng, 60, 50, 40, False, True, np.float32)
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: 0.0)
+    assert pool_region.region_threads(2) == min(2, pool_region.POOL_THREADS)
+    idle = parallel_gemm.matmul(a, b, 2)
+    seen = []
+    real = parallel_gemm._blocks
+    monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: seen.append(numba.get_num_threads()) or real(*args))
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: 1.0)
+    assert pool_region.region_threads(2) == 1
+    busy = parallel_gemm.matmul(a, b, 2)
+    assert seen == [1] and busy.tobytes() == idle.tobytes()
+    monkeypatch.setattr(core_load, "other_cores_busy", lambda: None)  # unknown: the pool is used
+    assert pool_region.region_threads(2) == min(2, pool_region.POOL_THREADS)
