@@ -36,7 +36,6 @@ from typing import Any
 
 import numpy
 
-from ember.backends.cpu import batch_split
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers
 from ember.backends.geometry import window_geometry
@@ -57,8 +56,10 @@ MIN_SLICE_ELEMENTS = 1 << 16
 SHIFTED_GEMMS = True
 MIN_SHIFTED_CHANNELS = 8
 MAX_SHIFTED_WIDTH_RATIO = 1.2
-# Slices per batch worker (see ``batch_split.SLICES_PER_WORKER``; measured again for these slices).
-SLICES_PER_WORKER = batch_split.SLICES_PER_WORKER
+# Slices per batch worker.  On Numba's pool, DeepConvNet step alternated in one process (9 and 12
+# rounds): 2 per worker 2.8-3.6% faster than 4, 1 and 8 within 1% of 4.  Under load the regions run
+# on one thread (``pool_region``), so the slices no longer need to be small for balance.
+SLICES_PER_WORKER = 2
 # Slices run on Numba's pool (``prange_slices``) rather than ember's Python batch-split threads: the pool
 # GEMMs of linear layers leave its workers spinning, and Python threads started then wait for them.
 POOL_SLICES = True
