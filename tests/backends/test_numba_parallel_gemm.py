@@ -194,3 +194,41 @@ def test_regions_run_on_one_thread_while_another_process_holds_a_core(no_thresho
     assert seen == [1] and busy.tobytes() == idle.tobytes()
     monkeypatch.setattr(core_load, "other_cores_busy", lambda: None)  # unknown: the pool is used
     assert pool_region.region_threads(2) == min(2, pool_region.POOL_THREADS)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork (POSIX)")
+def test_a_child_forked_after_the_pool_started_computes_without_it(no_threshold, rng, monkeypatch):
+    """GNU OpenMP is not fork-safe: Numba terminates a forked child that starts a region of a started pool.
+
+    The child must take the same blocks and slices without the pool (and get the parent's bits).
+    """
+    import os
+
+    from ember.backends.cpu import batch_split
+    from ember.backends.cpu.threads import set_thread_policy
+    from ember.backends.numba import conv_fused, pool
+
+    monkeypatch.setattr(conv_fused, "MIN_SLICE_ELEMENTS", 0)
+    monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
+    a, b = _operands(rng, 30, 20, 10, False, True, np.float32)
+    x = rng.normal(size=(6, 3, 8, 8)).astype(np.float32)
+    W = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    previous = set_thread_policy(batch_workers=2)
+    try:
+        def compute():
+            y = conv_fused.conv2d_forward(x, W, None, (1, 1), (1, 1), relu=True)
+            return parallel_gemm.matmul(a, b, 2), y, pool.max_pool2d_forward(y, 2, 2, 2)[0]
+
+        expected = compute()  # starts the pool in this process
+        assert pool_region.available()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                code = 0 if all(g.tobytes() == e.tobytes() for g, e in zip(compute(), expected)) else 3
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        set_thread_policy(batch_workers=previous["batch_workers"])
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child ended with status {status}"

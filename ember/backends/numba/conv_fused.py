@@ -39,7 +39,7 @@ import numpy
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers
 from ember.backends.geometry import window_geometry
-from ember.backends.numba import conv_shifted, prange_slices
+from ember.backends.numba import conv_shifted, pool_region, prange_slices
 from ember.backends.numba.conv_im2col_slices import backward_slice as _backward_slice
 from ember.backends.numba.conv_im2col_slices import forward_slice as _forward_slice
 
@@ -114,7 +114,7 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
             _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s])
 
     slices, workers = _slices(n, c * kh * kw * oh * ow)
-    if POOL_SLICES and workers > 1 and len(slices) > 1:
+    if POOL_SLICES and workers > 1 and len(slices) > 1 and pool_region.available():
         W2e = numpy.empty((0, 0), x.dtype) if W2 is None else W2
         Wte = numpy.empty((0, 0, 0), x.dtype) if Wt is None else Wt
         prange_slices.run_split(prange_slices.forward_slices,
@@ -161,7 +161,7 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
                             gb)
         return gwt, gb
 
-    if POOL_SLICES and workers > 1 and len(slices) > 1:
+    if POOL_SLICES and workers > 1 and len(slices) > 1 and pool_region.available():
         count = len(slices)
         gw_parts = numpy.empty((count,) + gw_shape if not shifted else (0, 0, 0), dtype=x.dtype)
         gw_taps = numpy.empty((count,) + gw_shape if shifted else (0, 0, 0, 0), dtype=x.dtype)

@@ -42,23 +42,34 @@ MIN_PARALLEL_MACS = 1 << 20
 _DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 
+@numba.njit(nogil=True, cache=True)
+def _block(a, b, c, trans_a, trans_b, by_rows, lo, hi):  # pragma: no cover - compiled
+    """Rows (``by_rows``) or columns ``lo:hi`` of ``c = op(a) @ op(b)``: one BLAS call."""
+    if by_rows:  # rows of op(a): columns of a when it is transposed
+        if trans_a:
+            gemm(a[:, lo:hi], b, c[lo:hi], trans_a, trans_b, 0.0)
+        else:
+            gemm(a[lo:hi], b, c[lo:hi], trans_a, trans_b, 0.0)
+    elif trans_b:  # columns of op(b): rows of b when it is transposed
+        gemm(a, b[lo:hi], c[:, lo:hi], trans_a, trans_b, 0.0)
+    else:
+        gemm(a, b[:, lo:hi], c[:, lo:hi], trans_a, trans_b, 0.0)
+
+
 @numba.njit(nogil=True, parallel=True, cache=True)
 def _blocks(a, b, c, trans_a, trans_b, by_rows, parts):  # pragma: no cover - compiled
     """``c = op(a) @ op(b)`` as ``parts`` blocks of rows (``by_rows``) or columns, one per ``prange`` step."""
-    m, n = c.shape
-    total = m if by_rows else n
+    total = c.shape[0] if by_rows else c.shape[1]
     for p in numba.prange(parts):
-        lo = total * p // parts
-        hi = total * (p + 1) // parts
-        if by_rows:  # rows of op(a): columns of a when it is transposed
-            if trans_a:
-                gemm(a[:, lo:hi], b, c[lo:hi], trans_a, trans_b, 0.0)
-            else:
-                gemm(a[lo:hi], b, c[lo:hi], trans_a, trans_b, 0.0)
-        elif trans_b:  # columns of op(b): rows of b when it is transposed
-            gemm(a, b[lo:hi], c[:, lo:hi], trans_a, trans_b, 0.0)
-        else:
-            gemm(a, b[:, lo:hi], c[:, lo:hi], trans_a, trans_b, 0.0)
+        _block(a, b, c, trans_a, trans_b, by_rows, total * p // parts, total * (p + 1) // parts)
+
+
+@numba.njit(nogil=True, cache=True)
+def _blocks_inline(a, b, c, trans_a, trans_b, by_rows, parts):  # pragma: no cover - compiled
+    """``_blocks`` on the calling thread (a forked child may not start the pool): the same blocks, the same bits."""
+    total = c.shape[0] if by_rows else c.shape[1]
+    for p in range(parts):
+        _block(a, b, c, trans_a, trans_b, by_rows, total * p // parts, total * (p + 1) // parts)
 
 
 def _operand(x: Any) -> tuple[Any, bool] | None:
@@ -94,6 +105,9 @@ def matmul(a: Any, b: Any, workers: int) -> Any:
         return a @ b
     m, n = a.shape[0], b.shape[1]
     c = numpy.empty((m, n), dtype=a.dtype)
+    if not pool_region.available():
+        _blocks_inline(left[0], right[0], c, left[1], right[1], m >= n, parts)
+        return c
     previous = pool_region.enter(workers)
     try:
         _blocks(left[0], right[0], c, left[1], right[1], m >= n, parts)

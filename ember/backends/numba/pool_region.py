@@ -16,6 +16,10 @@ thread alone (``docs/engineering/cpu-round4.md``).  On one thread a region
 runs the very same blocks and slices in the same order, so the results do not
 depend on the load.
 
+A process forked after its pool started must not start a region (GNU OpenMP
+is not fork-safe: Numba terminates such a child), so ``available()`` is false
+in it and callers run the same blocks and slices without the pool.
+
 The lock keeps two Python threads from starting regions at once, which Numba's
 ``workqueue`` layer (the fallback where OpenMP and TBB are missing) answers by
 aborting the process; on a small machine two concurrent regions would only
@@ -24,6 +28,7 @@ take turns anyway.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numba
@@ -34,6 +39,13 @@ LOCK = threading.Lock()
 POOL_THREADS = max(1, int(numba.config.NUMBA_NUM_THREADS))
 # Most CPU time (in cores) other processes may take on this process's cores for a region to use the pool.
 MAX_OTHER_BUSY_CORES = 0.5
+_owner = {"pid": None}  # the process whose regions started the pool
+
+
+def available() -> bool:
+    """False in a process forked from one whose pool had started (a region there would be terminated)."""
+    pid = _owner["pid"]
+    return pid is None or pid == os.getpid()
 
 
 def region_threads(workers: int) -> int:
@@ -49,6 +61,8 @@ def region_threads(workers: int) -> int:
 def enter(workers: int, dynamic: bool = False) -> tuple[int, int] | None:
     """Take the lock and size the next region; returns what ``leave`` must restore (None: nothing changed)."""
     LOCK.acquire()
+    if _owner["pid"] is None:
+        _owner["pid"] = os.getpid()
     try:
         threads = region_threads(workers)
         if threads == POOL_THREADS and not dynamic:

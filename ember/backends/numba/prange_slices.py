@@ -105,9 +105,12 @@ def call_on_pool(serial: Any, driver: Any, args: tuple, workers: int) -> Any:
     """``serial(*args)`` when the batch (axis 0 of ``args[0]``) is too small to split, else ``driver`` over slices.
 
     The split is ``batch_split.call_split``'s: one slice per worker, from ``MIN_SPLIT_ELEMENTS`` elements on.
+    ``serial`` returns a flag; the result is whether any slice raised it.
     """
     first = args[0]
     n = first.shape[0]
     if workers <= 1 or n < 2 or first.size < batch_split.MIN_SPLIT_ELEMENTS:
         return serial(*args)
+    if not pool_region.available():  # a forked child: the same slices on ember's Python threads
+        return any(batch_split.call_split(serial, args, tuple(range(len(args))), workers))
     return run_split(driver, args, batch_split.split_slices([slice(0, n)], workers, per_worker=1), workers)
