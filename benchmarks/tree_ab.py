@@ -61,7 +61,10 @@ else:
     else:
         model = em.models.DeepConvNet((1, 28, 28), output_size=10)
     optim, x, t = em.optim, em.tensor(x_np), em.tensor(t_np)
-opt = optim.Adam(model.parameters(), lr=1e-3) if model_name in ("scn", "dcn") else optim.SGD(model.parameters(), lr=0.01)
+if model_name in ("scn", "dcn"):
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+else:
+    opt = optim.SGD(model.parameters(), lr=0.01)
 
 
 def step():

@@ -48,8 +48,8 @@ def backward_slices(x, W2, Wt, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, 
                     gb_parts, bounds):  # pragma: no cover - compiled
     """Every slice through the backward; slice ``s`` writes its ``gx`` images, ``gw_parts[s]`` and ``gb_parts[s]``.
 
-    Per tap when ``Wt`` is not empty: then ``gw_taps`` is ``(S, KH*KW, OC, C)``, else ``gw_parts`` is ``(S, C*KH*KW, OC)``
-    (the im2col path's ``gW^T``); the unused weight and partials are empty arrays of the other rank.
+    Per tap when ``Wt`` is not empty: then ``gw_taps`` is ``(S, KH*KW, OC, C)``, else ``gw_parts`` is
+    ``(S, C*KH*KW, OC)`` (the im2col path's ``gW^T``); the unused weight and partials are empty arrays.
     """
     masked = y.shape[0] > 0
     shifted = Wt.shape[0] > 0
