@@ -70,6 +70,8 @@ def bounds_of(slices: list) -> Any:
     return numpy.array([s.start for s in slices] + [slices[-1].stop], dtype=numpy.int64)
 
 
+# One driver per kernel, not one taking the kernel as an argument: Numba compiles a function with a
+# dispatcher argument again in every process (its disk cache missed on each run), a second or more each.
 @numba.njit(nogil=True, parallel=True, cache=True)
 def max_pool_2x2_slices(x, y, argmax, bounds):  # pragma: no cover - compiled
     """``pool_tiled.max_pool_2x2`` over every slice; True when any slice met a NaN (the caller redoes the call)."""
