@@ -97,19 +97,30 @@ ACTIVATION_BACKWARD = {  # closed forms in float64, from the activation's output
 }
 
 
-@pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
-def test_activation_backward_split_over_threads_equals_reference(nb_nn, rng, monkeypatch, name):
-    from ember.backends.cpu import batch_split
+@pytest.fixture
+def pool_parts(nb_nn, monkeypatch):
+    """Flat kernels cut into parts on Numba's pool from one element on; yields the list of part counts used."""
     from ember.backends.cpu.threads import set_thread_policy
+    from ember.backends.numba import pool_flat, pool_region
 
-    monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
+    if pool_region.POOL_THREADS < 2:
+        pytest.skip("Numba's pool has one thread here (NUMBA_NUM_THREADS=1): nothing is cut into parts")
+    monkeypatch.setattr(pool_flat, "MIN_POOL_ELEMENTS", 0)
+    counts = []
+    real = pool_flat.parts
+    monkeypatch.setattr(pool_flat, "parts", lambda size: counts.append(real(size)) or counts[-1])
     previous = set_thread_policy(batch_workers=3)
-    try:
-        y = rng.uniform(-1, 1, (7, 3, 5)).astype(np.float32)
-        gy = rng.normal(size=y.shape).astype(np.float32)
-        np.testing.assert_array_equal(getattr(nb_nn, name)(y, gy), getattr(ref_nn, name)(y, gy))
-    finally:
-        set_thread_policy(batch_workers=previous["batch_workers"])
+    yield counts
+    set_thread_policy(batch_workers=previous["batch_workers"])
+
+
+@pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_backward_in_pool_parts_equals_reference(pool_parts, nb_nn, rng, name, dtype):
+    y = rng.uniform(-1, 1, (7, 3, 5)).astype(dtype)  # 105 elements: parts of 48 and 57, edges on 16
+    gy = rng.normal(size=y.shape).astype(dtype)
+    np.testing.assert_array_equal(getattr(nb_nn, name)(y, gy), getattr(ref_nn, name)(y, gy))
+    assert pool_parts == [2]
 
 
 @pytest.mark.parametrize("name", ["relu_backward", "sigmoid_backward", "tanh_backward"])
@@ -135,19 +146,25 @@ def test_relu_forward_equals_reference(nb_nn, rng, dtype, shape):
         assert np.isnan(got.flat[1]) and got.flat[2] == 0
 
 
-def test_relu_forward_split_and_non_contiguous(nb_nn, rng, monkeypatch):
-    from ember.backends.cpu import batch_split
-    from ember.backends.cpu.threads import set_thread_policy
+def test_relu_forward_in_pool_parts_and_non_contiguous(pool_parts, nb_nn, rng):
+    x = rng.normal(size=(7, 3, 5)).astype(np.float32)
+    x.flat[50:53] = [np.nan, -0.0, 0.0]  # across the first part edge (48)
+    np.testing.assert_array_equal(nb_nn.relu_forward(x), ref_nn.relu_forward(x))
+    assert pool_parts == [2]
+    xt = rng.normal(size=(6, 5)).T  # transposed view: the reference path
+    np.testing.assert_array_equal(nb_nn.relu_forward(xt), np.maximum(xt, 0))
 
-    monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
-    previous = set_thread_policy(batch_workers=3)
-    try:
-        x = rng.normal(size=(7, 3, 5)).astype(np.float32)
-        np.testing.assert_array_equal(nb_nn.relu_forward(x), ref_nn.relu_forward(x))
-        xt = rng.normal(size=(6, 5)).T  # transposed view: the reference path
-        np.testing.assert_array_equal(nb_nn.relu_forward(xt), np.maximum(xt, 0))
-    finally:
-        set_thread_policy(batch_workers=previous["batch_workers"])
+
+def test_part_edges_cover_the_array_on_cache_line_boundaries():
+    from ember.backends.numba.pool_flat import ALIGN, part_edge
+
+    for size in (0, 1, 15, 16, 17, 105, 65536, 401408, 1000003):
+        for count in (1, 2, 3, 8):
+            edges = [part_edge(size, p, count) for p in range(count + 1)]
+            assert edges[0] == 0 and edges[-1] == size
+            assert all(a <= b for a, b in zip(edges, edges[1:])), (size, count, edges)
+            assert all(e % ALIGN == 0 for e in edges[:-1]), (size, count, edges)
+            assert max(b - a for a, b in zip(edges, edges[1:])) <= -(-size // count) + ALIGN
 
 
 # ------------------------------------------------------------------ batch norm
@@ -230,10 +247,18 @@ ADAM_CONFIGS = [
 ]
 
 
+@pytest.fixture(params=["serial", "pool parts"])
+def parts_mode(request, nb_optim):
+    """Run an optimizer test with the serial kernels, or with every update cut into parts on the pool."""
+    if request.param == "serial":
+        return None
+    return request.getfixturevalue("pool_parts")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", SGD_CONFIGS)
-def test_sgd_update_equals_reference(nb_optim, rng, dtype, cfg):
-    w0 = rng.normal(size=(7, 5)).astype(dtype)
+def test_sgd_update_equals_reference(nb_optim, parts_mode, rng, dtype, cfg):
+    w0 = rng.normal(size=(7, 15)).astype(dtype)
     ws = [w0.copy(), w0.copy()]
     bufs = [np.empty_like(w0), np.empty_like(w0)] if cfg["momentum"] else [None, None]
     for step in range(3):
@@ -243,13 +268,14 @@ def test_sgd_update_equals_reference(nb_optim, rng, dtype, cfg):
     np.testing.assert_array_equal(ws[1], ws[0])
     if cfg["momentum"]:
         np.testing.assert_array_equal(bufs[1], bufs[0])
+    assert parts_mode is None or parts_mode == [2] * 3
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", ADAM_CONFIGS)
 @pytest.mark.parametrize("amsgrad", [False, True])
-def test_adam_update_equals_reference(nb_optim, rng, dtype, cfg, amsgrad):
-    w0 = rng.normal(size=(3, 11)).astype(dtype)
+def test_adam_update_equals_reference(nb_optim, parts_mode, rng, dtype, cfg, amsgrad):
+    w0 = rng.normal(size=(3, 37)).astype(dtype)
     states = [[w0.copy()] + [np.zeros_like(w0) for _ in range(3 if amsgrad else 2)] for _ in range(2)]
     for step in range(1, 4):
         g = (rng.normal(size=w0.shape) * (1 + 2 * (step % 2))).astype(dtype)
@@ -257,6 +283,7 @@ def test_adam_update_equals_reference(nb_optim, rng, dtype, cfg, amsgrad):
             mod.adam_update(w, g, m, v, vmax[0] if vmax else None, step=step, **cfg)
     for a, b in zip(*states):
         np.testing.assert_array_equal(b, a)
+    assert parts_mode is None or parts_mode == [2] * 3
 
 
 def test_optim_non_contiguous_parameter_falls_back(nb_optim, rng):

@@ -206,8 +206,9 @@ def test_a_child_forked_after_the_pool_started_computes_without_it(no_threshold,
 
     from ember.backends.cpu import batch_split
     from ember.backends.cpu.threads import set_thread_policy
-    from ember.backends.numba import conv_fused, pool
+    from ember.backends.numba import conv_fused, nn, optim, pool, pool_flat
 
+    monkeypatch.setattr(pool_flat, "MIN_POOL_ELEMENTS", 0)
     monkeypatch.setattr(conv_fused, "MIN_SLICE_ELEMENTS", 0)
     monkeypatch.setattr(batch_split, "MIN_SPLIT_ELEMENTS", 0)
     a, b = _operands(rng, 30, 20, 10, False, True, np.float32)
@@ -217,7 +218,10 @@ def test_a_child_forked_after_the_pool_started_computes_without_it(no_threshold,
     try:
         def compute():
             y = conv_fused.conv2d_forward(x, W, None, (1, 1), (1, 1), relu=True)
-            return parallel_gemm.matmul(a, b, 2), y, pool.max_pool2d_forward(y, 2, 2, 2)[0]
+            w = a.copy()
+            optim.sgd_update(w, a, None, lr=0.5, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+                             maximize=False, first_step=False)
+            return parallel_gemm.matmul(a, b, 2), y, pool.max_pool2d_forward(y, 2, 2, 2)[0], nn.relu_forward(a), w
 
         expected = compute()  # starts the pool in this process
         assert pool_region.available()

@@ -7,9 +7,10 @@ input still gets the reference answer.
 
 Design choices (timings: ``python -m benchmarks.kernels_nn_optim``):
 
-* Serial ``@njit(cache=True)``, no ``parallel=True``: these kernels are one or
-  two passes over at most a few MB, where a 2-thread pool on a 2-core machine
-  costs more than it saves (``ember.backends.cpu.threads``).
+* Serial ``@njit(cache=True)`` loops.  The flat activation kernels (ReLU and
+  the activation gradients) run in equal parts on Numba's pool from
+  ``pool_flat.MIN_POOL_ELEMENTS`` elements, one region through ``_flat_parts``;
+  the rest are one or two passes over at most a few MB.
 * ``error_model="numpy"``: division by zero gives inf/NaN as in NumPy instead of
   raising, and without that check LLVM vectorises the loops (the Python error
   model kept ``sqrt`` and ``/`` scalar and made Adam 3x slower than NumPy).
@@ -35,9 +36,10 @@ import numba
 import numpy
 
 from ember.backends.reference import nn as _ref
-from ember.backends.cpu.batch_split import call_split
-from ember.backends.cpu.threads import batch_workers
+from ember.backends.cpu.threads import batch_workers  # noqa: F401  (ops read it from the nn kernels)
+from ember.backends.numba import pool_flat
 from ember.backends.numba.parallel_gemm import matmul as layer_matmul  # noqa: F401  (a linear layer's products)
+from ember.backends.numba.pool_flat import part_edge
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
@@ -143,14 +145,48 @@ def _tanh_backward(y, gy, out, one):  # pragma: no cover - compiled
         out[i] = gy[i] * (one - yi * yi)
 
 
-def _elementwise(kernel: Any, reference: Any, y: Any, gy: Any, xp: Any, constant: int) -> Any:
+# Kernel numbers of ``_flat_parts``: one parallel driver for every flat activation kernel (a driver
+# taking the kernel as an argument would miss Numba's disk cache in every new process).
+_RELU_FORWARD, _RELU_BACKWARD, _SIGMOID_BACKWARD, _TANH_BACKWARD = range(4)
+
+
+@numba.njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def _flat_parts(kind, y, gy, out, constant, count):  # pragma: no cover - compiled
+    """Kernel ``kind`` over ``count`` contiguous parts of the flat arrays, one per ``prange`` step."""
+    n = out.size
+    for p in numba.prange(count):
+        lo, hi = part_edge(n, p, count), part_edge(n, p + 1, count)
+        if kind == _RELU_FORWARD:
+            _relu_forward(y[lo:hi], out[lo:hi], constant)
+        elif kind == _RELU_BACKWARD:
+            _relu_backward(y[lo:hi], gy[lo:hi], out[lo:hi], constant)
+        elif kind == _SIGMOID_BACKWARD:
+            _sigmoid_backward(y[lo:hi], gy[lo:hi], out[lo:hi], constant)
+        else:
+            _tanh_backward(y[lo:hi], gy[lo:hi], out[lo:hi], constant)
+
+
+def _run_flat(kind: int, serial: Any, args: tuple) -> None:
+    """``serial(*args)``, or the same kernel in parts on Numba's pool when the arrays are large (``pool_flat``)."""
+    out = args[-2]
+    count = pool_flat.parts(out.size)
+    if count <= 1:
+        serial(*args)
+        return
+    y, gy = (args[0], args[0]) if len(args) == 3 else args[:2]
+    previous = pool_flat.enter(count)
+    try:
+        _flat_parts(kind, y, gy, out, args[-1], count)
+    finally:
+        pool_flat.leave(previous)
+
+
+def _elementwise(kind: int, kernel: Any, reference: Any, y: Any, gy: Any, xp: Any, constant: int) -> Any:
     """Run a flat one-pass kernel on same-shaped contiguous arrays, else the reference."""
     if y.shape != gy.shape or not _fast(y, gy):
         return reference(y, gy, xp=xp)
     out = numpy.empty_like(gy)
-    # Flat slices of the three arrays on the batch-split workers (one call when small).
-    call_split(kernel, (y.reshape(-1), gy.reshape(-1), out.reshape(-1), y.dtype.type(constant)), (0, 1, 2),
-               batch_workers())
+    _run_flat(kind, kernel, (y.reshape(-1), gy.reshape(-1), out.reshape(-1), y.dtype.type(constant)))
     return out
 
 
@@ -164,23 +200,23 @@ def relu_forward(x: Any, *, xp: Any = numpy) -> Any:
     if not _fast(x):
         return _ref.relu_forward(x, xp=xp)
     out = numpy.empty_like(x)
-    call_split(_relu_forward, (x.reshape(-1), out.reshape(-1), x.dtype.type(0)), (0, 1), batch_workers())
+    _run_flat(_RELU_FORWARD, _relu_forward, (x.reshape(-1), out.reshape(-1), x.dtype.type(0)))
     return out
 
 
 def relu_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
     """Compiled ``reference.nn.relu_backward``: ``gx = gy where y > 0 else 0``."""
-    return _elementwise(_relu_backward, _ref.relu_backward, y, gy, xp, 0)
+    return _elementwise(_RELU_BACKWARD, _relu_backward, _ref.relu_backward, y, gy, xp, 0)
 
 
 def sigmoid_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
     """Compiled ``reference.nn.sigmoid_backward``: ``gx = gy * y * (1 - y)``."""
-    return _elementwise(_sigmoid_backward, _ref.sigmoid_backward, y, gy, xp, 1)
+    return _elementwise(_SIGMOID_BACKWARD, _sigmoid_backward, _ref.sigmoid_backward, y, gy, xp, 1)
 
 
 def tanh_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
     """Compiled ``reference.nn.tanh_backward``: ``gx = gy * (1 - y * y)``."""
-    return _elementwise(_tanh_backward, _ref.tanh_backward, y, gy, xp, 1)
+    return _elementwise(_TANH_BACKWARD, _tanh_backward, _ref.tanh_backward, y, gy, xp, 1)
 
 
 # ------------------------------------------------------------------ batch norm

@@ -11,9 +11,12 @@ zero-division check, which otherwise keeps LLVM from vectorising ``sqrt`` and
 ``/`` (with it the Adam loop ran 3x slower than NumPy's fifteen passes).
 
 Arrays that are not C-contiguous NumPy float32/float64 arrays of one shape and
-dtype go to the reference unchanged.  Serial ``@njit(cache=True)``: the largest
-SimpleConvNet parameter has 432k elements, too small for a thread pool to pay
-on two cores (``ember.backends.cpu.threads``).
+dtype go to the reference unchanged.  A parameter of ``pool_flat.MIN_POOL_ELEMENTS``
+elements or more is updated in equal parts on Numba's pool (``pool_flat``): an
+update is memory-bound, and the pool's workers are still spinning from the
+step's last product (the MLP's step 2.5% and SimpleConvNet's 1.5% faster).
+Each element is computed as the serial loop computes it, so the bits do not
+depend on the split.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from typing import Any
 import numba
 import numpy
 
+from ember.backends.numba import pool_flat
+from ember.backends.numba.pool_flat import part_edge
 from ember.backends.reference import optim as _ref
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
@@ -64,6 +69,30 @@ def _sgd(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_wd, use
         w[i] = w[i] - lr * gi
 
 
+@numba.njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def _sgd_parts(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_wd, use_buf, nesterov, maximize,
+               first, count):  # pragma: no cover - compiled
+    """``_sgd`` over ``count`` contiguous parts, one per ``prange`` step (``pool_flat``)."""
+    n = w.size
+    for p in numba.prange(count):
+        lo, hi = part_edge(n, p, count), part_edge(n, p + 1, count)
+        _sgd(w[lo:hi], g[lo:hi], buf[lo:hi], lr, momentum, one_minus_dampening, weight_decay, use_wd, use_buf,
+             nesterov, maximize, first)
+
+
+def _run(serial: Any, parallel: Any, args: tuple) -> None:
+    """``serial(*args)``, or ``parallel(*args, count)`` on the pool when the flat arrays are large."""
+    count = pool_flat.parts(args[0].size)
+    if count <= 1:
+        serial(*args)
+        return
+    previous = pool_flat.enter(count)
+    try:
+        parallel(*args, count)
+    finally:
+        pool_flat.leave(previous)
+
+
 def sgd_update(
     w: Any, g: Any, buf: Any, *, lr: float, momentum: float, dampening: float, weight_decay: float,
     nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
@@ -75,8 +104,9 @@ def sgd_update(
         return
     s = w.dtype.type
     flat = w.reshape(-1)
-    _sgd(flat, g.reshape(-1), flat if buf is None else buf.reshape(-1), s(lr), s(momentum), s(1 - dampening),
-         s(weight_decay), weight_decay != 0, buf is not None, bool(nesterov), bool(maximize), bool(first_step))
+    _run(_sgd, _sgd_parts, (flat, g.reshape(-1), flat if buf is None else buf.reshape(-1), s(lr), s(momentum),
+                            s(1 - dampening), s(weight_decay), weight_decay != 0, buf is not None, bool(nesterov),
+                            bool(maximize), bool(first_step)))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -115,6 +145,19 @@ def _adam(w, g, m, v, vmax, decay, weight_decay, lerp_weight, lerp_from_a, one_m
         w[i] = wi - step_size * (mi / den)
 
 
+@numba.njit(nogil=True, parallel=True, cache=True, error_model="numpy")
+def _adam_parts(w, g, m, v, vmax, decay, weight_decay, lerp_weight, lerp_from_a, one_minus_lerp_weight, beta2,
+                one_minus_beta2, step_size, bias_correction2_sqrt, eps, decoupled, use_wd, amsgrad, maximize,
+                count):  # pragma: no cover - compiled
+    """``_adam`` over ``count`` contiguous parts, one per ``prange`` step (``pool_flat``)."""
+    n = w.size
+    for p in numba.prange(count):
+        lo, hi = part_edge(n, p, count), part_edge(n, p + 1, count)
+        _adam(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], vmax[lo:hi], decay, weight_decay, lerp_weight, lerp_from_a,
+              one_minus_lerp_weight, beta2, one_minus_beta2, step_size, bias_correction2_sqrt, eps, decoupled,
+              use_wd, amsgrad, maximize)
+
+
 def adam_update(
     w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
     beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
@@ -128,10 +171,10 @@ def adam_update(
     s = w.dtype.type
     lerp_weight = 1 - beta1
     flat_v = exp_avg_sq.reshape(-1)
-    _adam(
+    _run(_adam, _adam_parts, (
         w.reshape(-1), g.reshape(-1), exp_avg.reshape(-1), flat_v,
         flat_v if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1),
         s(1 - lr * weight_decay), s(weight_decay), s(lerp_weight), lerp_weight < 0.5, s(1 - lerp_weight), s(beta2),
         s(1 - beta2), s(lr / (1 - beta1**step)), s((1 - beta2**step) ** 0.5), s(eps),
         bool(decoupled_weight_decay), weight_decay != 0, max_exp_avg_sq is not None, bool(maximize),
-    )
+    ))
