@@ -286,6 +286,62 @@ def test_adam_update_equals_reference(nb_optim, parts_mode, rng, dtype, cfg, ams
     assert parts_mode is None or parts_mode == [2] * 3
 
 
+def _mixed_params(rng):
+    """Parameters of both dtypes, one of them a transposed (non-contiguous) view the reference updates."""
+    return [rng.normal(size=(7, 15)).astype(np.float32), rng.normal(size=(3,)).astype(np.float64),
+            rng.normal(size=(6, 4)).astype(np.float32).T, rng.normal(size=(2, 9)).astype(np.float32)]
+
+
+@pytest.mark.parametrize("cfg", SGD_CONFIGS)
+def test_sgd_update_many_equals_the_reference_one_by_one(nb_optim, parts_mode, rng, cfg):
+    start = _mixed_params(rng)
+    runs = {mod: ([w.copy(order="K") for w in start], [np.empty_like(w) if cfg["momentum"] else None for w in start])
+            for mod in (ref_optim, nb_optim)}
+    for step in range(3):
+        gs = [rng.normal(size=w.shape).astype(w.dtype) for w in start]
+        for mod, (ws, bufs) in runs.items():
+            mod.sgd_update_many(ws, gs, bufs, first_step=step == 0, **cfg)
+    for got, want in zip(*(ws + [b for b in bufs if b is not None] for ws, bufs in runs.values())):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(runs[nb_optim][0][0], start[0])  # the updates happened
+    assert parts_mode is None or parts_mode == [2] * 9  # three contiguous parameters, three steps
+
+
+@pytest.mark.parametrize("cfg", ADAM_CONFIGS)
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_update_many_equals_the_reference_one_by_one(nb_optim, parts_mode, rng, cfg, amsgrad):
+    start = _mixed_params(rng)
+    runs = {mod: [[w.copy(order="K") for w in start]] + [[np.zeros_like(w) for w in start] for _ in range(2)]
+            + [[np.zeros_like(w) for w in start] if amsgrad else [None] * len(start)] for mod in (ref_optim, nb_optim)}
+    for step in range(1, 4):
+        gs = [rng.normal(size=w.shape).astype(w.dtype) for w in start]
+        for mod, (ws, ms, vs, vmaxes) in runs.items():
+            mod.adam_update_many(ws, gs, ms, vs, vmaxes, step=step, **cfg)
+    for got_list, want_list in zip(runs[nb_optim], runs[ref_optim]):
+        for got, want in zip(got_list, want_list):
+            if want is not None:
+                np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(runs[nb_optim][0][0], start[0])
+    assert parts_mode is None or parts_mode == [2] * 9
+
+
+def test_the_optimizers_take_the_numba_batch_update(nb_optim, monkeypatch):
+    calls = []
+    for name in ("sgd_update_many", "adam_update_many"):
+        real = getattr(nb_optim, name)
+        monkeypatch.setattr(nb_optim, name,
+                            lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    with use_cpu_kernels("numba"):
+        w = em.tensor(np.ones((3, 4), np.float32), requires_grad=True)
+        for opt in (optim.SGD([w], lr=0.1, momentum=0.9), optim.Adam([w], lr=0.1)):
+            for _ in range(2):
+                opt.zero_grad()
+                (w * w).sum().backward()
+                opt.step()
+    assert calls == ["sgd_update_many"] * 2 + ["adam_update_many"] * 2
+
+
 def test_optim_non_contiguous_parameter_falls_back(nb_optim, rng):
     w = rng.normal(size=(5, 4)).T  # a transposed view: the reference updates it in place
     w_ref = w.copy()

@@ -93,6 +93,14 @@ def _run(serial: Any, parallel: Any, args: tuple) -> None:
         pool_flat.leave(previous)
 
 
+def _sgd_scalars(dtype: Any, lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
+                 maximize: bool, first_step: bool, has_buf: bool) -> tuple:
+    """The trailing arguments of ``_sgd``, coefficients cast to the parameter's dtype."""
+    s = dtype.type
+    return (s(lr), s(momentum), s(1 - dampening), s(weight_decay), weight_decay != 0, has_buf, bool(nesterov),
+            bool(maximize), bool(first_step))
+
+
 def sgd_update(
     w: Any, g: Any, buf: Any, *, lr: float, momentum: float, dampening: float, weight_decay: float,
     nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
@@ -102,11 +110,32 @@ def sgd_update(
         _ref.sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
         return
-    s = w.dtype.type
     flat = w.reshape(-1)
-    _run(_sgd, _sgd_parts, (flat, g.reshape(-1), flat if buf is None else buf.reshape(-1), s(lr), s(momentum),
-                            s(1 - dampening), s(weight_decay), weight_decay != 0, buf is not None, bool(nesterov),
-                            bool(maximize), bool(first_step)))
+    scalars = _sgd_scalars(w.dtype, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step,
+                           buf is not None)
+    _run(_sgd, _sgd_parts, (flat, g.reshape(-1), flat if buf is None else buf.reshape(-1)) + scalars)
+
+
+def sgd_update_many(
+    ws: list, gs: list, bufs: list, *, lr: float, momentum: float, dampening: float, weight_decay: float,
+    nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
+) -> None:
+    """``sgd_update`` on each ``(w, g, buf)`` (``reference.optim.sgd_update_many``), the coefficients cast once.
+
+    One kernel call per parameter still: a call taking tuples of arrays would compile once per parameter count.
+    """
+    scalars: dict = {}
+    for w, g, buf in zip(ws, gs, bufs, strict=True):
+        if not _fast(w, g, buf):
+            _ref.sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                            nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
+            continue
+        key = (w.dtype, buf is not None)
+        if key not in scalars:
+            scalars[key] = _sgd_scalars(w.dtype, lr, momentum, dampening, weight_decay, nesterov, maximize,
+                                        first_step, buf is not None)
+        flat = w.reshape(-1)
+        _run(_sgd, _sgd_parts, (flat, g.reshape(-1), flat if buf is None else buf.reshape(-1)) + scalars[key])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -158,6 +187,23 @@ def _adam_parts(w, g, m, v, vmax, decay, weight_decay, lerp_weight, lerp_from_a,
               use_wd, amsgrad, maximize)
 
 
+def _adam_scalars(dtype: Any, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                  decoupled_weight_decay: bool, maximize: bool, amsgrad: bool) -> tuple:
+    """The trailing arguments of ``_adam``, coefficients cast to the parameter's dtype."""
+    s = dtype.type
+    lerp_weight = 1 - beta1
+    return (s(1 - lr * weight_decay), s(weight_decay), s(lerp_weight), lerp_weight < 0.5, s(1 - lerp_weight),
+            s(beta2), s(1 - beta2), s(lr / (1 - beta1**step)), s((1 - beta2**step) ** 0.5), s(eps),
+            bool(decoupled_weight_decay), weight_decay != 0, amsgrad, bool(maximize))
+
+
+def _adam_arrays(w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any) -> tuple:
+    """The flat arrays ``_adam`` takes (``v`` again in place of a missing AMSGrad maximum)."""
+    flat_v = exp_avg_sq.reshape(-1)
+    return (w.reshape(-1), g.reshape(-1), exp_avg.reshape(-1), flat_v,
+            flat_v if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1))
+
+
 def adam_update(
     w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any, *, step: int, lr: float, beta1: float,
     beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
@@ -168,13 +214,29 @@ def adam_update(
                          eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
                          maximize=maximize, xp=xp)
         return
-    s = w.dtype.type
-    lerp_weight = 1 - beta1
-    flat_v = exp_avg_sq.reshape(-1)
-    _run(_adam, _adam_parts, (
-        w.reshape(-1), g.reshape(-1), exp_avg.reshape(-1), flat_v,
-        flat_v if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1),
-        s(1 - lr * weight_decay), s(weight_decay), s(lerp_weight), lerp_weight < 0.5, s(1 - lerp_weight), s(beta2),
-        s(1 - beta2), s(lr / (1 - beta1**step)), s((1 - beta2**step) ** 0.5), s(eps),
-        bool(decoupled_weight_decay), weight_decay != 0, max_exp_avg_sq is not None, bool(maximize),
-    ))
+    scalars = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
+                            max_exp_avg_sq is not None)
+    _run(_adam, _adam_parts, _adam_arrays(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq) + scalars)
+
+
+def adam_update_many(
+    ws: list, gs: list, exp_avgs: list, exp_avg_sqs: list, max_exp_avg_sqs: list, *, step: int, lr: float,
+    beta1: float, beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool,
+    xp: Any = numpy,
+) -> None:
+    """``adam_update`` on each tensor at step ``step`` (``reference.optim.adam_update_many``), coefficients cast once.
+
+    Parameters at different step counts come in separate calls (``optim.Adam._update_many``).
+    """
+    scalars: dict = {}
+    for w, g, m, v, vmax in zip(ws, gs, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, strict=True):
+        if not _fast(w, g, m, v, vmax):
+            _ref.adam_update(w, g, m, v, vmax, step=step, lr=lr, beta1=beta1, beta2=beta2, eps=eps,
+                             weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                             maximize=maximize, xp=xp)
+            continue
+        key = (w.dtype, vmax is not None)
+        if key not in scalars:
+            scalars[key] = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
+                                         maximize, vmax is not None)
+        _run(_adam, _adam_parts, _adam_arrays(w, g, m, v, vmax) + scalars[key])
