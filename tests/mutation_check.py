@@ -104,6 +104,11 @@ MUTATIONS = [
     Mutation("prange-slices-mask-from-the-first-images", "ys = y[lo:hi] if masked else y",
              "ys = y[:hi - lo] if masked else y", ("tests/backends/test_numba_conv_fused.py",
                                                    "tests/backends/test_numba_conv_shifted.py"), area="Numba kernel"),
+    Mutation("pool-flat-part-ends-one-short", "lo, hi = part_edge(n, p, count), part_edge(n, p + 1, count)\n"
+             "        _sgd(", "lo, hi = part_edge(n, p, count), part_edge(n, p + 1, count) - 1\n        _sgd(",
+             ("tests/backends/test_numba_nn_optim.py", "-k", "sgd"), area="Numba kernel"),
+    Mutation("numba-sgd-many-casts-once-for-all-dtypes", "key = (w.dtype, buf is not None)", "key = buf is not None",
+             ("tests/backends/test_numba_nn_optim.py", "-k", "sgd"), area="Numba kernel"),
     # --- optimizers
     Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
              "first = momentum != 0", ("tests/optim",), area="optimizer"),
