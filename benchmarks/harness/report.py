@@ -5,14 +5,15 @@ peak RSS over the whole case (``peak_rss_bytes``).
 
 Speed-up against a baseline target is ``baseline median / target median``
 (> 1: faster than the baseline), always computed from medians taken in the
-same interleaved run.
+same interleaved run, and again as the median of per-round ratios
+(``stats.paired_ratio``), which a shared machine's slow phases move less.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.harness.stats import ratio
+from benchmarks.harness.stats import paired_ratio, ratio
 
 
 def fmt_time(seconds: float | None) -> str:
@@ -112,6 +113,7 @@ def render(doc: dict) -> str:
                 row.append("—" if x is None else f"{x:.2f}×")
             rows.append(row)
         lines += _table(["case", *others], rows)
+        lines += _paired(cases, base, others, by)
     if doc.get("display") == "throughput":
         lines += ["## Throughput (samples/s)", ""]
         lines += _table(["case", *shown], [[c["name"], *[fmt_num((by.get((c["name"], t)) or {}).get("items_per_s"))
@@ -119,6 +121,25 @@ def render(doc: dict) -> str:
     lines += _roofline(doc, shown, by) + _first_and_memory(doc, shown, by) + _peak_rss(doc, shown, by)
     lines += _notes(doc, by)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _paired(cases: list[dict], base: str, others: list[str], by: dict) -> list[str]:
+    """The speed-ups again as ``stats.paired_ratio``: the median of per-round ratios of interleaved samples."""
+    rows = []
+    for c in cases:
+        b = by.get((c["name"], base))
+        row = [c["name"]]
+        for t in others:
+            r = by.get((c["name"], t))
+            x = None
+            if b and r and b["status"] == "ok" and r["status"] == "ok":
+                x = paired_ratio(b["samples_s"], r["samples_s"])
+            row.append("—" if x is None else f"{x:.2f}×")
+        rows.append(row)
+    if all(cell == "—" for row in rows for cell in row[1:]):
+        return []
+    return [f"Paired (median over rounds of its sample / the target's sample of the same round, which cancels "
+            "the slow phases a shared machine goes through):", ""] + _table(["case", *others], rows)
 
 
 def _roofline(doc: dict, shown: list[str], by: dict) -> list[str]:

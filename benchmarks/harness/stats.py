@@ -60,6 +60,20 @@ def ratio(baseline: float | None, value: float | None) -> float | None:
     return baseline / value
 
 
+def paired_ratio(baseline: Sequence[float], target: Sequence[float]) -> float | None:
+    """Median over rounds of ``baseline[r] / target[r]``: the speed-up from samples taken side by side.
+
+    The runner takes one sample per target per round, so sample ``r`` of each
+    target comes from the same few seconds; a shared VM's slow phase then scales
+    both sides of a pair and cancels in its ratio, where it shifts the two
+    medians of ``ratio`` by however many of each target's samples it covered.
+    Rounds a target skipped come last (fewer repeats), so the first
+    ``min(len)`` samples pair up.  None when either side has no positive sample.
+    """
+    pairs = [b / t for b, t in zip(baseline, target) if b > 0 and t > 0]
+    return median(pairs) if pairs else None
+
+
 def relative_spread(summary: dict) -> float:
     """``iqr / median``: a quick noise indicator printed next to medians."""
     return summary["iqr"] / summary["median"] if summary["median"] > 0 else math.inf

@@ -47,6 +47,17 @@ def test_ratio_is_speedup_and_handles_missing():
     assert stats.ratio(1.0, 0.0) is None
 
 
+def test_paired_ratio_cancels_a_slow_phase_both_targets_met():
+    # The target is 2x faster; a slow phase (x1.5) starts in round 2, after the target's sample of that
+    # round and before the baseline's, so it covers three baseline samples and two of the target's.
+    baseline = [2.0, 2.0, 3.0, 3.0, 3.0]
+    target = [1.0, 1.0, 1.0, 1.5, 1.5]
+    assert stats.ratio(stats.median(baseline), stats.median(target)) == 3.0  # medians: 3.0 / 1.0
+    assert stats.paired_ratio(baseline, target) == 2.0  # pairs 2, 2, 3, 2, 2
+    assert stats.paired_ratio([4.0, 6.0, 9.0], [2.0, 2.0]) == 2.5  # a target with fewer rounds pairs its first
+    assert stats.paired_ratio([], [1.0]) is None and stats.paired_ratio([1.0], [0.0]) is None
+
+
 @pytest.mark.parametrize("bad", [[], [1.0, math.nan]])
 def test_stats_reject_empty_and_nan(bad):
     with pytest.raises(ValueError, match="summarize"):
@@ -280,8 +291,11 @@ def test_report_and_plots_from_a_document(tmp_path):
     schema.validate(doc)
     md = render(doc)
     assert "## Speed-up vs slow" in md
-    assert md.count("| 2.00× |") == 3  # fast takes half the time of slow in every case
+    medians = md[md.index("## Speed-up vs slow"):md.index("Paired (median over rounds")]
+    assert medians.count("| 2.00× |") == 3  # fast takes half the time of slow in every case
     assert "| net b4 | 8.00 s (7.20 s–8.80 s) | 4.00 s (3.60 s–4.40 s) |" in md
+    paired = md[md.index("Paired (median over rounds"):md.index("## Throughput")]
+    assert paired.count("| 2.00× |") == 3
     assert "## Throughput (samples/s)" in md and "| net b16 | 0.5 | 1 |" in md
     table = headline([doc])
     assert "| training step (samples/s) | slow | fast |" in table and "| net b1 | 0.5 | 1 |" in table
