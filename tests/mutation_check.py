@@ -109,6 +109,8 @@ MUTATIONS = [
              ("tests/backends/test_numba_nn_optim.py", "-k", "sgd"), area="Numba kernel"),
     Mutation("numba-sgd-many-casts-once-for-all-dtypes", "key = (w.dtype, buf is not None)", "key = buf is not None",
              ("tests/backends/test_numba_nn_optim.py", "-k", "sgd"), area="Numba kernel"),
+    Mutation("parallel-gemm-always-cuts-the-longer-axis", "by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * parts",
+             "by_rows = m >= n", ("tests/backends/test_numba_parallel_gemm.py",), area="Numba kernel"),
     # --- optimizers
     Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
              "first = momentum != 0", ("tests/optim",), area="optimizer"),

@@ -24,12 +24,18 @@ def _operands(rng, m, k, n, trans_a, trans_b, dtype):
     return a, b
 
 
+def _by_rows(m, n, parts):
+    """Whether ``matmul`` cuts an ``m x n`` result into row blocks (else column blocks)."""
+    return m >= n or m >= parallel_gemm.MIN_ROWS_PER_BLOCK * parts
+
+
 def _by_blocks(a, b, parts):
-    """The product as NumPy computes each block of the larger output axis on its own."""
+    """The product as NumPy computes each of ``matmul``'s blocks on its own."""
     m, n = a.shape[0], b.shape[1]
-    total = m if m >= n else n
+    rows = _by_rows(m, n, parts)
+    total = m if rows else n
     edges = [total * p // parts for p in range(parts + 1)]
-    if m >= n:
+    if rows:
         return np.concatenate([a[lo:hi] @ b for lo, hi in zip(edges, edges[1:])], axis=0)
     return np.concatenate([a @ b[:, lo:hi] for lo, hi in zip(edges, edges[1:])], axis=1)
 
@@ -42,7 +48,7 @@ def no_threshold(monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
-@pytest.mark.parametrize("shape", [(100, 784, 50), (50, 100, 784), (7, 33, 5), (4, 9, 40)])
+@pytest.mark.parametrize("shape", [(100, 784, 50), (50, 100, 784), (7, 33, 5), (4, 9, 40), (300, 20, 500)])
 def test_blocks_are_numpys_blocks_bit_for_bit(no_threshold, rng, dtype, trans_a, trans_b, shape):
     a, b = _operands(rng, *shape, trans_a, trans_b, dtype)
     for workers in (2, 3):
@@ -86,6 +92,21 @@ def test_what_stays_on_numpys_matmul(rng, monkeypatch):
     assert calls == []
     parallel_gemm.matmul(a, b, 2)
     assert len(calls) == 1 and calls[0][-1] == 2
+
+
+@pytest.mark.parametrize("m, k, n, rows", [
+    (100, 784, 50, True),  # TwoLayerNet's forward: more rows than columns
+    (50, 100, 784, False),  # its weight gradient: 25 rows a block would be too few
+    (128, 784, 512, False),  # the MLP's forward: 64 rows a block
+    (512, 128, 784, True),  # the MLP's weight gradient: 256 rows a block, 25% faster than columns
+])
+def test_which_axis_the_blocks_cut(no_threshold, rng, monkeypatch, m, k, n, rows):
+    seen = []
+    real = parallel_gemm._blocks
+    monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: seen.append(args[5]) or real(*args))
+    a, b = _operands(rng, m, k, n, True, False, np.float32)
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), _by_blocks(a, b, 2))
+    assert seen == [rows] and _by_rows(m, n, 2) == rows
 
 
 def test_a_product_with_an_empty_axis(no_threshold):
