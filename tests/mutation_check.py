@@ -111,6 +111,9 @@ MUTATIONS = [
              ("tests/backends/test_numba_nn_optim.py", "-k", "sgd"), area="Numba kernel"),
     Mutation("parallel-gemm-always-cuts-the-longer-axis", "by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * parts",
              "by_rows = m >= n", ("tests/backends/test_numba_parallel_gemm.py",), area="Numba kernel"),
+    Mutation("parallel-gemm-small-blocks-rounded-down", "parts = workers * -(-macs // (workers * SMALL_BLOCK_MACS))",
+             "parts = workers * max(1, macs // (workers * SMALL_BLOCK_MACS))",
+             ("tests/backends/test_numba_parallel_gemm.py",), area="Numba kernel"),
     # --- optimizers
     Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
              "first = momentum != 0", ("tests/optim",), area="optimizer"),

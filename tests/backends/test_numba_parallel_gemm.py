@@ -24,15 +24,15 @@ def _operands(rng, m, k, n, trans_a, trans_b, dtype):
     return a, b
 
 
-def _by_rows(m, n, parts):
+def _by_rows(m, n, workers):
     """Whether ``matmul`` cuts an ``m x n`` result into row blocks (else column blocks)."""
-    return m >= n or m >= parallel_gemm.MIN_ROWS_PER_BLOCK * parts
+    return m >= n or m >= parallel_gemm.MIN_ROWS_PER_BLOCK * workers
 
 
-def _by_blocks(a, b, parts):
+def _by_blocks(a, b, parts, workers):
     """The product as NumPy computes each of ``matmul``'s blocks on its own."""
     m, n = a.shape[0], b.shape[1]
-    rows = _by_rows(m, n, parts)
+    rows = _by_rows(m, n, workers)
     total = m if rows else n
     edges = [total * p // parts for p in range(parts + 1)]
     if rows:
@@ -51,12 +51,19 @@ def no_threshold(monkeypatch):
 @pytest.mark.parametrize("shape", [(100, 784, 50), (50, 100, 784), (7, 33, 5), (4, 9, 40), (300, 20, 500)])
 def test_blocks_are_numpys_blocks_bit_for_bit(no_threshold, rng, dtype, trans_a, trans_b, shape):
     a, b = _operands(rng, *shape, trans_a, trans_b, dtype)
+    m, k, n = shape
     for workers in (2, 3):
-        parts = parallel_gemm.blocks(a, b, workers)
-        assert parts == min(workers, max(shape[0], shape[2]))
+        parts, rows = parallel_gemm.plan(a, b, workers)
+        assert parts == parallel_gemm.blocks(a, b, workers) and rows == _by_rows(m, n, workers)
+        axis = m if rows else n
+        assert min(workers, axis) <= parts <= axis
+        if parts > workers:  # cut finer for OpenBLAS's small-matrix kernels: no more than needed
+            assert parts % workers == 0 and parts <= workers * parallel_gemm.MAX_BLOCKS_PER_WORKER
+            small = parallel_gemm.SMALL_BLOCK_MACS
+            assert m * k * n <= parts * small < m * k * n + workers * small
         got = parallel_gemm.matmul(a, b, workers)
         assert got.dtype == dtype and got.shape == (shape[0], shape[2]) and got.flags.c_contiguous
-        np.testing.assert_array_equal(got, _by_blocks(a, b, parts))
+        np.testing.assert_array_equal(got, _by_blocks(a, b, parts, workers))
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(got, a @ b, rtol=tol, atol=tol * shape[1])
         assert parallel_gemm.matmul(a, b, workers).tobytes() == got.tobytes()  # a run repeats bit for bit
@@ -74,14 +81,14 @@ def test_row_strided_views_are_taken_as_they_are(no_threshold, rng):
     a, b = big[:, 2:9], rng.normal(size=(7, 30)).astype(np.float32)  # a's rows are 20 apart
     assert parallel_gemm._operand(a)[0] is a and parallel_gemm._operand(a)[1] is False
     assert parallel_gemm._operand(a.T)[1] is True  # a transposed view: unit stride down its columns
-    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), _by_blocks(a, b, 2))
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), _by_blocks(a, b, parallel_gemm.blocks(a, b, 2), 2))
 
 
 def test_what_stays_on_numpys_matmul(rng, monkeypatch):
     calls = []
     monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: calls.append(args))
-    a, b = rng.normal(size=(64, 128)).astype(np.float32), rng.normal(size=(128, 64)).astype(np.float32)
-    assert 64 * 128 * 64 < parallel_gemm.MIN_PARALLEL_MACS
+    a, b = rng.normal(size=(64, 128)).astype(np.float32), rng.normal(size=(128, 32)).astype(np.float32)
+    assert 64 * 128 * 32 < parallel_gemm.MIN_PARALLEL_MACS
     np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), a @ b)  # too small to split
     monkeypatch.setattr(parallel_gemm, "MIN_PARALLEL_MACS", 0)
     np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 1), a @ b)  # one worker
@@ -105,7 +112,8 @@ def test_which_axis_the_blocks_cut(no_threshold, rng, monkeypatch, m, k, n, rows
     real = parallel_gemm._blocks
     monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: seen.append(args[5]) or real(*args))
     a, b = _operands(rng, m, k, n, True, False, np.float32)
-    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), _by_blocks(a, b, 2))
+    expected = _by_blocks(a, b, parallel_gemm.blocks(a, b, 2), 2)
+    np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), expected)
     assert seen == [rows] and _by_rows(m, n, 2) == rows
 
 
@@ -158,7 +166,7 @@ def test_products_from_two_python_threads_at_once(no_threshold, rng):
         t.join()
     for i, (a, b) in enumerate(pairs):
         for got in results[i]:
-            np.testing.assert_array_equal(got, _by_blocks(a, b, 2))
+            np.testing.assert_array_equal(got, _by_blocks(a, b, parallel_gemm.blocks(a, b, 2), 2))
 
 
 def test_linear_through_the_pool_equals_the_inline_products(no_threshold, rng, monkeypatch):

@@ -1,12 +1,15 @@
 """A layer's 2-D product split over Numba's thread pool, one BLAS call per block, no GIL hand-off.
 
 ``matmul(a, b, workers)`` cuts the rows or the columns of ``a @ b`` into
-``workers`` blocks (``MIN_ROWS_PER_BLOCK`` says which) and runs them in one ``prange`` region, each block one
-single-threaded call of NumPy's own OpenBLAS (``blas_gemm.gemm``) writing
-straight into its rows or columns of the result.  The shared axis ``K`` is
-never cut, so a block's elements are summed exactly as the whole product's
-and the result does not depend on the machine's load (which blocks exist
-depends only on the shapes and the worker count).
+blocks (``plan``: ``workers`` of them, or a multiple small enough for
+OpenBLAS's small-matrix kernels) and runs them in one ``prange`` region, each
+block one single-threaded call of NumPy's own OpenBLAS (``blas_gemm.gemm``)
+writing straight into its rows or columns of the result.  The shared axis
+``K`` is never cut, and which blocks exist depends only on the shapes and the
+worker count, so the result does not depend on the machine's load: a region
+sized down to one thread runs the same blocks.  A block's bits are those of
+NumPy's ``@`` on that block; they can differ in the last bit from the whole
+product's, where OpenBLAS picks another kernel for the smaller shape.
 
 Why not ember's Python batch-split threads or OpenBLAS's own threads (the
 two earlier policies).  A Python thread per block passes the GIL around every
@@ -36,14 +39,21 @@ import numpy
 from ember.backends.numba import pool_region
 from ember.backends.numba.blas_gemm import NUMPY_BLAS, gemm
 
-# Smallest product (M*K*N multiply-adds) split over the pool: about 15 us of one core's GEMM,
-# where a region's start (~2.5 us) and the wait for the slower block stop paying.
-MIN_PARALLEL_MACS = 1 << 20
+# Smallest product (M*K*N multiply-adds) split over the pool: a few microseconds of one core's GEMM
+# on OpenBLAS's small-matrix kernels, where a region's start (~2.5 us) and the wait for the slower block
+# stop paying.  The MLP's last layer (655k) took 14 us as two blocks against 35 us on one thread.
+MIN_PARALLEL_MACS = 1 << 19
 # Blocks are rows of the result when it has at least as many rows as columns, or when every block still
 # gets this many rows: on the MLP's weight gradient (512x128 by 128x784) row blocks took 25% less time than
 # column blocks, while TwoLayerNet's (50 rows) and the MLP's forward products (128 rows) ran 10-12% faster
 # as columns (docs/engineering/cpu-round5.md).
 MIN_ROWS_PER_BLOCK = 128
+# A product of at most MAX_BLOCKS_PER_WORKER * SMALL_BLOCK_MACS multiply-adds per worker is cut into
+# enough blocks that none has more than SMALL_BLOCK_MACS.  NumPy's OpenBLAS runs blocks that small on
+# its small-matrix kernels, which skip packing the operands: TwoLayerNet's forward product took 43 us
+# as 8 row blocks against 74 us as 2, its weight gradient 46 against 78 (docs/engineering/cpu-round5.md).
+SMALL_BLOCK_MACS = 1 << 19
+MAX_BLOCKS_PER_WORKER = 8
 _DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 
@@ -87,22 +97,37 @@ def _operand(x: Any) -> tuple[Any, bool] | None:
     return None
 
 
-def blocks(a: Any, b: Any, workers: int) -> int:
-    """How many blocks ``matmul`` cuts ``a @ b`` into (1: NumPy's ``@`` on this thread)."""
+def plan(a: Any, b: Any, workers: int) -> tuple[int, bool]:
+    """``(blocks, by_rows)``: how ``matmul`` cuts ``a @ b`` (1 block: NumPy's ``@`` on this thread).
+
+    ``workers`` blocks, or a multiple of it small enough that every block has at most
+    ``SMALL_BLOCK_MACS`` multiply-adds (up to ``MAX_BLOCKS_PER_WORKER`` per worker); never
+    more blocks than the cut axis has rows or columns.
+    """
     if workers <= 1 or not NUMPY_BLAS or type(a) is not numpy.ndarray or type(b) is not numpy.ndarray:
-        return 1
+        return 1, True
     if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in _DTYPES:
-        return 1
+        return 1, True
     m, k = a.shape
     n = b.shape[1]
-    if m * k * n < MIN_PARALLEL_MACS or b.shape[0] != k:
-        return 1
-    return min(workers, max(m, n))
+    macs = m * k * n
+    if macs < MIN_PARALLEL_MACS or b.shape[0] != k:
+        return 1, True
+    by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * workers
+    parts = workers
+    if macs <= workers * MAX_BLOCKS_PER_WORKER * SMALL_BLOCK_MACS:
+        parts = workers * -(-macs // (workers * SMALL_BLOCK_MACS))
+    return min(parts, m if by_rows else n), by_rows
+
+
+def blocks(a: Any, b: Any, workers: int) -> int:
+    """How many blocks ``matmul`` cuts ``a @ b`` into (1: NumPy's ``@`` on this thread)."""
+    return plan(a, b, workers)[0]
 
 
 def matmul(a: Any, b: Any, workers: int) -> Any:
     """``a @ b`` for 2-D arrays, its rows or columns cut into ``workers`` blocks run on Numba's pool."""
-    parts = blocks(a, b, workers)
+    parts, by_rows = plan(a, b, workers)
     if parts <= 1:
         return a @ b
     left, right = _operand(a), _operand(b)
@@ -110,7 +135,6 @@ def matmul(a: Any, b: Any, workers: int) -> Any:
         return a @ b
     m, n = a.shape[0], b.shape[1]
     c = numpy.empty((m, n), dtype=a.dtype)
-    by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * parts
     if not pool_region.available():
         _blocks_inline(left[0], right[0], c, left[1], right[1], by_rows, parts)
         return c
