@@ -23,7 +23,9 @@ BLAS call is the same call one thread would make.
 Trade-off: OpenMP's workers spin for a few milliseconds after each region
 (GNU OpenMP's default), so every other split of the step runs on the same pool
 (``prange_slices``); Python threads started during the spin waited for it.
-Measurements: ``docs/engineering/cpu-round4.md``.
+The finer cut of small products leans on NumPy's OpenBLAS having small-matrix
+kernels (0.3.31 here); a BLAS without them packs the operands once per block.
+Measurements: ``docs/engineering/cpu-round4.md`` and ``cpu-round5.md``.
 Products smaller than ``MIN_PARALLEL_MACS`` multiply-adds, other dtypes,
 operands with no unit-stride axis, or no NumPy CBLAS (``blas_gemm.NUMPY_BLAS``
 false) take NumPy's ``@`` on the calling thread.
