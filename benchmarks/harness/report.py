@@ -138,7 +138,7 @@ def _paired(cases: list[dict], base: str, others: list[str], by: dict) -> list[s
         rows.append(row)
     if all(cell == "—" for row in rows for cell in row[1:]):
         return []
-    return [f"Paired (median over rounds of its sample / the target's sample of the same round, which cancels "
+    return ["Paired (median over rounds of its sample / the target's sample of the same round, which cancels "
             "the slow phases a shared machine goes through):", ""] + _table(["case", *others], rows)
 
 
