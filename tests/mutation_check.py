@@ -114,6 +114,9 @@ MUTATIONS = [
     Mutation("parallel-gemm-small-blocks-rounded-down", "parts = workers * -(-macs // (workers * SMALL_BLOCK_MACS))",
              "parts = workers * max(1, macs // (workers * SMALL_BLOCK_MACS))",
              ("tests/backends/test_numba_parallel_gemm.py",), area="Numba kernel"),
+    Mutation("conv-row-blocks-drop-the-last-row", "lo, hi = m * p // parts, m * (p + 1) // parts\n        if trans_a:",
+             "lo, hi = m * p // parts, m * (p + 1) // parts - (p == parts - 1)\n        if trans_a:",
+             ("tests/backends/test_numba_conv_fused.py",), area="Numba kernel"),
     # --- optimizers
     Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
              "first = momentum != 0", ("tests/optim",), area="optimizer"),

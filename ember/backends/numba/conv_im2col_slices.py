@@ -27,6 +27,32 @@ def _image_to_col(img, kh, kw, sh, sw, ph, pw, pad, col5):  # pragma: no cover -
             _im2col_plane(pad, kh, kw, sh, sw, col5[ch])
 
 
+# Products of an image larger than this (multiply-adds) are cut into row blocks of at most about this
+# size, which NumPy's OpenBLAS runs on its small-matrix kernels without packing the operands:
+# DeepConvNet's 8x8 layers, one thread, W2 (64x576) @ col (576x64) 50 -> 41 us as 4-8 blocks, W2^T @ g
+# 50 -> 42 us; ``gW^T += col g^T`` got slower cut, so it stays one call (docs/engineering/cpu-round5.md).
+SMALL_GEMM_MACS = 1 << 19
+
+
+@numba.njit(nogil=True, cache=True)
+def _gemm_rows(a, b, c, trans_a, parts):  # pragma: no cover - compiled
+    """``c = op(a) @ b`` as ``parts`` blocks of rows, each one BLAS call (``trans_a``: ``a`` transposed)."""
+    m = c.shape[0]
+    for p in range(parts):
+        lo, hi = m * p // parts, m * (p + 1) // parts
+        if trans_a:
+            gemm(a[:, lo:hi], b, c[lo:hi], True, False, 0.0)
+        else:
+            gemm(a[lo:hi], b, c[lo:hi], False, False, 0.0)
+
+
+@numba.njit(nogil=True, cache=True)
+def _row_blocks(m, k, n):  # pragma: no cover - compiled
+    """Row blocks for an ``m x k`` by ``k x n`` product: enough to keep each near ``SMALL_GEMM_MACS``."""
+    parts = -(-(m * k * n) // SMALL_GEMM_MACS)
+    return max(1, min(parts, m))
+
+
 @numba.njit(nogil=True, cache=True)
 def forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragma: no cover - compiled
     """``y[n] = W2 @ im2col(x[n]) (+ b) (ReLU)`` for every image of the slice, one image's columns at a time."""
@@ -37,10 +63,11 @@ def forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragm
     col = numpy.empty((k, p), dtype=x.dtype)
     col5 = col.reshape((c, kh, kw, oh, ow))
     pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    parts = _row_blocks(oc, k, p)
     for i in range(n):
         _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
         yi = y[i].reshape((oc, p))
-        gemm(W2, col, yi, False, False, 0.0)
+        _gemm_rows(W2, col, yi, False, parts)
         if has_bias:  # while yi is still in cache
             for o in range(oc):
                 bo = b[o]
@@ -72,6 +99,7 @@ def backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_
     position_sums = numpy.zeros((oc, p) if need_gb else (0, 0), dtype=x.dtype)
     gwt[:, :] = 0
     gb[:] = 0
+    gx_parts = _row_blocks(k, oc, p)
     for i in range(n):
         gyi = gy[i].reshape((oc, p))
         if masked:
@@ -85,7 +113,7 @@ def backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_
                 for q in range(p):
                     position_sums[o, q] += gyi[o, q]
         if need_gx:
-            gemm(W2, gyi, col, True, False, 0.0)  # W2^T g[n]
+            _gemm_rows(W2, gyi, col, True, gx_parts)  # W2^T g[n]
             for ch in range(c):
                 if ph == 0 and pw == 0:
                     _col2im_plane(col5[ch], sh, sw, gx[i, ch])
