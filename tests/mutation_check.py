@@ -109,7 +109,7 @@ MUTATIONS = [
              ("tests/backends/test_numba_optim.py", "-k", "sgd"), area="Numba kernel"),
     Mutation("numba-sgd-many-casts-once-for-all-dtypes", "key = (w.dtype, buf is not None)", "key = buf is not None",
              ("tests/backends/test_numba_optim.py", "-k", "sgd"), area="Numba kernel"),
-    Mutation("parallel-gemm-always-cuts-the-longer-axis", "by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * parts",
+    Mutation("parallel-gemm-always-cuts-the-longer-axis", "by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * workers",
              "by_rows = m >= n", ("tests/backends/test_numba_parallel_gemm.py",), area="Numba kernel"),
     Mutation("parallel-gemm-small-blocks-rounded-down", "parts = workers * -(-macs // (workers * SMALL_BLOCK_MACS))",
              "parts = workers * max(1, macs // (workers * SMALL_BLOCK_MACS))",

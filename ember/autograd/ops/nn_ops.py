@@ -21,7 +21,6 @@ from ember.autograd.ops.activation import upcast
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
 
