@@ -120,6 +120,9 @@ MUTATIONS = [
     # --- optimizers
     Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
              "first = momentum != 0", ("tests/optim",), area="optimizer"),
+    Mutation("sgd-batch-momentum-buffer-restarts-every-step",
+             'first = momentum != 0 and state.get("momentum_buffer") is None', "first = momentum != 0",
+             ("tests/optim",), area="optimizer"),
     Mutation("adam-bias-correction-no-sqrt", "denom /= (1 - beta2**step) ** 0.5", "denom /= 1 - beta2**step",
              ("tests/optim",), area="optimizer"),
     Mutation("reference-sgd-kernel-dampening-inverted", "buf += (1 - dampening) * g", "buf += dampening * g",

@@ -308,3 +308,36 @@ def test_subclass_contract():
     assert optim.SGD([em.zeros(1, requires_grad=True)]).defaults["lr"] == 1e-3
     assert optim.Adadelta([em.zeros(1, requires_grad=True)]).defaults["lr"] == 1.0
     assert optim.AdamW([em.zeros(1, requires_grad=True)]).defaults["weight_decay"] == 1e-2
+
+
+@pytest.mark.parametrize("name,kw", [
+    ("SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.2, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
+    ("Adam", {"lr": 0.01, "betas": (0.8, 0.9), "amsgrad": True}),
+])
+def test_per_parameter_path_equals_the_backends_batch_update(name, kw, monkeypatch):
+    """``_update`` one parameter at a time (a backend without ``*_update_many``) and the batch give the same bits."""
+    from ember.backends import get_backend
+
+    rng = numpy.random.default_rng(0)
+    x0 = [rng.standard_normal((3, 4)), rng.standard_normal(4)]
+    grads = [[rng.standard_normal(x.shape) for x in x0] for _ in range(4)]
+
+    def run():
+        params = [em.tensor(x.copy(), requires_grad=True) for x in x0]
+        opt = getattr(optim, name)(params, **kw)
+        for step in grads:
+            for p, g in zip(params, step):
+                p.grad = em.tensor(g)
+            opt.step()
+        return [p.numpy() for p in params]
+
+    batch = run()
+    kernels = get_backend("cpu").optim
+    assert getattr(kernels, "sgd_update_many", None) is not None  # the batch path is what ran above
+    monkeypatch.setattr(kernels, "sgd_update_many", None, raising=False)
+    monkeypatch.setattr(kernels, "adam_update_many", None, raising=False)
+    one_by_one = run()
+    for a, b in zip(batch, one_by_one):
+        numpy.testing.assert_array_equal(a, b)
+    assert not numpy.array_equal(batch[0], x0[0])
