@@ -106,17 +106,11 @@ def sgd_update(
     nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
 ) -> None:
     """Compiled ``reference.optim.sgd_update`` (same arguments, same results)."""
-    if not _fast(w, g, buf):
-        _ref.sgd_update(w, g, buf, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
-        return
-    flat = w.reshape(-1)
-    scalars = _sgd_scalars(w.dtype, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step,
-                           buf is not None)
-    _run(_sgd, _sgd_parts, (flat, g.reshape(-1), flat if buf is None else buf.reshape(-1)) + scalars)
+    _sgd_update_many([w], [g], [buf], lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                     nesterov=nesterov, maximize=maximize, first_step=first_step, xp=xp)
 
 
-def sgd_update_many(
+def _sgd_update_many(
     ws: list, gs: list, bufs: list, *, lr: float, momentum: float, dampening: float, weight_decay: float,
     nesterov: bool, maximize: bool, first_step: bool, xp: Any = numpy,
 ) -> None:
@@ -209,17 +203,12 @@ def adam_update(
     beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool, xp: Any = numpy,
 ) -> None:
     """Compiled ``reference.optim.adam_update`` (same arguments, same results)."""
-    if not _fast(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq):
-        _ref.adam_update(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq, step=step, lr=lr, beta1=beta1, beta2=beta2,
-                         eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
-                         maximize=maximize, xp=xp)
-        return
-    scalars = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize,
-                            max_exp_avg_sq is not None)
-    _run(_adam, _adam_parts, _adam_arrays(w, g, exp_avg, exp_avg_sq, max_exp_avg_sq) + scalars)
+    _adam_update_many([w], [g], [exp_avg], [exp_avg_sq], [max_exp_avg_sq], step=step, lr=lr, beta1=beta1,
+                      beta2=beta2, eps=eps, weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay,
+                      maximize=maximize, xp=xp)
 
 
-def adam_update_many(
+def _adam_update_many(
     ws: list, gs: list, exp_avgs: list, exp_avg_sqs: list, max_exp_avg_sqs: list, *, step: int, lr: float,
     beta1: float, beta2: float, eps: float, weight_decay: float, decoupled_weight_decay: bool, maximize: bool,
     xp: Any = numpy,
@@ -240,3 +229,8 @@ def adam_update_many(
             scalars[key] = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
                                          maximize, vmax is not None)
         _run(_adam, _adam_parts, _adam_arrays(w, g, m, v, vmax) + scalars[key])
+
+
+# The batch updates the optimizers look up (``optim.SGD._update_many``); the single updates call the same code.
+sgd_update_many = _sgd_update_many
+adam_update_many = _adam_update_many
