@@ -169,16 +169,8 @@ def _flat_parts(kind, y, gy, out, constant, count):  # pragma: no cover - compil
 def _run_flat(kind: int, serial: Any, args: tuple) -> None:
     """``serial(*args)``, or the same kernel in parts on Numba's pool when the arrays are large (``pool_flat``)."""
     out = args[-2]
-    count = pool_flat.parts(out.size)
-    if count <= 1:
-        serial(*args)
-        return
     y, gy = (args[0], args[0]) if len(args) == 3 else args[:2]
-    previous = pool_flat.enter(count)
-    try:
-        _flat_parts(kind, y, gy, out, args[-1], count)
-    finally:
-        pool_flat.leave(previous)
+    pool_flat.run(out.size, serial, args, _flat_parts, (kind, y, gy, out, args[-1]))
 
 
 def _elementwise(kind: int, kernel: Any, reference: Any, y: Any, gy: Any, xp: Any, constant: int) -> Any:

@@ -82,15 +82,7 @@ def _sgd_parts(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_w
 
 def _run(serial: Any, parallel: Any, args: tuple) -> None:
     """``serial(*args)``, or ``parallel(*args, count)`` on the pool when the flat arrays are large."""
-    count = pool_flat.parts(args[0].size)
-    if count <= 1:
-        serial(*args)
-        return
-    previous = pool_flat.enter(count)
-    try:
-        parallel(*args, count)
-    finally:
-        pool_flat.leave(previous)
+    pool_flat.run(args[0].size, serial, args, parallel, args)
 
 
 def _sgd_scalars(dtype: Any, lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool,

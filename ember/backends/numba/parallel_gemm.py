@@ -128,7 +128,7 @@ def blocks(a: Any, b: Any, workers: int) -> int:
 
 
 def matmul(a: Any, b: Any, workers: int) -> Any:
-    """``a @ b`` for 2-D arrays, its rows or columns cut into ``workers`` blocks run on Numba's pool."""
+    """``a @ b`` for 2-D arrays, its rows or columns cut into the blocks of ``plan`` run on Numba's pool."""
     parts, by_rows = plan(a, b, workers)
     if parts <= 1:
         return a @ b

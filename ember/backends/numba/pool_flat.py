@@ -14,6 +14,8 @@ only the compiled function's own file); this module holds the shared rules.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 
 from ember.backends.cpu.threads import batch_workers
@@ -41,9 +43,14 @@ def part_edge(size, part, count):  # pragma: no cover - compiled
     return (size * part // count) // ALIGN * ALIGN
 
 
-def enter(count: int) -> tuple[int, int] | None:
-    """Take the pool for a region of ``count`` static parts (``pool_region.enter``)."""
-    return pool_region.enter(count)
-
-
-leave = pool_region.leave
+def run(size: int, serial: Any, serial_args: tuple, parallel: Any, parallel_args: tuple) -> None:
+    """``serial(*serial_args)``, or ``parallel(*parallel_args, count)`` in one region when ``size`` is large."""
+    count = parts(size)
+    if count <= 1:
+        serial(*serial_args)
+        return
+    previous = pool_region.enter(count)
+    try:
+        parallel(*parallel_args, count)
+    finally:
+        pool_region.leave(previous)
