@@ -44,6 +44,15 @@ def _step(model_name: str):
     return step
 
 
+def _parse(kind: type, text: str) -> object:
+    """A value of the setting's type from the command line (``1e12`` for ints; ``0``/``1``/``false``/``true``)."""
+    if kind is bool:
+        if text.lower() not in ("0", "1", "false", "true"):
+            raise ValueError(f"expected 0, 1, false or true for a bool setting, got {text!r}")
+        return text.lower() in ("1", "true")
+    return kind(float(text)) if kind in (int, float) else kind(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) < 3 or args[0] not in STEPS_PER_BLOCK or ":" not in args[1]:
@@ -56,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {module_name} has no setting {name!r}", file=sys.stderr)
         return 2
     kind = type(getattr(module, name))
-    values = [kind(float(v)) if kind in (int, float) else kind(v) for v in args[2].split(",")]
+    values = [_parse(kind, v) for v in args[2].split(",")]
     rounds = int(args[3]) if len(args) > 3 else 20
     step = _step(model_name)
     for value in values:  # compile and warm up every variant

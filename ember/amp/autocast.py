@@ -41,6 +41,7 @@ from ember.autograd.ops.conv_relu import RectifiedConvolution2d
 from ember.autograd.ops.convert import Cast
 from ember.autograd.ops.elementwise import Exp, Log, Pow
 from ember.autograd.ops.linalg import MatMul
+from ember.autograd.ops.linear_relu import RectifiedAffine
 from ember.autograd.ops.loss import MeanSquaredError, NegativeLogLikelihood, SoftmaxCrossEntropy
 from ember.autograd.ops.nn_ops import Affine, BatchNormalization
 from ember.autograd.ops.reduce import Mean, Sum
@@ -48,7 +49,8 @@ from ember.autograd.tensor import Tensor
 from ember.errors import DTypeError
 
 LOW_PRECISION_OPS = frozenset(
-    [MatMul, Affine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad, RectifiedConvolution2d]
+    [MatMul, Affine, RectifiedAffine, Convolution2d, TransposedConvolution2d, Convolution2dWeightGrad,
+     RectifiedConvolution2d]
 )
 FLOAT32_OPS = frozenset(
     [NormalizedExponential, LogNormalizedExponential, SoftmaxCrossEntropy, NegativeLogLikelihood, MeanSquaredError,

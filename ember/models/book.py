@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from ember import nn
 from ember.models.init import init_layer
+from ember.nn.fusion import linear_relu
 
 ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
 
@@ -52,7 +53,7 @@ class TwoLayerNet(nn.Module):
         self.affine2 = init_layer(nn.Linear(hidden_size, output_size), weight_init_std)
 
     def forward(self, x: Any) -> Any:
-        return self.affine2(self.act(self.affine1(self.flatten(x))))
+        return self.affine2(linear_relu(self.affine1, self.act, self.flatten(x)))  # fused where allowed (nn.fusion)
 
 
 class MultiLayerNet(nn.Module):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ember import nn
-from ember.nn.fusion import conv_relu
+from ember.nn.fusion import conv_relu, linear_relu
 from ember.backends.geometry import conv_output_size
 from ember.models.init import init_layer
 
@@ -44,7 +44,7 @@ class SimpleConvNet(nn.Module):
 
     def forward(self, x: Any) -> Any:
         x = self.pool1(conv_relu(self.conv1, self.relu1, x))  # one fused op where allowed (ember.nn.fusion)
-        return self.affine2(self.relu2(self.affine1(self.flatten(x))))
+        return self.affine2(linear_relu(self.affine1, self.relu2, self.flatten(x)))
 
 
 class DeepConvNet(nn.Module):

@@ -41,15 +41,17 @@ class Sequential(IndexedChildren, Module):
                 self.add_module(str(i), m)
 
     def forward(self, x: Any) -> Any:
-        """Each module in turn; an adjacent Conv2d + ReLU pair runs as one fused op (``ember.nn.fusion``)."""
+        """Each module in turn; an adjacent Conv2d or Linear + ReLU pair runs as one fused op (``ember.nn.fusion``)."""
         mods = tuple(self._modules.values())
         i, n = 0, len(mods)
         while i < n:
             m = mods[i]
-            if i + 1 < n and type(m) is _fusion.Conv2d and _fusion.fusable(m, mods[i + 1]):
-                x = _fusion.conv_relu(m, mods[i + 1], x)
-                i += 2
-                continue
+            if i + 1 < n:
+                y = _fusion.run_pair(m, mods[i + 1], x)
+                if y is not None:
+                    x = y
+                    i += 2
+                    continue
             x = m(x)
             i += 1
         return x

@@ -27,3 +27,4 @@ from ember.autograd.ops.resize import adaptive_avg_pool2d, interpolate  # noqa: 
 from ember.autograd.ops.attention import normalize, one_hot, scaled_dot_product_attention  # noqa: F401
 # conv2d followed by ReLU as one op (fused epilogues on CUDA)
 from ember.autograd.ops.conv_relu import conv2d_relu  # noqa: F401
+from ember.autograd.ops.linear_relu import linear_relu  # noqa: F401

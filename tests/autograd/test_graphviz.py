@@ -71,8 +71,9 @@ def test_simple_convnet_step_structure():
     dot = em.autograd.to_dot(loss, params=model, title="SimpleConvNet step")
     nodes, edges = parse(dot)
     ops = [label.split("\\n")[0] for label in nodes.values() if "grad for" in label]
-    # conv1 + relu1 run as one fused node (ember.nn.fusion), the hidden layer's ReLU on its own
-    assert len(ops) == 7 and ops.count("Rectifier") == 1 and ops.count("RectifiedConvolution2d") == 1
+    # conv1 + relu1 and affine1 + relu2 run as fused nodes (ember.nn.fusion)
+    assert len(ops) == 6 and ops.count("RectifiedAffine") == 1 and ops.count("RectifiedConvolution2d") == 1
+    assert "Rectifier" not in ops
     params = {name: by_label(nodes, name + "\\n") for name, _ in model.named_parameters()}
     assert nodes[params["conv1.weight"]] == "conv1.weight\\n(4, 1, 5, 5) float32"
     conv = next(d for s, d in edges if s == params["conv1.weight"])

@@ -25,9 +25,9 @@ def test_cpu_fallback_writes_json_and_markdown_with_the_device_name(tmp_path):
         "simple_convnet", 2, "float32", "host perf_counter")
     rows = {(r["op"], r["phase"]): r for r in case["ops"]}
     for key in (("RectifiedConvolution2d", "forward"), ("RectifiedConvolution2d", "backward"),
-                ("Affine", "forward"), ("SoftmaxCrossEntropy", "backward")):
+                ("Affine", "forward"), ("RectifiedAffine", "backward"), ("SoftmaxCrossEntropy", "backward")):
         assert rows[key]["host_ms"] > 0 and rows[key]["device_ms"] is None
-    assert rows[("Affine", "forward")]["calls"] == 2
+    assert rows[("Affine", "forward")]["calls"] == 1 and rows[("RectifiedAffine", "forward")]["calls"] == 1
     p = case["phases_ms"]
     assert p["step"] == pytest.approx(p["forward"] + p["backward"] + p["optimizer"])
     assert sum(r["host_ms"] for r in case["ops"]) <= p["forward"] + p["backward"]

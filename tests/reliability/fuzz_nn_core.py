@@ -56,13 +56,18 @@ def mse_case(draw):
     return Case(lambda: em.nn.functional.mse_loss(a, b, reduction), None, (a, b))
 
 
-@st.composite
-def linear_case(draw):
-    i, o = draw(st.integers(0, 3)), draw(st.integers(0, 3))
-    x = draw(tensors(shape=draw(st.sampled_from([(2, i), (i,), (2, 2, i), (2, i + 1), ()]))))
-    w = draw(tensors(shape=draw(st.sampled_from([(o, i), (i, o), (o,)]))))
-    b = draw(st.one_of(st.none(), tensors(shape=draw(st.sampled_from([(o,), (o + 1,), (1, o)])))))
-    return Case(lambda: em.nn.functional.linear(x, w, b), None, (x, w, b))
+def linear_like(name):
+    """linear and linear_relu (linear followed by ReLU) take the same arguments."""
+
+    @st.composite
+    def case(draw):
+        i, o = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+        x = draw(tensors(shape=draw(st.sampled_from([(2, i), (i,), (2, 2, i), (2, i + 1), ()]))))
+        w = draw(tensors(shape=draw(st.sampled_from([(o, i), (i, o), (o,)]))))
+        b = draw(st.one_of(st.none(), tensors(shape=draw(st.sampled_from([(o,), (o + 1,), (1, o)])))))
+        return Case(lambda: OPS[name].fn(x, w, b), None, (x, w, b), (name,))
+
+    return case
 
 
 @st.composite
@@ -138,7 +143,7 @@ NN_CORE_CASES = {
     **{name: softmax_like(name) for name in ("softmax", "log_softmax")},
     **{name: classification_loss(name) for name in ("cross_entropy", "nll_loss")},
     **{name: pool(name) for name in ("max_pool2d", "avg_pool2d")},
-    "mse_loss": mse_case, "linear": linear_case, "dropout": dropout_case, "batch_norm": batch_norm_case,
+    "mse_loss": mse_case, "linear": linear_like("linear"), "linear_relu": linear_like("linear_relu"), "dropout": dropout_case, "batch_norm": batch_norm_case,
     "conv2d": conv_like("conv2d"), "conv2d_relu": conv_like("conv2d_relu"), "im2col": im2col_case,
     "col2im": col2im_case,
 }

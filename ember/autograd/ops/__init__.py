@@ -17,3 +17,4 @@ from ember.autograd.ops import conv_extra  # noqa: F401  (conv1d, conv_transpose
 from ember.autograd.ops import resize  # noqa: F401  (interpolate, adaptive_avg_pool2d)
 from ember.autograd.ops import attention, einsum  # noqa: F401  (sdpa, normalize, one_hot; einsum)
 from ember.autograd.ops import conv_relu  # noqa: F401  (conv2d followed by ReLU, fused on CUDA)
+from ember.autograd.ops import linear_relu  # noqa: F401  (linear followed by ReLU, fused on the CPU)

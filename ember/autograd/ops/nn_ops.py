@@ -43,38 +43,64 @@ class Affine(Function):
     ``gx = gy @ W``, ``gW = gy^T x`` (summed over the leading axes), ``gb = sum(gy)``.
     The 2-D products go through the backend's ``nn.layer_matmul``: on the Numba
     backend a large one is cut into blocks run on Numba's thread pool
-    (``ember.backends.numba.parallel_gemm``); elsewhere it is one ``@``.
+    (``ember.backends.numba.parallel_gemm``), which add the bias as they finish;
+    elsewhere it is one ``@``.
     """
 
     @staticmethod
     def forward(ctx: Function, x: Any, W: Any, b: Any) -> Any:
         ctx.save_for_backward(x, W)
-        kernels = ctx.backend.nn
-        y = kernels.layer_matmul(x, W.T, kernels.batch_workers()) if x.ndim == 2 else ctx.xp.matmul(x, W.T)
-        if b is not None:
-            y += b
-        return y
+        return affine_forward(ctx.backend, x, W, b, False)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
-        x, W = ctx.saved_tensors
-        xp = ctx.xp
-        need_x, need_W, need_b = ctx.needs_input_grad
-        kernels = ctx.backend.nn
-        workers = kernels.batch_workers()
-        out_features, in_features = W.shape
-        rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
-        gy2 = xp.reshape(gy, (rows, out_features))
-        gx = gW = gb = None
-        if need_x:  # gx = gy @ W, computed on the 2-D view and shaped back
-            gx = kernels.layer_matmul(gy2, W, workers)
-            if gy.ndim != 2:
-                gx = xp.reshape(gx, tuple(gy.shape[:-1]) + (in_features,))
-        if need_W:  # gW = gy^T x over the flattened leading axes
-            gW = kernels.layer_matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
+        return affine_backward(ctx, gy, None)
+
+
+def affine_forward(backend: Any, x: Any, W: Any, b: Any, relu: bool) -> Any:
+    """``x @ W.T + b``, then ``max(., 0)`` when ``relu``: the backend's ``nn.linear_forward`` for a
+    2-D ``x`` where it has one (the bias and ReLU inside the product's blocks), else the composition."""
+    kernels = backend.nn
+    fused = getattr(kernels, "linear_forward", None)
+    if x.ndim == 2 and fused is not None:
+        return fused(x, W.T, b, relu, kernels.batch_workers(), xp=backend.xp)
+    y = kernels.layer_matmul(x, W.T, kernels.batch_workers()) if x.ndim == 2 else backend.xp.matmul(x, W.T)
+    if b is not None:
+        y += b
+    if relu:
+        y = kernels.relu_forward(y, xp=backend.xp)
+    return y
+
+
+def affine_backward(ctx: Function, gy: Any, y: Any) -> tuple:
+    """``(gx, gW, gb)`` of ``x @ W.T + b``; with the forward's output ``y`` of a rectified layer, ``gy``
+    is first masked by ``y > 0``.  ``ctx`` saved ``x`` and ``W`` first."""
+    x, W = ctx.saved_tensors[:2]
+    xp = ctx.xp
+    need_x, need_W, need_b = ctx.needs_input_grad[:3]
+    kernels = ctx.backend.nn
+    workers = kernels.batch_workers()
+    out_features, in_features = W.shape
+    rows = math.prod(gy.shape[:-1])  # not -1: a reshape of 0 elements into (-1, 0) is ambiguous
+    gy2 = xp.reshape(gy, (rows, out_features))
+    y2 = None if y is None else y.reshape(rows, out_features)
+    grad_output = getattr(kernels, "linear_grad_output", None)
+    gb = None
+    if ctx.create_graph or grad_output is None:
+        if y2 is not None:
+            gy2 = xp.where(y2 > 0, gy2, 0) if ctx.create_graph else kernels.relu_backward(y2, gy2, xp=ctx.backend.xp)
         if need_b:
             gb = xp.sum(gy2, axis=0)
-        return gx, gW, gb
+    else:
+        gy2, gb = grad_output(gy2, y2, need_b, workers, xp=ctx.backend.xp)
+    gx = gW = None
+    if need_x:  # gx = gy @ W, computed on the 2-D view and shaped back
+        gx = kernels.layer_matmul(gy2, W, workers)
+        if gy.ndim != 2:
+            gx = xp.reshape(gx, tuple(gy.shape[:-1]) + (in_features,))
+    if need_W:  # gW = gy^T x over the flattened leading axes
+        gW = kernels.layer_matmul(xp.swapaxes(gy2, 0, 1), xp.reshape(x, (rows, in_features)), workers)
+    return gx, gW, gb
 
 
 def _linear_samples(rng: Any) -> list:
@@ -103,7 +129,12 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
         ShapeError: ``W`` is not 2-d, ``x``'s last axis is not ``in_features``, or ``b`` has the wrong shape.
         DTypeError: the dtypes differ or are not floating.
     """
-    op = "linear"
+    check_linear_operands("linear", x, W, b)
+    return Affine.apply(x, W, b)
+
+
+def check_linear_operands(op: str, x: Any, W: Any, b: Any) -> None:
+    """Raise unless ``x (..., in)``, ``W (out, in)`` and ``b (out,)`` or None are Tensors fit for ``op``."""
     _check_tensor(op, "the input", x)
     _check_tensor(op, "the weight", W)
     if x.dtype.kind == "b":  # integer inputs compute (an integer result, no graph), as PyTorch
@@ -114,17 +145,15 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
         raise ShapeError(
             f"{op}: expected input (..., {W.shape[1]}) for a weight of shape {tuple(W.shape)}, got {tuple(x.shape)}"
         )
-    args = [x, W, b]
     if b is not None:
         _check_tensor(op, "the bias", b)
         if tuple(b.shape) != (W.shape[0],):
             raise ShapeError(f"{op}: expected a bias of shape ({W.shape[0]},), got {tuple(b.shape)}")
-    for name, t in zip(("weight", "bias"), args[1:]):
+    for name, t in zip(("weight", "bias"), (W, b)):
         if t is not None and t.dtype != x.dtype and not autocast_active():  # autocast casts all to float16
             raise DTypeError(
                 f"{op}: expected the {name} in the input's dtype {x.dtype}, got {t.dtype}; convert with .to(dtype)"
             )
-    return Affine.apply(*args)
 
 
 # -------------------------------------------------------------------- dropout

@@ -206,6 +206,16 @@ def tanh_backward(y: Any, gy: Any, *, xp: Any = numpy) -> Any:
     return _activation(TANH_BWD, _ref.tanh_backward, y, gy, xp)
 
 
+def linear_forward(x: Any, w_t: Any, b: Any, relu: bool, workers: int, *, xp: Any = numpy) -> Any:
+    """The reference composition (cuBLAS product, bias) with this module's one-launch ReLU."""
+    return _ref.linear_forward_with(relu_forward, x, w_t, b, relu, workers, xp)
+
+
+def linear_grad_output(gy: Any, y: Any, need_bias: bool, workers: int, *, xp: Any = numpy) -> tuple:
+    """The reference composition with this module's one-launch ReLU gradient."""
+    return _ref.linear_grad_output_with(relu_backward, gy, y, need_bias, xp)
+
+
 def __getattr__(name: str) -> Any:
     """Any reference kernel without a CUDA version here runs on CuPy through ``xp``."""
     if name.startswith("__"):

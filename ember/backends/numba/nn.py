@@ -38,6 +38,7 @@ import numpy
 from ember.backends.reference import nn as _ref
 from ember.backends.cpu.threads import batch_workers  # noqa: F401  (ops read it from the nn kernels)
 from ember.backends.numba import pool_flat
+from ember.backends.numba.linear import linear_forward, linear_grad_output  # noqa: F401  (a linear layer's passes)
 from ember.backends.numba.parallel_gemm import matmul as layer_matmul  # noqa: F401  (a linear layer's products)
 from ember.backends.numba.pool_flat import part_edge
 

@@ -33,6 +33,32 @@ def layer_matmul(a: Any, b: Any, workers: int) -> Any:
     return device_gemm.matmul(a, b)
 
 
+def linear_forward(x: Any, w_t: Any, b: Any, relu: bool, workers: int, *, xp: Any = numpy) -> Any:
+    """A linear layer's forward for a 2-D ``x``: ``x @ w_t + b`` (``b`` may be None), then ``max(., 0)``
+    when ``relu`` (NaN stays NaN)."""
+    return linear_forward_with(relu_forward, x, w_t, b, relu, workers, xp)
+
+
+def linear_grad_output(gy: Any, y: Any, need_bias: bool, workers: int, *, xp: Any = numpy) -> tuple:
+    """``(gz, gb)`` for a linear layer's 2-D output gradient ``gy``: ``gz = gy * (y > 0)`` when the layer was
+    rectified (its output ``y`` given; else ``gz`` is ``gy``) and ``gb = gz.sum(axis=0)`` when ``need_bias``."""
+    return linear_grad_output_with(relu_backward, gy, y, need_bias, xp)
+
+
+def linear_forward_with(relu_kernel: Any, x: Any, w_t: Any, b: Any, relu: bool, workers: int, xp: Any) -> Any:
+    """``linear_forward`` as the composition, with a backend's own ReLU kernel (CuPy's is one launch)."""
+    y = layer_matmul(x, w_t, workers)
+    if b is not None:
+        y += b
+    return relu_kernel(y, xp=xp) if relu else y
+
+
+def linear_grad_output_with(relu_grad_kernel: Any, gy: Any, y: Any, need_bias: bool, xp: Any) -> tuple:
+    """``linear_grad_output`` as the composition, with a backend's own ReLU-gradient kernel."""
+    gz = gy if y is None else relu_grad_kernel(y, gy, xp=xp)
+    return gz, (xp.sum(gz, axis=0) if need_bias else None)
+
+
 def compute_dtype(dtype: Any) -> numpy.dtype:
     """float32 for float16 data, else the dtype itself (mirrors ``ops.activation.compute_dtype``)."""
     dtype = numpy.dtype(dtype)
