@@ -29,11 +29,12 @@ from ember.autograd.function import Function, autocast_active
 from ember.autograd.ops.activation import compute_dtype, upcast
 from ember.autograd.ops.loss_operands import REDUCTIONS, check_reduction, same_shape_target  # noqa: F401
 from ember.autograd.ops.loss_operands import as_target as _as_target
-from ember.autograd.ops.operands import require_floating
+from ember.autograd.ops.loss_operands import check_class_indices as _check_class_indices
+from ember.autograd.ops.loss_operands import check_logits as _check_logits
+from ember.autograd.ops.loss_operands import classify_target as _classify_target
+from ember.autograd.ops.loss_operands import needs_general_path as _needs_general_path
 from ember.autograd.registry import register, sample
 from ember.autograd.tensor import Tensor
-from ember.backends.deferred_checks import defer_range_check
-from ember.backends.device import backend_of
 from ember.errors import DTypeError, ShapeError
 
 # Class weights, ignored targets and label smoothing run general paths that
@@ -132,90 +133,6 @@ def _one_hot(xp: Any, t: Any, shape: tuple, dtype: Any) -> Any:
     return (xp.expand_dims(t, 1) == classes).astype(dtype)
 
 
-def _check_logits(op: str, logits: Any) -> None:
-    if not isinstance(logits, Tensor):
-        raise TypeError(f"{op}: expected the input to be a Tensor, got {type(logits).__name__}")
-    require_floating(op, logits)
-    if logits.ndim < 2:
-        raise ShapeError(
-            f"{op}: expected input (N, C) or (N, C, d1, ...), got {tuple(logits.shape)}; "
-            "add a batch axis with .unsqueeze(0)"
-        )
-    if logits.shape[1] == 0:
-        raise ShapeError(f"{op}: expected at least one class (C >= 1), got input of shape {tuple(logits.shape)}")
-
-
-def _check_class_indices(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100) -> None:
-    """Class-index targets: shape ``(N, d...)``, integer dtype, values in ``[0, C)`` (on a GPU: at the next sync)."""
-    shape, C = tuple(logits.shape), logits.shape[1]
-    expected = shape[:1] + shape[2:]
-    if target.dtype.kind not in "iu":
-        raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}")
-    if tuple(target.shape) != expected:
-        raise ShapeError(
-            f"{op}: expected class indices of shape {expected} for input {shape}, got {tuple(target.shape)}"
-        )
-    if not target.data.size:
-        return
-    raise_for = _index_range_error(op, C, ignore_index)
-    if _on_cpu(target):  # NumPy: reading the extremes costs no device sync, so check now
-        raise_for(int(target.data.min()), int(target.data.max()))
-    else:  # a GPU: keep the extremes on the device, raise at the next sync point
-        defer_range_check((op, C, ignore_index, str(target.device)), backend_of(target.data).xp, target.data,
-                          raise_for)
-
-
-def _on_cpu(t: Tensor) -> bool:
-    return getattr(t.device, "type", "cpu") == "cpu"
-
-
-def _index_range_error(op: str, C: int, ignore_index: int) -> Any:
-    """``raise_for(lo, hi)``: raise when class indices spanning ``[lo, hi]`` leave ``[0, C)``."""
-
-    def raise_for(lo: int, hi: int) -> None:
-        if lo >= 0 and hi < C:
-            return
-        bad = lo if lo < 0 else hi
-        hint = ""
-        if ignore_index in (lo, hi):
-            hint = (f" (= ignore_index; on cuda the fast path does not skip ignored targets outside [0, C): "
-                    f"pass weight=ember.ones({C}, device='cuda') to take the general path that does)")
-        raise ValueError(f"{op}: expected class indices in [0, {C}) for C={C} classes, got {bad} "
-                         f"(indices ranged over [{lo}, {hi}]){hint}")
-
-    return raise_for
-
-
-def _classify_target(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100) -> bool:
-    """Validate ``target`` against ``logits``; True for a probability (soft / one-hot) target."""
-    shape = tuple(logits.shape)
-    index_shape = shape[:1] + shape[2:]
-    tshape = tuple(target.shape)
-    kind = target.dtype.kind
-    if kind == "f":
-        if tshape == shape:
-            if target.dtype != logits.dtype and not autocast_active():  # autocast computes both in float32
-                raise DTypeError(
-                    f"{op}: expected a probability target of dtype {logits.dtype} like the input, "
-                    f"got {target.dtype}; convert it with .to(dtype)"
-                )
-            return True
-        if tshape == index_shape:
-            raise DTypeError(
-                f"{op}: expected integer class indices of shape {index_shape}, got dtype {target.dtype}; "
-                "convert labels with .long(), or pass one-hot/probability targets of the input's shape "
-                f"{shape}"
-            )
-        raise ShapeError(
-            f"{op}: expected a probability target of the input's shape {shape} (or class indices of "
-            f"shape {index_shape}), got {tshape}"
-        )
-    if kind in "iu":
-        _check_class_indices(op, logits, target, ignore_index)
-        return False
-    raise DTypeError(f"{op}: expected integer class indices or a floating target, got dtype {target.dtype}")
-
-
 def _ce_samples(rng: Any) -> list:
     soft = rng.uniform(0.1, 1.0, (4, 5))
     return [
@@ -261,31 +178,14 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         loss = cross_entropy(logits.unsqueeze(0), target, weight=weight, ignore_index=ignore_index,
                              reduction=reduction, label_smoothing=label_smoothing)
         return loss.squeeze(0) if reduction == "none" else loss
-    if _needs_general_path(op, logits, target, weight, ignore_index, label_smoothing):
+    general, label_range = _needs_general_path(op, logits, target, weight, ignore_index, label_smoothing)
+    if general:
         return GENERAL_PATHS["cross_entropy"](logits, target, weight, ignore_index, reduction, label_smoothing)
     _check_logits(op, logits)
     check_reduction(op, reduction)
     target = _as_target(op, target, logits)
-    soft = _classify_target(op, logits, target, ignore_index)
+    soft = _classify_target(op, logits, target, ignore_index, label_range)
     return SoftmaxCrossEntropy.apply(logits, target, reduction=reduction, soft=soft)
-
-
-def _needs_general_path(op: str, logits: Any, target: Any, weight: Any, ignore_index: int,
-                        label_smoothing: float) -> bool:
-    """True when PyTorch's weight / ignore_index / label_smoothing options change the result."""
-    if weight is not None or label_smoothing:
-        return True
-    if not isinstance(logits, Tensor):
-        return False  # the fast path reports the bad input
-    data = target.data if isinstance(target, Tensor) else target
-    if isinstance(data, (list, tuple)):
-        data = numpy.asarray(data)
-    kind = getattr(getattr(data, "dtype", None), "kind", "")
-    if kind not in "iu" or kind == "":
-        return False
-    if isinstance(target, Tensor) and not _on_cpu(target):  # no sync: decide from the shapes alone
-        return logits.ndim >= 2 and 0 <= ignore_index < logits.shape[1]
-    return bool((data == ignore_index).any())
 
 
 class NegativeLogLikelihood(Function):
@@ -337,14 +237,15 @@ def nll_loss(log_probs: Tensor, target: Any, weight: Any = None, ignore_index: i
     op = "nll_loss"
     if isinstance(weight, str):  # ember's earlier signature took reduction third
         weight, reduction = None, weight
-    if _needs_general_path(op, log_probs, target, weight, ignore_index, 0.0):
+    general, label_range = _needs_general_path(op, log_probs, target, weight, ignore_index, 0.0)
+    if general:
         return GENERAL_PATHS["nll_loss"](log_probs, target, weight, ignore_index, reduction)
     _check_logits(op, log_probs)
     check_reduction(op, reduction)
     target = _as_target(op, target, log_probs)
     if target.dtype.kind == "f" and tuple(target.shape) == tuple(log_probs.shape)[:1] + tuple(log_probs.shape)[2:]:
         raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}; convert labels with .long()")
-    _check_class_indices(op, log_probs, target, ignore_index)
+    _check_class_indices(op, log_probs, target, ignore_index, label_range)
     return NegativeLogLikelihood.apply(log_probs, target, reduction=reduction)
 
 

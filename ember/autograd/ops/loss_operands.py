@@ -1,4 +1,4 @@
-"""Argument checks shared by the losses: the reduction name and the target tensor.
+"""Argument checks shared by the losses: the reduction name, the target tensor and class indices.
 
 Every loss takes a ``reduction`` and a ``target`` that must live on the input's
 device; the elementwise losses (``mse_loss``, ``binary_cross_entropy``) also
@@ -14,6 +14,7 @@ import numpy
 from ember.autograd.function import autocast_active
 from ember.autograd.ops.operands import require_floating
 from ember.autograd.tensor import Tensor
+from ember.backends.deferred_checks import defer_range_check
 from ember.backends.device import backend_of
 from ember.errors import DeviceMismatchError, DTypeError, ShapeError
 
@@ -66,3 +67,122 @@ def same_shape_target(op: str, input: Any, target: Any, reduction: str, hint: st
     if target.dtype != input.dtype and not (autocast_ok and autocast_active()):
         raise DTypeError(f"{op}: expected a target of dtype {input.dtype} like the input, got {target.dtype}")
     return target
+
+
+# ------------------------------------------------------------- class indices
+def check_logits(op: str, logits: Any) -> None:
+    if not isinstance(logits, Tensor):
+        raise TypeError(f"{op}: expected the input to be a Tensor, got {type(logits).__name__}")
+    require_floating(op, logits)
+    if logits.ndim < 2:
+        raise ShapeError(
+            f"{op}: expected input (N, C) or (N, C, d1, ...), got {tuple(logits.shape)}; "
+            "add a batch axis with .unsqueeze(0)"
+        )
+    if logits.shape[1] == 0:
+        raise ShapeError(f"{op}: expected at least one class (C >= 1), got input of shape {tuple(logits.shape)}")
+
+
+def check_class_indices(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100,
+                         label_range: tuple | None = None) -> None:
+    """Class-index targets: shape ``(N, d...)``, integer dtype, values in ``[0, C)`` (on a GPU: at the next sync).
+
+    ``label_range``: the labels' ``class_index_range`` when the caller has read it already (CPU only).
+    """
+    shape, C = tuple(logits.shape), logits.shape[1]
+    expected = shape[:1] + shape[2:]
+    if target.dtype.kind not in "iu":
+        raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}")
+    if tuple(target.shape) != expected:
+        raise ShapeError(
+            f"{op}: expected class indices of shape {expected} for input {shape}, got {tuple(target.shape)}"
+        )
+    if not target.data.size:
+        return
+    raise_for = _index_range_error(op, C, ignore_index)
+    if _on_cpu(target):  # NumPy: reading the extremes costs no device sync, so check now
+        lo, hi, _ = label_range if label_range is not None else _label_range(target.data, ignore_index)
+        raise_for(lo, hi)
+    else:  # a GPU: keep the extremes on the device, raise at the next sync point
+        defer_range_check((op, C, ignore_index, str(target.device)), backend_of(target.data).xp, target.data,
+                          raise_for)
+
+
+def _label_range(data: Any, ignore_index: int) -> tuple:
+    """``(lo, hi, has_ignored)`` of non-empty CPU class indices, in one pass where the backend compiles it."""
+    return backend_of(data).nn.class_index_range(data, ignore_index, xp=numpy)
+
+
+def _on_cpu(t: Tensor) -> bool:
+    return getattr(t.device, "type", "cpu") == "cpu"
+
+
+def _index_range_error(op: str, C: int, ignore_index: int) -> Any:
+    """``raise_for(lo, hi)``: raise when class indices spanning ``[lo, hi]`` leave ``[0, C)``."""
+
+    def raise_for(lo: int, hi: int) -> None:
+        if lo >= 0 and hi < C:
+            return
+        bad = lo if lo < 0 else hi
+        hint = ""
+        if ignore_index in (lo, hi):
+            hint = (f" (= ignore_index; on cuda the fast path does not skip ignored targets outside [0, C): "
+                    f"pass weight=ember.ones({C}, device='cuda') to take the general path that does)")
+        raise ValueError(f"{op}: expected class indices in [0, {C}) for C={C} classes, got {bad} "
+                         f"(indices ranged over [{lo}, {hi}]){hint}")
+
+    return raise_for
+
+
+def classify_target(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100,
+                     label_range: tuple | None = None) -> bool:
+    """Validate ``target`` against ``logits``; True for a probability (soft / one-hot) target."""
+    shape = tuple(logits.shape)
+    index_shape = shape[:1] + shape[2:]
+    tshape = tuple(target.shape)
+    kind = target.dtype.kind
+    if kind == "f":
+        if tshape == shape:
+            if target.dtype != logits.dtype and not autocast_active():  # autocast computes both in float32
+                raise DTypeError(
+                    f"{op}: expected a probability target of dtype {logits.dtype} like the input, "
+                    f"got {target.dtype}; convert it with .to(dtype)"
+                )
+            return True
+        if tshape == index_shape:
+            raise DTypeError(
+                f"{op}: expected integer class indices of shape {index_shape}, got dtype {target.dtype}; "
+                "convert labels with .long(), or pass one-hot/probability targets of the input's shape "
+                f"{shape}"
+            )
+        raise ShapeError(
+            f"{op}: expected a probability target of the input's shape {shape} (or class indices of "
+            f"shape {index_shape}), got {tshape}"
+        )
+    if kind in "iu":
+        check_class_indices(op, logits, target, ignore_index, label_range)
+        return False
+    raise DTypeError(f"{op}: expected integer class indices or a floating target, got dtype {target.dtype}")
+
+
+def needs_general_path(op: str, logits: Any, target: Any, weight: Any, ignore_index: int,
+                        label_smoothing: float) -> tuple:
+    """``(general, label_range)``: general is True when PyTorch's weight / ignore_index / label_smoothing
+    options change the result; label_range is the CPU labels' ``class_index_range`` when it was read (the
+    range check reuses it), else None."""
+    if weight is not None or label_smoothing:
+        return True, None
+    if not isinstance(logits, Tensor):
+        return False, None  # the fast path reports the bad input
+    data = target.data if isinstance(target, Tensor) else target
+    if isinstance(data, (list, tuple)):
+        data = numpy.asarray(data)
+    kind = getattr(getattr(data, "dtype", None), "kind", "")
+    if kind not in "iu" or kind == "":
+        return False, None
+    if isinstance(target, Tensor) and not _on_cpu(target):  # no sync: decide from the shapes alone
+        return logits.ndim >= 2 and 0 <= ignore_index < logits.shape[1], None
+    if not getattr(data, "size", 0) or type(data) is not numpy.ndarray:
+        return bool((numpy.asarray(data) == ignore_index).any()), None
+    label_range = _label_range(data, ignore_index)
+    return label_range[2], label_range

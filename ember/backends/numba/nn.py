@@ -118,6 +118,31 @@ def softmax_cross_entropy_backward(p: Any, t: Any, g: Any, *, xp: Any = numpy) -
     return gx
 
 
+@numba.njit(nogil=True, cache=True)
+def _index_range(t, ignore):  # pragma: no cover - compiled
+    lo = hi = t[0]
+    found = False
+    for i in range(t.size):
+        v = t[i]
+        lo = min(lo, v)
+        hi = max(hi, v)
+        found |= v == ignore
+    return lo, hi, found
+
+
+_INDEX_DTYPES = (numpy.dtype(numpy.int64), numpy.dtype(numpy.int32))
+
+
+def class_index_range(t: Any, ignore_index: int, *, xp: Any = numpy) -> tuple:
+    """Compiled ``reference.nn.class_index_range``: one pass over the labels instead of three NumPy reductions
+    (about 4 us of TwoLayerNet's cross-entropy at batch 100)."""
+    if (type(t) is not numpy.ndarray or t.dtype not in _INDEX_DTYPES or not t.size or not t.flags.c_contiguous
+            or not -(1 << 31) <= ignore_index < (1 << 31)):
+        return _ref.class_index_range(t, ignore_index, xp=xp)
+    lo, hi, found = _index_range(t.reshape(-1), ignore_index)
+    return int(lo), int(hi), bool(found)
+
+
 # --------------------------------------------------------- activation forward/backward
 @numba.njit(nogil=True, cache=True, error_model="numpy")
 def _relu_forward(x, out, zero):  # pragma: no cover - compiled

@@ -117,6 +117,12 @@ def softmax_cross_entropy_backward(p: Any, t: Any, g: Any, *, xp: Any = numpy) -
     return (p - onehot) * g
 
 
+def class_index_range(t: Any, ignore_index: int, *, xp: Any = numpy) -> tuple:
+    """``(lo, hi, has_ignored)`` of non-empty integer class indices ``t``: their extremes and whether one
+    equals ``ignore_index``, as Python values (what ``cross_entropy`` checks on the CPU)."""
+    return int(t.min()), int(t.max()), bool((t == ignore_index).any())
+
+
 # --------------------------------------------------------- activation forward/backward
 def relu_forward(x: Any, *, xp: Any = numpy) -> Any:
     """``y = max(x, 0)``; NaN stays NaN (as in PyTorch)."""
