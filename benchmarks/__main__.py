@@ -50,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-sample", type=float, help="seconds one sample lasts at least (default 0.02)")
     p.add_argument("--settle", type=float, help="seconds to wait before each sample, so the previous target's "
                    "spinning thread pools go idle (default 0.2, quick 0.02)")
+    p.add_argument("--processes", type=int, default=1,
+                   help="worker processes per target; rounds rotate over them, so one process's draw does not "
+                   "decide a target's median (default 1)")
     p.add_argument("--max-case", type=float, help="seconds of sampling per case and target (default 6)")
     p.add_argument("--threads", type=int, help="limit BLAS/OpenMP/Numba/torch threads of every target to N")
     p.add_argument("--seed", type=int, default=0)
@@ -73,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         resolve(args.targets)
     except ValueError as exc:
         p.error(str(exc))
-    for n, flag in ((args.repeats, "--repeats"), (args.threads, "--threads")):
+    for n, flag in ((args.repeats, "--repeats"), (args.threads, "--threads"), (args.processes, "--processes")):
         if n is not None and n < 1:
             p.error(f"{flag} must be >= 1, got {n}")
     return args
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     opts = Options(quick=args.quick, repeats=args.repeats, warmup=args.warmup, min_sample_s=args.min_sample,
                    max_case_s=args.max_case, threads=args.threads, seed=args.seed, case_filter=args.cases,
                    roofline=not args.no_roofline, progress=not args.no_progress, baselines=args.baseline,
-                   cold_jit=args.cold_jit, settle_s=args.settle)
+                   cold_jit=args.cold_jit, settle_s=args.settle, processes=args.processes)
     command = ["python", "-m", "benchmarks", *(sys.argv[1:] if argv is None else argv)]
     runner = Runner(resolve(args.targets), opts, command)
     docs = []

@@ -43,9 +43,9 @@ def worker_env(spec: TargetSpec, threads: int | None, seed: int, numba_cache: st
 class Worker:
     """One target's worker process (started on first use, restarted after a crash)."""
 
-    def __init__(self, spec: TargetSpec, env: dict, log_dir: Path, timeout_s: float = 1800.0):
+    def __init__(self, spec: TargetSpec, env: dict, log_dir: Path, timeout_s: float = 1800.0, index: int = 0):
         self.spec, self.env, self.timeout_s = spec, env, timeout_s
-        self.log_path = log_dir / f"{spec.name}.log"
+        self.log_path = log_dir / (f"{spec.name}.log" if index == 0 else f"{spec.name}-{index + 1}.log")
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 

@@ -13,6 +13,14 @@ otherwise take cores from the next target, which penalised multi-threaded
 targets by up to 1.5x on 2 cores.  Long cases take fewer repeats
 (never fewer than three) to keep a case under ``max_case_s`` per target.
 Tearing a case down returns the worker's peak RSS during it (``peak_rss_bytes``).
+
+``processes`` (default 1) starts that many workers per target and sets every case
+up in each; round ``r`` samples a target's worker ``r % processes``.  A process's
+speed can depend on the process itself, not only on the machine's phase (PyTorch's
+DeepConvNet step took 45 to 67 ms in five fresh processes, best of three each), and
+with one worker per target the whole run inherits that one process's draw.  The
+first-call and memory figures come from the first worker; the peak RSS is the
+largest of all.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ class Options:
     baselines: list[str] = field(default_factory=list)
     cold_jit: bool = False
     settle_s: float | None = None
+    processes: int = 1
 
     def resolved(self) -> "Options":
         """A copy with the quick/full defaults filled in."""
@@ -88,7 +97,7 @@ class Progress:
 
 
 class Runner:
-    """Owns one worker per target for the whole run (all suites)."""
+    """Owns ``processes`` workers per target for the whole run (all suites); the first answers probes and peaks."""
 
     def __init__(self, specs: list[TargetSpec], opts: Options, command: list[str]):
         self.opts = opts.resolved()
@@ -100,6 +109,7 @@ class Runner:
         # An empty Numba cache makes every first call pay its compilation (recorded as first_call_s).
         self.numba_cache = str(self.log_dir / "numba-cache") if self.opts.cold_jit else None
         self.workers: dict[str, Worker] = {}
+        self.spares: dict[str, list[Worker]] = {}  # workers 2..processes of each target
         self.targets: dict[str, dict] = {}
         self.peaks: dict[str, dict] = {}
 
@@ -116,10 +126,28 @@ class Runner:
                 if answer.get("status") == "ok":
                     entry.update(status="ok", info=answer["info"])
                     self.workers[spec.name] = worker
+                    self.spares[spec.name] = self._spares(spec, env, entry)
                 else:
                     entry["reason"] = answer.get("reason", "probe failed")
                     worker.close(kill=True)
             self.targets[spec.name] = entry
+
+    def _spares(self, spec: TargetSpec, env: dict, entry: dict) -> list[Worker]:
+        """The target's other workers, probed like the first; a failed probe ends the target's run as unavailable."""
+        spares = []
+        for index in range(1, max(1, self.opts.processes)):
+            worker = Worker(spec, env, self.log_dir, index=index)
+            spares.append(worker)
+            answer = worker.request({"cmd": "probe"})
+            if answer.get("status") != "ok":
+                entry.update(status="unavailable", reason=f"worker {len(spares) + 1}: {answer.get('reason')}")
+                for w in spares:
+                    w.close(kill=True)
+                return []
+        return spares
+
+    def _all_workers(self, name: str) -> list[Worker]:
+        return [self.workers[name]] + self.spares.get(name, [])
 
     def available(self) -> list[str]:
         """Names of the targets that passed their probe."""
@@ -140,13 +168,21 @@ class Runner:
 
     # --------------------------------------------------------------- cases
     def _setup(self, name: str, case: dict) -> dict:
-        """Ask a worker to build and warm up ``case``."""
+        """Ask every worker of a target to build and warm up ``case``; the first one's answer, or the first error.
+
+        The repeats are the fewest any worker planned (a slow process plans fewer for a long case).
+        """
         o = self.opts
         min_sample = o.min_sample_s
         if self._case_min_sample:
             min_sample = max(min_sample, float(case.get("min_sample_s", 0.0)))
-        return self.workers[name].request({"cmd": "setup", "case": case, "warmup": o.warmup, "repeats": o.repeats,
-                                           "min_sample_s": min_sample, "max_case_s": o.max_case_s})
+        msg = {"cmd": "setup", "case": case, "warmup": o.warmup, "repeats": o.repeats,
+               "min_sample_s": min_sample, "max_case_s": o.max_case_s}
+        answers = [worker.request(msg) for worker in self._all_workers(name)]
+        bad = [a for a in answers if a.get("status") != "ok"]
+        if bad:
+            return bad[0]
+        return {**answers[0], "repeats": min(a["repeats"] for a in answers)}
 
     def run_case(self, case: dict, progress: Progress) -> list[dict]:
         """Results of one case on every target (available or not)."""
@@ -173,13 +209,15 @@ class Runner:
                     continue
                 progress.note(f"{case['name']} | {name} {r + 1}/{setups[name]['repeats']}")
                 time.sleep(self.opts.settle_s)  # let the previous target's spinning pools go idle
-                answer = self.workers[name].request({"cmd": "sample", "n": 1})
+                workers = self._all_workers(name)
+                answer = workers[r % len(workers)].request({"cmd": "sample", "n": 1})
                 if answer.get("status") != "ok":
                     results[name].update(status="error", reason=answer.get("reason"))
                     continue
                 results[name]["samples_s"] += answer["samples"]
         for name, s in setups.items():
-            done = self.workers[name].request({"cmd": "teardown"})
+            answers = [worker.request({"cmd": "teardown"}) for worker in self._all_workers(name)]
+            done = max(answers, key=lambda a: a.get("peak_rss_bytes", -1))
             for key in ("peak_rss_bytes", "rss_start_bytes", "peak_rss_source"):
                 if key in done:
                     results[name][key] = done[key]
@@ -266,7 +304,7 @@ class Runner:
             "settings": {"repeats": o.repeats, "warmup": o.warmup, "min_sample_s": o.min_sample_s,
                          "max_case_s": o.max_case_s, "threads": o.threads, "seed": o.seed, "interleaved": True,
                          "case_filter": o.case_filter, "cold_jit": o.cold_jit, "settle_s": o.settle_s,
-                         "case_min_sample": self._case_min_sample},
+                         "case_min_sample": self._case_min_sample, "processes": o.processes},
             "baselines": [b for b in o.baselines if b in self.targets],
             "device_tag": self.device_tag(), "targets": list(self.targets.values()),
             "peaks": {k: v for k, v in self.peaks.items() if k in self.targets}, "ceilings": self.ceilings(),
@@ -277,6 +315,7 @@ class Runner:
 
     def close(self) -> None:
         """Stop the workers and delete their logs (errors already quote the logs' tails)."""
-        for worker in self.workers.values():
-            worker.close()
+        for name in list(self.workers):
+            for worker in self._all_workers(name):
+                worker.close()
         shutil.rmtree(self.log_dir, ignore_errors=True)
