@@ -95,3 +95,28 @@ def pool_parts(monkeypatch):
     previous = set_thread_policy(batch_workers=3)
     yield counts
     set_thread_policy(batch_workers=previous["batch_workers"])
+
+
+def first_input_chain(y) -> list:
+    """The backward node names from ``y.grad_fn`` down the first input edge that leads to another node."""
+    names, node = [], y.grad_fn
+    while node is not None:
+        names.append(node.name())
+        node = next((f for f, _ in node.next_functions if f is not None and hasattr(f, "generation")), None)
+    return names
+
+
+def assert_matches_torch(fn, torch_fn, inputs, seed: int = 3) -> None:
+    """``fn(*inputs)`` and its input gradients against ``torch_fn`` on copies of the float64 inputs (None kept),
+    back-propagating the same random upstream gradient through both."""
+    torch = pytest.importorskip("torch")
+    y = fn(*inputs)
+    gy = numpy.random.default_rng(seed).normal(size=y.shape)
+    (y * em.tensor(gy)).sum().backward()
+    theirs = [None if t is None else torch.tensor(t.numpy(), requires_grad=True) for t in inputs]
+    ty = torch_fn(*theirs)
+    (ty * torch.tensor(gy)).sum().backward()
+    numpy.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for ours, other in zip(inputs, theirs):
+        if ours is not None:
+            numpy.testing.assert_allclose(ours.grad.numpy(), other.grad.numpy(), rtol=1e-10, atol=1e-12)

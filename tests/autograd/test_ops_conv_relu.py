@@ -7,6 +7,7 @@ import numpy
 import pytest
 
 import ember as em
+from conftest import assert_matches_torch, first_input_chain
 from ember.autograd.ops import conv as conv_op
 from ember.autograd.ops import conv_relu as op
 from ember.errors import DTypeError, ShapeError
@@ -57,19 +58,10 @@ def test_equals_conv2d_then_relu_bit_for_bit_on_cpu(case):
 def test_torch_parity():
     torch = pytest.importorskip("torch")
     for case in CASES:
-        x, W, b = _tensors(case, seed=2)
         s, p = case[3], case[4]
-        y = F.conv2d_relu(x, W, b, s, p)
-        gy = numpy.random.default_rng(3).normal(size=y.shape)
-        (y * em.tensor(gy)).sum().backward()
-        tx, tW = (torch.tensor(t.numpy(), requires_grad=True) for t in (x, W))
-        tb = torch.tensor(b.numpy(), requires_grad=True) if b is not None else None
-        ty = torch.relu(torch.nn.functional.conv2d(tx, tW, tb, stride=s, padding=p))
-        (ty * torch.tensor(gy)).sum().backward()
-        numpy.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
-        for ours, theirs in ((x, tx), (W, tW), (b, tb)):
-            if ours is not None:
-                numpy.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-10, atol=1e-12)
+        assert_matches_torch(lambda x, W, b: F.conv2d_relu(x, W, b, s, p),
+                             lambda x, W, b: torch.relu(torch.nn.functional.conv2d(x, W, b, stride=s, padding=p)),
+                             _tensors(case, seed=2))
 
 
 def test_backend_without_fused_kernels_gets_plain_calls(monkeypatch):
@@ -146,11 +138,7 @@ def test_sequential_fuses_conv_relu_pairs_and_matches_unfused(monkeypatch):
         em.manual_seed(0)
         net = _net()
         y = net(x)
-        names = []
-        node = y.grad_fn
-        while node is not None:  # walk the first input edge down to the input
-            names.append(node.name())
-            node = next((f for f, _ in node.next_functions if f is not None and hasattr(f, "generation")), None)
+        names = first_input_chain(y)
         y.sum().backward()
         runs.append((names, [y.numpy()] + [p.grad.numpy() for p in net.parameters()]))
     assert runs[0][0].count("RectifiedConvolution2dBackward") == 2 and "RectifierBackward" not in runs[0][0]
@@ -179,12 +167,7 @@ def test_hooks_or_subclasses_turn_fusion_off():
 def test_simple_convnet_step_uses_the_fused_op():
     model = em.models.SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 3, "filter_size": 3, "pad": 1,
                                                                       "stride": 1}, hidden_size=6, output_size=4)
-    y = model(em.randn(2, 1, 10, 10))
-    node = y.grad_fn
-    names = []
-    while node is not None:
-        names.append(node.name())
-        node = next((f for f, _ in node.next_functions if f is not None and hasattr(f, "generation")), None)
+    names = first_input_chain(model(em.randn(2, 1, 10, 10)))
     assert "RectifiedConvolution2dBackward" in names and "Convolution2dBackward" not in names
 
 

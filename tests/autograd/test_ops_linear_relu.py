@@ -7,6 +7,7 @@ import numpy
 import pytest
 
 import ember as em
+from conftest import assert_matches_torch, first_input_chain
 from ember.autograd.ops import linear_relu as op
 from ember.errors import DTypeError, ShapeError
 from ember.nn import fusion
@@ -52,18 +53,8 @@ def test_equals_linear_then_relu_bit_for_bit_on_cpu(shape):
 def test_torch_parity():
     torch = pytest.importorskip("torch")
     for case in CASES:
-        x, W, b = _tensors(case, seed=2)
-        y = F.linear_relu(x, W, b)
-        gy = numpy.random.default_rng(3).normal(size=y.shape)
-        (y * em.tensor(gy)).sum().backward()
-        tx, tW = (torch.tensor(t.numpy(), requires_grad=True) for t in (x, W))
-        tb = torch.tensor(b.numpy(), requires_grad=True) if b is not None else None
-        ty = torch.relu(torch.nn.functional.linear(tx, tW, tb))
-        (ty * torch.tensor(gy)).sum().backward()
-        numpy.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
-        for ours, theirs in ((x, tx), (W, tW), (b, tb)):
-            if ours is not None:
-                numpy.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=1e-10, atol=1e-12)
+        assert_matches_torch(F.linear_relu, lambda x, W, b: torch.relu(torch.nn.functional.linear(x, W, b)),
+                             _tensors(case, seed=2))
 
 
 def test_backend_without_linear_kernels_gets_the_composition(monkeypatch):
@@ -112,10 +103,7 @@ def test_sequential_fuses_linear_relu_pairs_and_matches_unfused(monkeypatch):
         nn = em.nn
         net = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 9), nn.ReLU(), nn.Linear(9, 3))
         y = net(x)
-        names, node = [], y.grad_fn
-        while node is not None:  # walk the first input edge down to the input
-            names.append(node.name())
-            node = next((f for f, _ in node.next_functions if f is not None and hasattr(f, "generation")), None)
+        names = first_input_chain(y)
         y.sum().backward()
         runs.append((names, [y.numpy()] + [p.grad.numpy() for p in net.parameters()]))
     assert runs[0][0] == ["AffineBackward", "RectifiedAffineBackward", "RectifiedAffineBackward"]
@@ -152,10 +140,7 @@ def test_hooks_subclasses_or_other_inputs_turn_fusion_off():
 def test_book_models_use_the_fused_op(build):
     model = build()
     x = em.randn(2, 1, 10, 10) if isinstance(model, em.models.SimpleConvNet) else em.randn(2, 12)
-    node, names = model(x).grad_fn, []
-    while node is not None:
-        names.append(node.name())
-        node = next((f for f, _ in node.next_functions if f is not None and hasattr(f, "generation")), None)
+    names = first_input_chain(model(x))
     assert "RectifiedAffineBackward" in names and "RectifierBackward" not in names
 
 
