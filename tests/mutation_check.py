@@ -133,6 +133,9 @@ MUTATIONS = [
              "return affine_backward(ctx, gy, None)", ("tests/autograd/test_ops_linear_relu.py",), area="autograd op"),
     Mutation("linear-relu-fused-despite-hooks", "and not _hooked(linear) and not _hooked(act))", ")",
              ("tests/autograd/test_ops_linear_relu.py",), area="nn"),
+    Mutation("parallel-gemm-first-call-skips-the-thread-policy", "    apply_thread_policy()  # one BLAS thread per",
+             "    pass  # one BLAS thread per", ("tests/backends/test_numba_parallel_gemm.py", "-k", "first_call"),
+             area="Numba kernel"),
     # --- optimizers
     Mutation("sgd-momentum-buffer-restarts-every-step", "first = momentum != 0 and buf is None",
              "first = momentum != 0", ("tests/optim",), area="optimizer"),

@@ -265,3 +265,31 @@ def test_a_child_forked_after_the_pool_started_computes_without_it(no_threshold,
     finally:
         set_thread_policy(batch_workers=previous["batch_workers"])
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child ended with status {status}"
+
+
+def test_a_first_call_applies_the_thread_policy_before_its_blocks():
+    """Called before anything asked for the thread policy, the blocks must still run with one BLAS thread
+    each: the same bits as every later call (OpenBLAS's own threads inside a block give other bits)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import numpy as np\n"
+        "from ember.backends.numba import parallel_gemm, nn\n"
+        "rng = np.random.default_rng(0)\n"
+        "a = rng.normal(size=(128, 784)).astype(np.float32)\n"
+        "b = rng.normal(size=(512, 784)).astype(np.float32).T\n"
+        "first = parallel_gemm.matmul(a, b, 2)\n"
+        "nn.relu_forward(rng.normal(size=(1 << 17,)).astype(np.float32))\n"
+        "assert np.array_equal(first, parallel_gemm.matmul(a, b, 2))\n"
+        "print('same')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    user_set = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "EMBER_NUM_THREADS")
+    env = {k: v for k, v in os.environ.items() if k not in user_set}  # the default policy: one BLAS thread
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=root)
+    assert proc.returncode == 0 and proc.stdout.strip() == "same", proc.stderr[-2000:]

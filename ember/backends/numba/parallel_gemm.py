@@ -38,6 +38,7 @@ from typing import Any
 import numba
 import numpy
 
+from ember.backends.cpu.threads import apply_thread_policy
 from ember.backends.numba import pool_region
 from ember.backends.numba.blas_gemm import NUMPY_BLAS, gemm
 
@@ -167,6 +168,7 @@ def matmul(a: Any, b: Any, workers: int, bias: Any = None, relu: bool = False) -
         if bias is not None or relu:
             epilogue(c, bias, relu)
         return c
+    apply_thread_policy()  # one BLAS thread per block, even when this is the process's first kernel call
     m, n = a.shape[0], b.shape[1]
     c = numpy.empty((m, n), dtype=a.dtype)
     extra = _epilogue_args(c, bias, relu)
