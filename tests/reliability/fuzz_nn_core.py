@@ -143,7 +143,8 @@ NN_CORE_CASES = {
     **{name: softmax_like(name) for name in ("softmax", "log_softmax")},
     **{name: classification_loss(name) for name in ("cross_entropy", "nll_loss")},
     **{name: pool(name) for name in ("max_pool2d", "avg_pool2d")},
-    "mse_loss": mse_case, "linear": linear_like("linear"), "linear_relu": linear_like("linear_relu"), "dropout": dropout_case, "batch_norm": batch_norm_case,
+    "mse_loss": mse_case, "linear": linear_like("linear"), "linear_relu": linear_like("linear_relu"),
+    "dropout": dropout_case, "batch_norm": batch_norm_case,
     "conv2d": conv_like("conv2d"), "conv2d_relu": conv_like("conv2d_relu"), "im2col": im2col_case,
     "col2im": col2im_case,
 }
