@@ -71,6 +71,7 @@ def same_shape_target(op: str, input: Any, target: Any, reduction: str, hint: st
 
 # ------------------------------------------------------------- class indices
 def check_logits(op: str, logits: Any) -> None:
+    """Logits of a classification loss: a floating Tensor of shape ``(N, C, ...)`` with ``C >= 1``."""
     if not isinstance(logits, Tensor):
         raise TypeError(f"{op}: expected the input to be a Tensor, got {type(logits).__name__}")
     require_floating(op, logits)

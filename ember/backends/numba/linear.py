@@ -18,13 +18,9 @@ from typing import Any
 import numba
 import numpy
 
-from ember.backends.numba import pool_flat, pool_region
-from ember.backends.numba.parallel_gemm import matmul
+from ember.backends.numba import pool_flat
+from ember.backends.numba.parallel_gemm import FLOAT_DTYPES, NO_BIAS, matmul
 from ember.backends.reference import nn as _ref
-
-_FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
-_NO_BIAS = {dtype: numpy.empty(0, dtype) for dtype in _FAST}
-
 
 def linear_forward(x: Any, w_t: Any, b: Any, relu: bool, workers: int, *, xp: Any = numpy) -> Any:
     """``x @ w_t + b`` for a 2-D ``x``, then ``max(., 0)`` when ``relu`` (NaN kept); ``b`` may be None."""
@@ -84,21 +80,14 @@ def linear_grad_output(gy: Any, y: Any, need_bias: bool, workers: int, *, xp: An
     rectify = y is not None
     if not rectify and not need_bias:
         return gy, None
-    if (type(gy) is not numpy.ndarray or gy.dtype not in _FAST or not gy.flags.c_contiguous or gy.ndim != 2
+    if (type(gy) is not numpy.ndarray or gy.dtype not in FLOAT_DTYPES or not gy.flags.c_contiguous or gy.ndim != 2
             or (rectify and (type(y) is not numpy.ndarray or y.dtype != gy.dtype or y.shape != gy.shape
                              or not y.flags.c_contiguous))):
         return _ref.linear_grad_output(gy, y, need_bias, workers, xp=xp)
     # Without the mask no gz is written: a (0, 0) stand-in keeps a read-only gy out of the written slot.
     gz = numpy.empty_like(gy) if rectify else numpy.empty((0, 0), gy.dtype)
-    gb = numpy.empty(gy.shape[1], dtype=gy.dtype) if need_bias else _NO_BIAS[gy.dtype]
-    count = pool_flat.parts(gy.size) if gy.shape[1] >= 2 * pool_flat.ALIGN else 1
+    gb = numpy.empty(gy.shape[1], dtype=gy.dtype) if need_bias else NO_BIAS[gy.dtype]
     args = (gy, y if rectify else gy, gz, gb, rectify, need_bias, gy.dtype.type(0))
-    if count <= 1:
-        _grad_columns(*args, 0, gy.shape[1])
-    else:
-        previous = pool_region.enter(count)
-        try:
-            _grad_parts(*args, count)
-        finally:
-            pool_region.leave(previous)
+    size = gy.size if gy.shape[1] >= 2 * pool_flat.ALIGN else 0  # too few columns to cut: serial
+    pool_flat.run(size, _grad_columns, args + (0, gy.shape[1]), _grad_parts, args)
     return (gz if rectify else gy), (gb if need_bias else None)

@@ -57,7 +57,8 @@ MIN_ROWS_PER_BLOCK = 128
 # as 8 row blocks against 74 us as 2, its weight gradient 46 against 78 (docs/engineering/cpu-round5.md).
 SMALL_BLOCK_MACS = 1 << 19
 MAX_BLOCKS_PER_WORKER = 8
-_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+FLOAT_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+NO_BIAS = {dtype: numpy.empty(0, dtype) for dtype in FLOAT_DTYPES}  # an epilogue without a bias
 
 
 @numba.njit(nogil=True, cache=True, error_model="numpy")
@@ -134,7 +135,7 @@ def plan(a: Any, b: Any, workers: int) -> tuple[int, bool]:
     """
     if workers <= 1 or not NUMPY_BLAS or type(a) is not numpy.ndarray or type(b) is not numpy.ndarray:
         return 1, True
-    if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in _DTYPES:
+    if a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
         return 1, True
     m, k = a.shape
     n = b.shape[1]
@@ -172,10 +173,9 @@ def matmul(a: Any, b: Any, workers: int, bias: Any = None, relu: bool = False) -
     m, n = a.shape[0], b.shape[1]
     c = numpy.empty((m, n), dtype=a.dtype)
     extra = _epilogue_args(c, bias, relu)
-    if extra is None:  # a bias the compiled epilogue cannot take: NumPy's, after the blocks
-        extra = (_NO_BIAS[c.dtype], False, c.dtype.type(0))
-    else:
-        bias = relu = None
+    late = extra is None  # a bias the compiled epilogue cannot take: NumPy's epilogue after the blocks
+    if late:
+        extra = (NO_BIAS[c.dtype], False, c.dtype.type(0))
     if not pool_region.available():
         _blocks_inline(left[0], right[0], c, left[1], right[1], by_rows, parts, *extra)
     else:
@@ -184,21 +184,18 @@ def matmul(a: Any, b: Any, workers: int, bias: Any = None, relu: bool = False) -
             _blocks(left[0], right[0], c, left[1], right[1], by_rows, parts, *extra)
         finally:
             pool_region.leave(previous)
-    if bias is not None or relu:
+    if late:
         epilogue(c, bias, relu)
     return c
-
-
-_NO_BIAS = {dtype: numpy.empty(0, dtype) for dtype in _DTYPES}
 
 
 def _epilogue_args(c: Any, bias: Any, relu: Any) -> tuple | None:
     """``(bias, relu, zero)`` for the compiled epilogue of ``c``, or None when ``bias`` is not a plain
     contiguous vector of ``c``'s dtype (or ``c`` not a C-contiguous float32/float64 array)."""
-    if type(c) is not numpy.ndarray or c.dtype not in _DTYPES or not c.flags.c_contiguous:
+    if type(c) is not numpy.ndarray or c.dtype not in FLOAT_DTYPES or not c.flags.c_contiguous:
         return None
     if bias is None:
-        bias = _NO_BIAS[c.dtype]
+        bias = NO_BIAS[c.dtype]
     elif (type(bias) is not numpy.ndarray or bias.dtype != c.dtype or bias.shape != c.shape[1:]
           or not bias.flags.c_contiguous):
         return None
