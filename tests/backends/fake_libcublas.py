@@ -58,7 +58,10 @@ class FakeCublas:
             a, b = (a if transa == 0 else a.T), (b if transb == 0 else b.T)
             c = self._matrix(C, dt, m, n, ldc)
             acc = numpy.float64 if dt == numpy.float64 else numpy.float32
-            prod = al * (a.astype(acc) @ b.astype(acc))
+            # cuBLAS is column-major: ember passes C^T = B^T A^T for its row-major C = A B.  NumPy multiplies
+            # A B, as the fake cupy.matmul of an eager step does: OpenBLAS's Haswell kernels round B^T A^T
+            # differently, and replays must equal eager steps bit for bit on any BLAS.
+            prod = al * (b.T.astype(acc) @ a.T.astype(acc)).T
             c[...] = prod if be == 0 else prod + be * c.astype(acc)
 
         cap = _recording()

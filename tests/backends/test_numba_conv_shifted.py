@@ -40,11 +40,12 @@ def always_shifted(monkeypatch):
     """Every stride-1 convolution takes the per-tap GEMMs, whatever its channels and width."""
     monkeypatch.setattr(conv_fused, "MIN_SHIFTED_CHANNELS", 1)
     monkeypatch.setattr(conv_fused, "MAX_SHIFTED_WIDTH_RATIO", float("inf"))
+    monkeypatch.setattr(conv_fused, "SHIFTED_BACKWARD", True)  # the backward too, whatever this machine's BLAS
     calls = []
     real = conv_fused._shifted
 
-    def spy(*args):  # "f"/"b" for each forward/backward call that took the per-tap slices
-        chosen = real(*args)
+    def spy(*args, **kwargs):  # "f"/"b" for each forward/backward call that took the per-tap slices
+        chosen = real(*args, **kwargs)
         if chosen:
             calls.append({"conv2d_forward": "f", "conv2d_backward": "b"}[sys._getframe(1).f_code.co_name])
         return chosen
@@ -129,9 +130,13 @@ def test_empty_batch(rng, always_shifted):
     (1, 28, 1, 1, False),   # conv1: one input channel, one-deep GEMMs
     (16, 28, 1, 2, False),  # stride 2: windows are not contiguous runs
 ])
-def test_the_default_thresholds_on_deepconvnet_layers(c, h, pad, stride, expected):
+def test_the_default_thresholds_on_deepconvnet_layers(monkeypatch, c, h, pad, stride, expected):
     ow = (h + 2 * pad - 3) // stride + 1
     assert conv_fused._shifted(c, h, stride, stride, pad, ow) is expected
+    for small_kernels in (True, False):  # the backward per tap only where OpenBLAS has small-matrix kernels
+        monkeypatch.setattr(conv_fused, "SHIFTED_BACKWARD", small_kernels)
+        assert conv_fused._shifted(c, h, stride, stride, pad, ow, backward=True) is (expected and small_kernels)
+        assert conv_fused._shifted(c, h, stride, stride, pad, ow) is expected
 
 
 def test_gradcheck_and_double_backward_through_the_op(rng, always_shifted):

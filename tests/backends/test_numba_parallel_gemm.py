@@ -26,7 +26,8 @@ def _operands(rng, m, k, n, trans_a, trans_b, dtype):
 
 def _by_rows(m, n, workers):
     """Whether ``matmul`` cuts an ``m x n`` result into row blocks (else column blocks)."""
-    return m >= n or m >= parallel_gemm.MIN_ROWS_PER_BLOCK * workers
+    fewest = parallel_gemm.MIN_ROWS_PER_BLOCK if parallel_gemm.SMALL_KERNELS else parallel_gemm.MIN_ROWS_PER_PACKED_BLOCK
+    return m >= n or m >= fewest * workers
 
 
 def _by_blocks(a, b, parts, workers):
@@ -45,20 +46,27 @@ def no_threshold(monkeypatch):
     monkeypatch.setattr(parallel_gemm, "MIN_PARALLEL_MACS", 0)
 
 
+@pytest.fixture(params=[True, False], ids=["small-kernels", "packing-kernels"])
+def kernels(request, monkeypatch):
+    """Both plans on any machine: with OpenBLAS's small-matrix kernels (AVX-512 cores) and without."""
+    monkeypatch.setattr(parallel_gemm, "SMALL_KERNELS", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("shape", [(100, 784, 50), (50, 100, 784), (7, 33, 5), (4, 9, 40), (300, 20, 500)])
-def test_blocks_are_numpys_blocks_bit_for_bit(no_threshold, rng, dtype, trans_a, trans_b, shape):
+def test_blocks_are_numpys_blocks_bit_for_bit(no_threshold, kernels, rng, dtype, trans_a, trans_b, shape):
     a, b = _operands(rng, *shape, trans_a, trans_b, dtype)
     m, k, n = shape
     for workers in (2, 3):
         parts, rows = parallel_gemm.plan(a, b, workers)
         assert parts == parallel_gemm.blocks(a, b, workers) and rows == _by_rows(m, n, workers)
         axis = m if rows else n
-        assert min(workers, axis) <= parts <= axis
+        assert min(workers, axis) <= parts <= (axis if kernels else workers)
         if parts > workers:  # cut finer for OpenBLAS's small-matrix kernels: no more than needed
-            assert parts % workers == 0 and parts <= workers * parallel_gemm.MAX_BLOCKS_PER_WORKER
+            assert kernels and parts % workers == 0 and parts <= workers * parallel_gemm.MAX_BLOCKS_PER_WORKER
             small = parallel_gemm.SMALL_BLOCK_MACS
             assert m * k * n <= parts * small < m * k * n + workers * small
         got = parallel_gemm.matmul(a, b, workers)
@@ -101,20 +109,25 @@ def test_what_stays_on_numpys_matmul(rng, monkeypatch):
     assert len(calls) == 1 and calls[0][6] == 2  # (a, b, c, trans_a, trans_b, by_rows, parts, ...)
 
 
-@pytest.mark.parametrize("m, k, n, rows", [
-    (100, 784, 50, True),  # TwoLayerNet's forward: more rows than columns
-    (50, 100, 784, False),  # its weight gradient: 25 rows a block would be too few
-    (128, 784, 512, False),  # the MLP's forward: 64 rows a block
-    (512, 128, 784, True),  # the MLP's weight gradient: 256 rows a block, 25% faster than columns
+@pytest.mark.parametrize("m, k, n, small_rows, packed_rows, packed_parts", [
+    (100, 784, 50, True, True, 2),  # TwoLayerNet's forward: more rows than columns
+    (50, 100, 784, False, True, 2),  # its weight gradient: 25 rows a block, too few only for small kernels
+    (128, 784, 512, False, True, 2),  # the MLP's forward: 64 rows a block
+    (512, 128, 784, True, True, 2),  # the MLP's weight gradient: 256 rows a block, 25% faster than columns
+    (10, 128, 512, False, False, 2),  # its last layer's weight gradient: 5 rows a block would be too few
 ])
-def test_which_axis_the_blocks_cut(no_threshold, rng, monkeypatch, m, k, n, rows):
+def test_which_axis_the_blocks_cut(no_threshold, kernels, rng, monkeypatch, m, k, n, small_rows, packed_rows,
+                                   packed_parts):
+    rows = small_rows if kernels else packed_rows
     seen = []
     real = parallel_gemm._blocks
-    monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: seen.append(args[5]) or real(*args))
+    monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: seen.append(args[5:7]) or real(*args))
     a, b = _operands(rng, m, k, n, True, False, np.float32)
     expected = _by_blocks(a, b, parallel_gemm.blocks(a, b, 2), 2)
     np.testing.assert_array_equal(parallel_gemm.matmul(a, b, 2), expected)
-    assert seen == [rows] and _by_rows(m, n, 2) == rows
+    assert seen[0][0] == rows and _by_rows(m, n, 2) == rows
+    if not kernels:  # packing kernels: one block per worker, however small the product
+        assert seen == [(rows, packed_parts)]
 
 
 def test_a_product_with_an_empty_axis(no_threshold):

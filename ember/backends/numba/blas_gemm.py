@@ -16,6 +16,11 @@ Where no such CBLAS is found (another NumPy build), the names point at
 ``numpy.dot`` (SciPy's BLAS): slower, never wrong, and a cached caller never
 meets an unresolved symbol.  ``NUMPY_BLAS`` says which one is in use.
 
+``SMALL_MATRIX_KERNELS`` says whether that OpenBLAS runs small products
+without packing its operands (its AVX-512 cores; ``BLAS_CORE`` names the
+core): the GEMM callers cut products into small blocks only then, because
+every block packs its operands again on the other cores.
+
 Trade-off: pointers cross as integers (``intp``), which the x86-64 and AArch64
 C calling conventions pass exactly like pointers; the arrays' shapes and
 strides are checked in ``gemm`` before the call.
@@ -36,6 +41,11 @@ ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 # ILP64 CBLAS names NumPy's OpenBLAS builds export, most specific first.
 _CANDIDATES = {"s": ("scipy_cblas_sgemm64_", "cblas_sgemm64_"), "d": ("scipy_cblas_dgemm64_", "cblas_dgemm64_")}
 _SYMBOLS = {"s": "ember_cblas_sgemm", "d": "ember_cblas_dgemm"}
+# OpenBLAS cores (threadpoolctl's ``architecture``, lower case) whose sgemm/dgemm take small products on
+# kernels that skip packing: in OpenBLAS 0.3.31 only the x86-64 AVX-512 ones have them.
+SMALL_KERNEL_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+# "1" or "0" overrides the detection (to measure one machine's cut on another); anything else is ignored.
+SMALL_KERNELS_ENV_VAR = "EMBER_BLAS_SMALL_KERNELS"
 
 
 def _signature(real: Any) -> Any:
@@ -53,6 +63,27 @@ def _numpy_blas_paths() -> list[str]:
     numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
     paths = [c.filepath for c in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers]
     return sorted(paths, key=lambda p: not (p.startswith(numpy_dir) and "numpy" in p))
+
+
+def _numpy_blas_core() -> str:
+    """The OpenBLAS core NumPy's BLAS runs on (``"haswell"``, ``"skylakex"``, ...), or ``""`` if unknown."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return ""
+    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
+    for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
+        if lib.filepath.startswith(numpy_dir) and lib.internal_api == "openblas":
+            return str(getattr(lib, "architecture", "") or "").lower()
+    return ""
+
+
+def _small_matrix_kernels(core: str, found: bool) -> bool:
+    """Whether GEMM callers should cut products into small blocks (see ``SMALL_KERNEL_CORES``)."""
+    forced = os.environ.get(SMALL_KERNELS_ENV_VAR, "").strip()
+    if not found or forced not in ("0", "1"):
+        return found and core in SMALL_KERNEL_CORES
+    return forced == "1"
 
 
 def _find_cblas(kind: str) -> int | None:
@@ -107,6 +138,8 @@ def _register() -> bool:
 
 
 NUMPY_BLAS = _register()
+BLAS_CORE = _numpy_blas_core() if NUMPY_BLAS else ""
+SMALL_MATRIX_KERNELS = _small_matrix_kernels(BLAS_CORE, NUMPY_BLAS)
 _sgemm = types.ExternalFunction(_SYMBOLS["s"], _signature(types.float32))
 _dgemm = types.ExternalFunction(_SYMBOLS["d"], _signature(types.float64))
 

@@ -39,7 +39,8 @@ import numpy
 from ember.backends.cpu.batch_split import map_slices, split_slices
 from ember.backends.cpu.threads import batch_workers
 from ember.backends.geometry import window_geometry
-from ember.backends.numba import conv_shifted, pool_region, prange_slices
+from ember.backends.numba import conv_im2col_slices, conv_shifted, pool_region, prange_slices
+from ember.backends.numba.blas_gemm import SMALL_MATRIX_KERNELS
 from ember.backends.numba.conv_im2col_slices import backward_slice as _backward_slice
 from ember.backends.numba.conv_im2col_slices import forward_slice as _forward_slice
 
@@ -56,6 +57,10 @@ MIN_SLICE_ELEMENTS = 1 << 16
 SHIFTED_GEMMS = True
 MIN_SHIFTED_CHANNELS = 8
 MAX_SHIFTED_WIDTH_RATIO = 1.2
+# The backward too, where NumPy's OpenBLAS has small-matrix kernels (``blas_gemm``; the rule above was
+# measured there).  Without them the per-tap backward packs every tap's operands: DeepConvNet's conv3 and
+# conv4 backward took 5.3 and 10.3 ms per tap against 4.4 and 9.4 by im2col on a Zen 2 core, conv2's tied.
+SHIFTED_BACKWARD = SMALL_MATRIX_KERNELS
 # Slices per batch worker.  On Numba's pool, DeepConvNet step alternated in one process (9 and 12
 # rounds): 2 per worker 2.8-3.6% faster than 4, 1 and 8 within 1% of 4.  Under load the regions run
 # on one thread (``pool_region``), so the slices no longer need to be small for balance.
@@ -71,10 +76,10 @@ def conv2d_supported(x: Any, W: Any, b: Any = None) -> bool:
     return all(type(a) is numpy.ndarray and a.dtype == x.dtype for a in arrays) and x.dtype in NUMBA_DTYPES
 
 
-def _shifted(c: int, w: int, sh: int, sw: int, pw: int, ow: int) -> bool:
-    """Whether a convolution of this geometry runs as per-tap GEMMs (``conv_shifted``)."""
-    return (SHIFTED_GEMMS and sh == 1 and sw == 1 and c >= MIN_SHIFTED_CHANNELS and ow > 0
-            and w + 2 * pw <= MAX_SHIFTED_WIDTH_RATIO * ow)
+def _shifted(c: int, w: int, sh: int, sw: int, pw: int, ow: int, backward: bool = False) -> bool:
+    """Whether a convolution of this geometry runs its forward (or ``backward``) as per-tap GEMMs."""
+    return (SHIFTED_GEMMS and (SHIFTED_BACKWARD or not backward) and sh == 1 and sw == 1
+            and c >= MIN_SHIFTED_CHANNELS and ow > 0 and w + 2 * pw <= MAX_SHIFTED_WIDTH_RATIO * ow)
 
 
 def _taps(W: Any) -> Any:
@@ -97,6 +102,7 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
     oc, _, kh, kw = W.shape
     sh, sw, ph, pw, oh, ow = window_geometry(x.shape, kh, kw, stride, padding, "conv2d")
     x = numpy.ascontiguousarray(x)
+    block_macs = conv_im2col_slices.BLOCK_MACS
     bias = numpy.zeros(0, dtype=x.dtype) if b is None else numpy.ascontiguousarray(b)
     y = numpy.empty((n, oc, oh, ow), dtype=x.dtype)
     if y.size == 0:
@@ -111,15 +117,15 @@ def conv2d_forward(x: Any, W: Any, b: Any, stride: tuple, padding: tuple, *, xp:
         W2 = numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
 
         def part(s: slice) -> None:
-            _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s])
+            _forward_slice(x[s], W2, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y[s], block_macs)
 
     slices, workers = _slices(n, c * kh * kw * oh * ow)
     if POOL_SLICES and workers > 1 and len(slices) > 1 and pool_region.available():
         W2e = numpy.empty((0, 0), x.dtype) if W2 is None else W2
         Wte = numpy.empty((0, 0, 0), x.dtype) if Wt is None else Wt
         prange_slices.run_split(prange_slices.forward_slices,
-                                (x, W2e, Wte, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y), slices,
-                                workers)
+                                (x, W2e, Wte, bias, b is not None, bool(relu), kh, kw, sh, sw, ph, pw, y,
+                                 block_macs), slices, workers)
         return y
     map_slices(part, slices, workers)
     return y
@@ -142,11 +148,12 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
     if not (need_gx or need_gw or need_gb):
         return None, None, None
     x = numpy.ascontiguousarray(x)
+    block_macs = conv_im2col_slices.BLOCK_MACS
     gx = numpy.empty(x.shape, dtype=x.dtype) if need_gx else numpy.empty((n, c, 0, 0), dtype=x.dtype)
     slices, workers = _slices(n, c * kh * kw * oh * ow)
     if n == 0:
         slices = []
-    shifted = _shifted(c, w, sh, sw, pw, ow)
+    shifted = _shifted(c, w, sh, sw, pw, ow, backward=True)
     Wk = _taps(W) if shifted else numpy.ascontiguousarray(W).reshape(oc, c * kh * kw)
     gw_shape = (kh * kw, oc, c) if shifted else (c * kh * kw, oc)  # per tap (OC, C), or gW^T
 
@@ -158,7 +165,7 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
                                         gwt, gb)
         else:
             _backward_slice(x[s], Wk, gy[s], y[s], kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx[s], gwt,
-                            gb)
+                            gb, block_macs)
         return gwt, gb
 
     if POOL_SLICES and workers > 1 and len(slices) > 1 and pool_region.available():
@@ -170,7 +177,7 @@ def conv2d_backward(x: Any, W: Any, gy: Any, stride: tuple, padding: tuple, need
         Wte = Wk if shifted else numpy.empty((0, 0, 0), x.dtype)
         prange_slices.run_split(prange_slices.backward_slices,
                                 (x, W2e, Wte, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gw_parts,
-                                 gw_taps, gb_parts), slices, workers)
+                                 gw_taps, gb_parts, block_macs), slices, workers)
         partials = list(zip(gw_taps if shifted else gw_parts, gb_parts))
     else:
         partials = map_slices(part, slices, workers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numba
 import numpy
 
-from ember.backends.numba.blas_gemm import gemm
+from ember.backends.numba.blas_gemm import SMALL_MATRIX_KERNELS, gemm
 from ember.backends.numba.conv_planes import _col2im_plane, _crop_plane, _im2col_plane, _pad_plane
 
 
@@ -32,6 +32,10 @@ def _image_to_col(img, kh, kw, sh, sw, ph, pw, pad, col5):  # pragma: no cover -
 # DeepConvNet's 8x8 layers, one thread, W2 (64x576) @ col (576x64) 50 -> 41 us as 4-8 blocks, W2^T @ g
 # 50 -> 42 us; ``gW^T += col g^T`` got slower cut, so it stays one call (docs/engineering/cpu-round5.md).
 SMALL_GEMM_MACS = 1 << 19
+# The cut the slices get (their ``block_macs``): none (0) where NumPy's OpenBLAS has no small-matrix
+# kernels, since every block packs the image's columns again (DeepConvNet conv2's forward on a Zen 2 core,
+# Haswell kernels: 16x144 by 144x784 as 4 blocks made im2col 1.8x slower than per-tap GEMMs).
+BLOCK_MACS = SMALL_GEMM_MACS if SMALL_MATRIX_KERNELS else 0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -47,14 +51,16 @@ def _gemm_rows(a, b, c, trans_a, parts):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def _row_blocks(m, k, n):  # pragma: no cover - compiled
-    """Row blocks for an ``m x k`` by ``k x n`` product: enough to keep each near ``SMALL_GEMM_MACS``."""
-    parts = -(-(m * k * n) // SMALL_GEMM_MACS)
+def _row_blocks(m, k, n, block_macs):  # pragma: no cover - compiled
+    """Row blocks for an ``m x k`` by ``k x n`` product: enough to keep each near ``block_macs`` (0: one)."""
+    if block_macs <= 0:
+        return 1
+    parts = -(-(m * k * n) // block_macs)
     return max(1, min(parts, m))
 
 
 @numba.njit(nogil=True, cache=True)
-def forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragma: no cover - compiled
+def forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y, block_macs):  # pragma: no cover
     """``y[n] = W2 @ im2col(x[n]) (+ b) (ReLU)`` for every image of the slice, one image's columns at a time."""
     n, c, h, w = x.shape
     oc, k = W2.shape
@@ -63,7 +69,7 @@ def forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragm
     col = numpy.empty((k, p), dtype=x.dtype)
     col5 = col.reshape((c, kh, kw, oh, ow))
     pad = numpy.zeros((h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    parts = _row_blocks(oc, k, p)
+    parts = _row_blocks(oc, k, p, block_macs)
     for i in range(n):
         _image_to_col(x[i], kh, kw, sh, sw, ph, pw, pad, col5)
         yi = y[i].reshape((oc, p))
@@ -81,7 +87,8 @@ def forward_slice(x, W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y):  # pragm
 
 
 @numba.njit(nogil=True, cache=True)
-def backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gwt, gb):  # pragma: no cover
+def backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gwt, gb,
+                   block_macs):  # pragma: no cover - compiled
     """``gx[n] = col2im(W2^T g[n])``, ``gwt = sum_n im2col(x[n]) @ g[n]^T`` (``gW^T``) and ``gb = sum_n g[n]``.
 
     ``g`` is ``gy``, or ``gy`` masked by ``y > 0`` when ``y`` is not empty (the fused
@@ -99,7 +106,7 @@ def backward_slice(x, W2, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_
     position_sums = numpy.zeros((oc, p) if need_gb else (0, 0), dtype=x.dtype)
     gwt[:, :] = 0
     gb[:] = 0
-    gx_parts = _row_blocks(k, oc, p)
+    gx_parts = _row_blocks(k, oc, p, block_macs)
     for i in range(n):
         gyi = gy[i].reshape((oc, p))
         if masked:

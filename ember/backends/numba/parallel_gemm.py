@@ -1,8 +1,8 @@
 """A layer's 2-D product split over Numba's thread pool, one BLAS call per block, no GIL hand-off.
 
 ``matmul(a, b, workers)`` cuts the rows or the columns of ``a @ b`` into
-blocks (``plan``: ``workers`` of them, or a multiple small enough for
-OpenBLAS's small-matrix kernels) and runs them in one ``prange`` region, each
+blocks (``plan``: ``workers`` of them, or, where NumPy's OpenBLAS has
+small-matrix kernels, a multiple small enough for them) and runs them in one ``prange`` region, each
 block one single-threaded call of NumPy's own OpenBLAS (``blas_gemm.gemm``)
 writing straight into its rows or columns of the result.  The shared axis
 ``K`` is never cut, and which blocks exist depends only on the shapes and the
@@ -24,7 +24,11 @@ Trade-off: OpenMP's workers spin for a few milliseconds after each region
 (GNU OpenMP's default), so every other split of the step runs on the same pool
 (``prange_slices``); Python threads started during the spin waited for it.
 The finer cut of small products leans on NumPy's OpenBLAS having small-matrix
-kernels (0.3.31 here); a BLAS without them packs the operands once per block.
+kernels (``blas_gemm.SMALL_MATRIX_KERNELS``: its AVX-512 cores); elsewhere a
+block packs the operands again, so TwoLayerNet's forward took 96 us as 8 blocks
+against 66 as 2 on a Zen 2 core (Haswell kernels), and there the blocks are rows
+down to 16 a block, which beat columns on every MLP product.  Which plan a
+machine gets depends on its OpenBLAS core, never on timing.
 Measurements: ``docs/engineering/cpu-round4.md`` and ``cpu-round5.md``.
 Products smaller than ``MIN_PARALLEL_MACS`` multiply-adds, other dtypes,
 operands with no unit-stride axis, or no NumPy CBLAS (``blas_gemm.NUMPY_BLAS``
@@ -40,7 +44,7 @@ import numpy
 
 from ember.backends.cpu.threads import apply_thread_policy
 from ember.backends.numba import pool_region
-from ember.backends.numba.blas_gemm import NUMPY_BLAS, gemm
+from ember.backends.numba.blas_gemm import NUMPY_BLAS, SMALL_MATRIX_KERNELS, gemm
 
 # Smallest product (M*K*N multiply-adds) split over the pool: a few microseconds of one core's GEMM
 # on OpenBLAS's small-matrix kernels, where a region's start (~2.5 us) and the wait for the slower block
@@ -51,6 +55,12 @@ MIN_PARALLEL_MACS = 1 << 19
 # column blocks, while TwoLayerNet's (50 rows) and the MLP's forward products (128 rows) ran 10-12% faster
 # as columns (docs/engineering/cpu-round5.md).
 MIN_ROWS_PER_BLOCK = 128
+# Without small-matrix kernels (Zen 2, Haswell kernels, 2026-12-04): row blocks beat column blocks on every
+# TwoLayerNet and MLP product with at least 25 rows a block (the MLP's 128x512 by 512x512 406 against
+# 455 us, its 128x10 by 10x512 18 against 58), columns won only on 10 rows (25 against 29 us).
+MIN_ROWS_PER_PACKED_BLOCK = 16
+# Whether NumPy's OpenBLAS runs small blocks without packing them (``blas_gemm``); tests switch it.
+SMALL_KERNELS = SMALL_MATRIX_KERNELS
 # A product of at most MAX_BLOCKS_PER_WORKER * SMALL_BLOCK_MACS multiply-adds per worker is cut into
 # enough blocks that none has more than SMALL_BLOCK_MACS.  NumPy's OpenBLAS runs blocks that small on
 # its small-matrix kernels, which skip packing the operands: TwoLayerNet's forward product took 43 us
@@ -129,9 +139,9 @@ def _operand(x: Any) -> tuple[Any, bool] | None:
 def plan(a: Any, b: Any, workers: int) -> tuple[int, bool]:
     """``(blocks, by_rows)``: how ``matmul`` cuts ``a @ b`` (1 block: NumPy's ``@`` on this thread).
 
-    ``workers`` blocks, or a multiple of it small enough that every block has at most
-    ``SMALL_BLOCK_MACS`` multiply-adds (up to ``MAX_BLOCKS_PER_WORKER`` per worker); never
-    more blocks than the cut axis has rows or columns.
+    ``workers`` blocks, or, with ``SMALL_KERNELS``, a multiple of it small enough that every
+    block has at most ``SMALL_BLOCK_MACS`` multiply-adds (up to ``MAX_BLOCKS_PER_WORKER`` per
+    worker); never more blocks than the cut axis has rows or columns.
     """
     if workers <= 1 or not NUMPY_BLAS or type(a) is not numpy.ndarray or type(b) is not numpy.ndarray:
         return 1, True
@@ -142,6 +152,9 @@ def plan(a: Any, b: Any, workers: int) -> tuple[int, bool]:
     macs = m * k * n
     if macs < MIN_PARALLEL_MACS or b.shape[0] != k:
         return 1, True
+    if not SMALL_KERNELS:
+        by_rows = m >= n or m >= MIN_ROWS_PER_PACKED_BLOCK * workers
+        return min(workers, m if by_rows else n), by_rows
     by_rows = m >= n or m >= MIN_ROWS_PER_BLOCK * workers
     parts = workers
     if macs <= workers * MAX_BLOCKS_PER_WORKER * SMALL_BLOCK_MACS:

@@ -32,7 +32,7 @@ from ember.backends.numba.pool_tiled import max_pool_2x2, max_pool_2x2_backward
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
-def forward_slices(x, W2, Wt, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y, bounds):  # pragma: no cover
+def forward_slices(x, W2, Wt, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y, block_macs, bounds):  # pragma: no cover
     """Every slice ``bounds[s]:bounds[s+1]`` of the batch through the forward: per tap when ``Wt`` is not empty."""
     shifted = Wt.shape[0] > 0
     for s in numba.prange(bounds.shape[0] - 1):
@@ -40,12 +40,12 @@ def forward_slices(x, W2, Wt, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y, boun
         if shifted:
             conv_shifted.forward_slice(x[lo:hi], Wt, b, has_bias, relu, kh, kw, ph, pw, y[lo:hi])
         else:
-            forward_slice(x[lo:hi], W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y[lo:hi])
+            forward_slice(x[lo:hi], W2, b, has_bias, relu, kh, kw, sh, sw, ph, pw, y[lo:hi], block_macs)
 
 
 @numba.njit(nogil=True, parallel=True, cache=True)
 def backward_slices(x, W2, Wt, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gx, gw_parts, gw_taps,
-                    gb_parts, bounds):  # pragma: no cover - compiled
+                    gb_parts, block_macs, bounds):  # pragma: no cover - compiled
     """Every slice through the backward; slice ``s`` writes its ``gx`` images, ``gw_parts[s]`` and ``gb_parts[s]``.
 
     Per tap when ``Wt`` is not empty: then ``gw_taps`` is ``(S, KH*KW, OC, C)``, else ``gw_parts`` is
@@ -62,7 +62,7 @@ def backward_slices(x, W2, Wt, gy, y, kh, kw, sh, sw, ph, pw, need_gx, need_gw, 
                                         gxs, gw_taps[s], gb_parts[s])
         else:
             backward_slice(x[lo:hi], W2, gy[lo:hi], ys, kh, kw, sh, sw, ph, pw, need_gx, need_gw, need_gb, gxs,
-                           gw_parts[s], gb_parts[s])
+                           gw_parts[s], gb_parts[s], block_macs)
 
 
 def bounds_of(slices: list) -> Any:
