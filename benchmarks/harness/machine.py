@@ -32,6 +32,28 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_identity(cpuinfo: str | None = None) -> str | None:
+    """``"family F model M, AVX-512"`` (or ``no AVX-512``) from /proc/cpuinfo (or the ``cpuinfo`` text):
+    one marketing name covers several generations, whose BLAS kernels (and so ember's GEMM cuts) differ;
+    None off Linux."""
+    fields: dict = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model", "flags") and key not in fields:
+                fields[key] = value.strip()
+            if not key and fields:  # the end of the first processor's block
+                break
+    except OSError:
+        return None
+    if "cpu family" not in fields or "model" not in fields:
+        return None
+    avx512 = "AVX-512" if "avx512f" in fields.get("flags", "").split() else "no AVX-512"
+    return f"family {fields['cpu family']} model {fields['model']}, {avx512}"
+
+
 def load_average() -> list[float] | None:
     """The 1/5/15-minute load averages (None where the OS has none)."""
     try:
@@ -67,6 +89,7 @@ def machine_info() -> dict:
         pass
     return {
         "cpu": cpu_model(),
+        "cpu_identity": cpu_identity(),
         "cpu_count": os.cpu_count(),
         "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
@@ -89,7 +112,7 @@ def blas_threads() -> list[dict]:
     except ImportError:
         return []
     return [{"api": p.get("user_api"), "internal_api": p.get("internal_api"), "num_threads": p.get("num_threads"),
-             "version": p.get("version")} for p in threadpool_info()]
+             "version": p.get("version"), "architecture": p.get("architecture")} for p in threadpool_info()]
 
 
 def slug(text: str) -> str:

@@ -100,3 +100,19 @@ def test_numpy_blas_is_found_on_numpy_wheels():
     if blas != "scipy-openblas":
         pytest.skip(f"NumPy is built against {blas or 'an unknown BLAS'}, not the wheels' scipy-openblas")
     assert blas_gemm.NUMPY_BLAS
+
+
+def test_small_matrix_kernels_follow_numpys_openblas_core(monkeypatch):
+    """Small GEMM blocks only where OpenBLAS skips packing them (its AVX-512 cores), never guessed from timing."""
+    monkeypatch.delenv(blas_gemm.SMALL_KERNELS_ENV_VAR, raising=False)
+    assert blas_gemm._small_matrix_kernels("skylakex", True) and blas_gemm._small_matrix_kernels("cooperlake", True)
+    assert not blas_gemm._small_matrix_kernels("haswell", True) and not blas_gemm._small_matrix_kernels("zen", True)
+    assert not blas_gemm._small_matrix_kernels("skylakex", False)  # no NumPy CBLAS: the products stay on @
+    monkeypatch.setenv(blas_gemm.SMALL_KERNELS_ENV_VAR, "1")
+    assert blas_gemm._small_matrix_kernels("haswell", True) and not blas_gemm._small_matrix_kernels("haswell", False)
+    monkeypatch.setenv(blas_gemm.SMALL_KERNELS_ENV_VAR, "0")
+    assert not blas_gemm._small_matrix_kernels("skylakex", True)
+    monkeypatch.setenv(blas_gemm.SMALL_KERNELS_ENV_VAR, "yes")  # not 0 or 1: ignored
+    assert blas_gemm._small_matrix_kernels("skylakex", True)
+    if blas_gemm.NUMPY_BLAS:  # threadpoolctl names the core NumPy's OpenBLAS picked for this CPU
+        assert blas_gemm.BLAS_CORE and blas_gemm.BLAS_CORE == blas_gemm.BLAS_CORE.lower()
