@@ -68,6 +68,11 @@ def _identity(machine: dict) -> str:
     return f" ({machine['cpu_identity']})" if machine.get("cpu_identity") else ""
 
 
+def _core(pool: dict) -> str:
+    """`` (Haswell)``: the kernels a BLAS pool runs on, where threadpoolctl names them."""
+    return f" ({pool['architecture']})" if pool.get("architecture") else ""
+
+
 def _sample_seconds(doc: dict) -> str:
     """The shortest sample length of the run, or of its cases when they ask for longer ones."""
     base = float(doc["settings"].get("min_sample_s") or 0.0)
@@ -87,7 +92,8 @@ def render(doc: dict) -> str:
     lines = [f"# {doc['title']}", ""]
     lines.append(
         f"Suite `{doc['suite']}`{' (--quick)' if doc['quick'] else ''}, {doc['created']}, {doc['elapsed_s']:.0f} s. "
-        f"Machine: {m['cpu']}{_identity(m)}, {m['cpu_count']} cpus; load average {m.get('load_average_start')} at start, "
+        f"Machine: {m['cpu']}{_identity(m)}, {m['cpu_count']} cpus; "
+        f"load average {m.get('load_average_start')} at start, "
         f"{m.get('load_average_end')} at end; threads: {st['threads'] or 'default'}. "
         f"Python {v['python']}, NumPy {v['numpy']}, Numba {v.get('numba')}, PyTorch {v.get('torch') or '—'}. "
         f"Median of up to {st['repeats']} interleaved samples after {st['warmup']} warm-up calls; "
@@ -231,8 +237,7 @@ def _notes(doc: dict, by: dict) -> list[str]:
         tf32 = (info.get("precision_settings") or {}).get("tf32_mode")
         if tf32 is not None and t.get("device") == "cuda":
             bits.append(f"tf32={tf32}")
-        blas = [f"{p['internal_api']}×{p['num_threads']}" + (f" ({p['architecture']})" if p.get("architecture") else "")
-                for p in info.get("blas", [])]
+        blas = [f"{p['internal_api']}×{p['num_threads']}" + _core(p) for p in info.get("blas", [])]
         if blas:
             bits.append("pools " + ", ".join(blas))
         state = "ok" if t["status"] == "ok" else f"{t['status']}: {t['reason']}"

@@ -243,3 +243,27 @@ def test_non_contiguous_inputs_equal_contiguous_ones(rng):
     want = conv_fused.conv2d_backward(x.copy(), W.copy(), gy.copy(), (1, 1), (1, 1), (True, True, True))
     for g, w in zip(got, want):
         np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("block_macs", [0, 1 << 19])
+def test_the_slices_get_this_machines_cut(rng, monkeypatch, block_macs):
+    """The cut chosen for the BLAS core (``BLOCK_MACS``) reaches the compiled slices, forward and backward."""
+    from ember.backends.cpu.threads import set_thread_policy
+    from ember.backends.numba import conv_im2col_slices, pool_region, prange_slices
+
+    if not pool_region.available():
+        pytest.skip("Numba's thread pool is not available in this process")
+    monkeypatch.setattr(conv_im2col_slices, "BLOCK_MACS", block_macs)
+    monkeypatch.setattr(conv_fused, "MIN_SLICE_ELEMENTS", 0)
+    seen = []
+    real = prange_slices.run_split
+    monkeypatch.setattr(prange_slices, "run_split", lambda driver, args, *rest: seen.append(args[-1])
+                        or real(driver, args, *rest))
+    x, W = rng.normal(size=(4, 64, 8, 8)), rng.normal(size=(64, 64, 3, 3))  # conv6: im2col both ways
+    previous = set_thread_policy(batch_workers=2)
+    try:
+        y = conv_fused.conv2d_forward(x, W, None, (1, 1), (1, 1))
+        conv_fused.conv2d_backward(x, W, np.ones_like(y), (1, 1), (1, 1), (True, True, False))
+    finally:
+        set_thread_policy(batch_workers=previous["batch_workers"])
+    assert seen == [block_macs, block_macs]

@@ -26,7 +26,8 @@ def _operands(rng, m, k, n, trans_a, trans_b, dtype):
 
 def _by_rows(m, n, workers):
     """Whether ``matmul`` cuts an ``m x n`` result into row blocks (else column blocks)."""
-    fewest = parallel_gemm.MIN_ROWS_PER_BLOCK if parallel_gemm.SMALL_KERNELS else parallel_gemm.MIN_ROWS_PER_PACKED_BLOCK
+    small = parallel_gemm.SMALL_KERNELS
+    fewest = parallel_gemm.MIN_ROWS_PER_BLOCK if small else parallel_gemm.MIN_ROWS_PER_PACKED_BLOCK
     return m >= n or m >= fewest * workers
 
 
