@@ -15,14 +15,17 @@ from ember.backends.cpu.threads import set_thread_policy  # noqa: E402
 from ember.backends.numba import linear, nn, parallel_gemm  # noqa: E402
 from ember.backends.reference import nn as ref  # noqa: E402
 
-SHAPES = [(100, 784, 50), (128, 64, 512), (7, 33, 5), (300, 20, 500), (3, 4, 1)]
+# (10, 128, 512) is cut into columns by both plans, (128, 64, 512) by the small-kernel plan only.
+SHAPES = [(100, 784, 50), (128, 64, 512), (7, 33, 5), (300, 20, 500), (3, 4, 1), (10, 128, 512)]
 
 
-@pytest.fixture
-def blocks_seen(monkeypatch):
-    """Every product cut from any size; yields the block counts ``parallel_gemm._blocks`` ran."""
+@pytest.fixture(params=[True, False], ids=["small-kernels", "packing-kernels"])
+def blocks_seen(request, monkeypatch):
+    """Every product cut from any size, by either plan of ``parallel_gemm`` (whatever this machine's
+    OpenBLAS); yields the block counts ``parallel_gemm._blocks`` ran."""
     nn.batch_workers()  # the thread policy (one BLAS thread) before the first product
     monkeypatch.setattr(parallel_gemm, "MIN_PARALLEL_MACS", 0)
+    monkeypatch.setattr(parallel_gemm, "SMALL_KERNELS", request.param)
     seen, real = [], parallel_gemm._blocks
     monkeypatch.setattr(parallel_gemm, "_blocks", lambda *args: seen.append(args[6]) or real(*args))
     return seen

@@ -2,8 +2,8 @@
 
 ``matmul(a, b, workers)`` cuts the rows or the columns of ``a @ b`` into
 blocks (``plan``: ``workers`` of them, or, where NumPy's OpenBLAS has
-small-matrix kernels, a multiple small enough for them) and runs them in one ``prange`` region, each
-block one single-threaded call of NumPy's own OpenBLAS (``blas_gemm.gemm``)
+small-matrix kernels, a multiple small enough for them) and runs them in one
+``prange`` region, each block one single-threaded call of NumPy's own OpenBLAS (``blas_gemm.gemm``)
 writing straight into its rows or columns of the result.  The shared axis
 ``K`` is never cut, and which blocks exist depends only on the shapes and the
 worker count, so the result does not depend on the machine's load: a region
@@ -29,7 +29,7 @@ block packs the operands again, so TwoLayerNet's forward took 96 us as 8 blocks
 against 66 as 2 on a Zen 2 core (Haswell kernels), and there the blocks are rows
 down to 16 a block, which beat columns on every MLP product.  Which plan a
 machine gets depends on its OpenBLAS core, never on timing.
-Measurements: ``docs/engineering/cpu-round4.md`` and ``cpu-round5.md``.
+Measurements: ``docs/engineering/cpu-round4.md``, ``cpu-round5.md`` and ``cpu-round7.md``.
 Products smaller than ``MIN_PARALLEL_MACS`` multiply-adds, other dtypes,
 operands with no unit-stride axis, or no NumPy CBLAS (``blas_gemm.NUMPY_BLAS``
 false) take NumPy's ``@`` on the calling thread.
