@@ -30,7 +30,7 @@ CASES = [
     ((1, 1, 8, 8), (5, 1, 3, 3), True, (1, 1), (0, 0)),
     ((2, 2, 5, 5), (3, 2, 5, 5), True, (1, 1), (2, 2)),
     ((4, 3, 6, 6), (2, 3, 1, 1), True, (2, 2), (0, 0)),
-    ((2, 64, 8, 8), (64, 64, 3, 3), True, (1, 1), (1, 1)),  # DeepConvNet's conv6: products cut into row blocks
+    ((2, 64, 8, 8), (64, 64, 3, 3), True, (1, 1), (1, 1)),  # DeepConvNet's conv6: row blocks under a 2^19 cut
 ]
 IDS = [f"x{c[0]}-W{c[1]}-s{c[3]}-p{c[4]}".replace(" ", "") for c in CASES]
 
