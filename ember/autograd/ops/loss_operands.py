@@ -29,6 +29,8 @@ def check_reduction(op: str, reduction: str) -> None:
 def as_target(op: str, target: Any, like: Tensor) -> Tensor:
     """``target`` as a Tensor on ``like``'s device (NumPy arrays only next to cpu tensors)."""
     if isinstance(target, Tensor):
+        if type(target.data) is numpy.ndarray and type(like.data) is numpy.ndarray:
+            return target  # both on the cpu
         if target.device != like.device:
             raise DeviceMismatchError(
                 f"{op}: expected the target on {like.device} like the input, got {target.device}; "
@@ -90,23 +92,24 @@ def check_class_indices(op: str, logits: Tensor, target: Tensor, ignore_index: i
 
     ``label_range``: the labels' ``class_index_range`` when the caller has read it already (CPU only).
     """
-    shape, C = tuple(logits.shape), logits.shape[1]
+    shape, labels = logits.data.shape, target.data
+    C = shape[1]
     expected = shape[:1] + shape[2:]
-    if target.dtype.kind not in "iu":
-        raise DTypeError(f"{op}: expected integer class indices, got dtype {target.dtype}")
-    if tuple(target.shape) != expected:
+    if labels.dtype.kind not in "iu":
+        raise DTypeError(f"{op}: expected integer class indices, got dtype {labels.dtype}")
+    if labels.shape != expected:
         raise ShapeError(
-            f"{op}: expected class indices of shape {expected} for input {shape}, got {tuple(target.shape)}"
+            f"{op}: expected class indices of shape {expected} for input {shape}, got {tuple(labels.shape)}"
         )
-    if not target.data.size:
+    if not labels.size:
         return
-    raise_for = _index_range_error(op, C, ignore_index)
     if _on_cpu(target):  # NumPy: reading the extremes costs no device sync, so check now
         lo, hi, _ = label_range if label_range is not None else _label_range(target.data, ignore_index)
-        raise_for(lo, hi)
+        if lo < 0 or hi >= C:
+            _index_range_error(op, C, ignore_index)(lo, hi)
     else:  # a GPU: keep the extremes on the device, raise at the next sync point
         defer_range_check((op, C, ignore_index, str(target.device)), backend_of(target.data).xp, target.data,
-                          raise_for)
+                          _index_range_error(op, C, ignore_index))
 
 
 def _label_range(data: Any, ignore_index: int) -> tuple:
@@ -115,7 +118,8 @@ def _label_range(data: Any, ignore_index: int) -> tuple:
 
 
 def _on_cpu(t: Tensor) -> bool:
-    return getattr(t.device, "type", "cpu") == "cpu"
+    """Whether ``t`` lives on the cpu (a plain NumPy array answers without asking its backend)."""
+    return type(t.data) is numpy.ndarray or getattr(t.device, "type", "cpu") == "cpu"
 
 
 def _index_range_error(op: str, C: int, ignore_index: int) -> Any:
@@ -138,10 +142,10 @@ def _index_range_error(op: str, C: int, ignore_index: int) -> Any:
 def classify_target(op: str, logits: Tensor, target: Tensor, ignore_index: int = -100,
                      label_range: tuple | None = None) -> bool:
     """Validate ``target`` against ``logits``; True for a probability (soft / one-hot) target."""
-    shape = tuple(logits.shape)
+    shape = tuple(logits.data.shape)
     index_shape = shape[:1] + shape[2:]
-    tshape = tuple(target.shape)
-    kind = target.dtype.kind
+    tshape = tuple(target.data.shape)
+    kind = target.data.dtype.kind
     if kind == "f":
         if tshape == shape:
             if target.dtype != logits.dtype and not autocast_active():  # autocast computes both in float32

@@ -134,25 +134,31 @@ def linear(x: Tensor, W: Tensor, b: Tensor | None = None) -> Tensor:
 
 
 def check_linear_operands(op: str, x: Any, W: Any, b: Any) -> None:
-    """Raise unless ``x (..., in)``, ``W (out, in)`` and ``b (out,)`` or None are Tensors fit for ``op``."""
+    """Raise unless ``x (..., in)``, ``W (out, in)`` and ``b (out,)`` or None are Tensors fit for ``op``.
+
+    Reads each Tensor's array once: this runs before every linear layer's forward.
+    """
     _check_tensor(op, "the input", x)
     _check_tensor(op, "the weight", W)
-    if x.dtype.kind == "b":  # integer inputs compute (an integer result, no graph), as PyTorch
-        raise DTypeError(f"{op}: expected a numeric input, got dtype bool {tuple(x.shape)}; convert with .float()")
-    if W.ndim != 2:
-        raise ShapeError(f"{op}: expected a weight of shape (out_features, in_features), got {tuple(W.shape)}")
-    if x.ndim == 0 or x.shape[-1] != W.shape[1]:
+    xa, wa = x.data, W.data
+    if xa.dtype.kind == "b":  # integer inputs compute (an integer result, no graph), as PyTorch
+        raise DTypeError(f"{op}: expected a numeric input, got dtype bool {tuple(xa.shape)}; convert with .float()")
+    if wa.ndim != 2:
+        raise ShapeError(f"{op}: expected a weight of shape (out_features, in_features), got {tuple(wa.shape)}")
+    if xa.ndim == 0 or xa.shape[-1] != wa.shape[1]:
         raise ShapeError(
-            f"{op}: expected input (..., {W.shape[1]}) for a weight of shape {tuple(W.shape)}, got {tuple(x.shape)}"
+            f"{op}: expected input (..., {wa.shape[1]}) for a weight of shape {tuple(wa.shape)}, got {tuple(xa.shape)}"
         )
+    ba = None
     if b is not None:
         _check_tensor(op, "the bias", b)
-        if tuple(b.shape) != (W.shape[0],):
-            raise ShapeError(f"{op}: expected a bias of shape ({W.shape[0]},), got {tuple(b.shape)}")
-    for name, t in zip(("weight", "bias"), (W, b)):
-        if t is not None and t.dtype != x.dtype and not autocast_active():  # autocast casts all to float16
+        ba = b.data
+        if ba.shape != (wa.shape[0],):
+            raise ShapeError(f"{op}: expected a bias of shape ({wa.shape[0]},), got {tuple(ba.shape)}")
+    for name, a in (("weight", wa), ("bias", ba)):
+        if a is not None and a.dtype != xa.dtype and not autocast_active():  # autocast casts all to float16
             raise DTypeError(
-                f"{op}: expected the {name} in the input's dtype {x.dtype}, got {t.dtype}; convert with .to(dtype)"
+                f"{op}: expected the {name} in the input's dtype {xa.dtype}, got {a.dtype}; convert with .to(dtype)"
             )
 
 
