@@ -47,6 +47,23 @@ def parts_mode(request, nb_optim):
     return request.getfixturevalue("pool_parts")
 
 
+def test_sgd_coefficients_follow_a_changing_learning_rate(nb_optim, rng):
+    """The cast coefficients are remembered from the last call only while its arguments repeat."""
+    cfg = {**SGD_CONFIGS[1]}
+    args = (np.dtype(np.float32), 0.1, 0.9, 0.3, 0.01, False, False, False, True)
+    assert nb_optim._sgd_scalars_of(*args) is nb_optim._sgd_scalars_of(*args)  # the same step again: no new cast
+    w0 = rng.normal(size=(3, 5)).astype(np.float32)
+    ws, bufs = [w0.copy(), w0.copy()], [np.empty_like(w0), np.empty_like(w0)]
+    for step, lr in enumerate([0.1, 0.1, 0.01, 0.1, 0.5]):  # a schedule, and back to an earlier rate
+        cfg["lr"] = lr
+        g = rng.normal(size=w0.shape).astype(np.float32)
+        for mod, w, buf in zip((ref_optim, nb_optim), ws, bufs):
+            mod.sgd_update(w, g, buf, first_step=step == 0, **cfg)
+        np.testing.assert_array_equal(ws[1], ws[0])
+        assert nb_optim._sgd_scalars_of(np.dtype(np.float32), lr, *args[2:])[0] == np.float32(lr)
+    assert nb_optim._sgd_scalars_of(np.dtype(np.float64), 0.5, *args[2:])[0].dtype == np.float64  # a new dtype
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cfg", SGD_CONFIGS)
 def test_sgd_update_equals_reference(nb_optim, parts_mode, rng, dtype, cfg):

@@ -82,7 +82,32 @@ def _sgd_parts(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_w
 
 def _run(serial: Any, parallel: Any, args: tuple) -> None:
     """``serial(*args)``, or ``parallel(*args, count)`` on the pool when the flat arrays are large."""
+    if args[0].size < pool_flat.MIN_POOL_ELEMENTS:  # a bias or a small layer: no need to ask the pool
+        serial(*args)
+        return
     pool_flat.run(args[0].size, serial, args, parallel, args)
+
+
+def _flat(a: Any) -> Any:
+    """A C-contiguous array as 1-D (itself when it already is)."""
+    return a if a.ndim == 1 else a.reshape(-1)
+
+
+def _last_result(fn: Any) -> Any:
+    """``fn`` (pure) remembering its last arguments and result: SGD's coefficients repeat from step to step
+    until the learning rate changes, and casting them took about 2.5 us a step.  One tuple holds both, so a
+    thread never pairs one call's arguments with another's result."""
+    last: list = [None]
+
+    def cached(*args: Any) -> Any:
+        entry = last[0]
+        if entry is not None and entry[0] == args:
+            return entry[1]
+        result = fn(*args)
+        last[0] = (args, result)
+        return result
+
+    return cached
 
 
 def _sgd_scalars(dtype: Any, lr: float, momentum: float, dampening: float, weight_decay: float, nesterov: bool,
@@ -91,6 +116,9 @@ def _sgd_scalars(dtype: Any, lr: float, momentum: float, dampening: float, weigh
     s = dtype.type
     return (s(lr), s(momentum), s(1 - dampening), s(weight_decay), weight_decay != 0, has_buf, bool(nesterov),
             bool(maximize), bool(first_step))
+
+
+_sgd_scalars_of = _last_result(_sgd_scalars)
 
 
 def sgd_update(
@@ -118,10 +146,10 @@ def _sgd_update_many(
             continue
         key = (w.dtype, buf is not None)
         if key not in scalars:
-            scalars[key] = _sgd_scalars(w.dtype, lr, momentum, dampening, weight_decay, nesterov, maximize,
-                                        first_step, buf is not None)
-        flat = w.reshape(-1)
-        _run(_sgd, _sgd_parts, (flat, g.reshape(-1), flat if buf is None else buf.reshape(-1)) + scalars[key])
+            scalars[key] = _sgd_scalars_of(w.dtype, lr, momentum, dampening, weight_decay, nesterov, maximize,
+                                           first_step, buf is not None)
+        flat = _flat(w)
+        _run(_sgd, _sgd_parts, (flat, _flat(g), flat if buf is None else _flat(buf)) + scalars[key])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -185,9 +213,8 @@ def _adam_scalars(dtype: Any, step: int, lr: float, beta1: float, beta2: float, 
 
 def _adam_arrays(w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any) -> tuple:
     """The flat arrays ``_adam`` takes (``v`` again in place of a missing AMSGrad maximum)."""
-    flat_v = exp_avg_sq.reshape(-1)
-    return (w.reshape(-1), g.reshape(-1), exp_avg.reshape(-1), flat_v,
-            flat_v if max_exp_avg_sq is None else max_exp_avg_sq.reshape(-1))
+    flat_v = _flat(exp_avg_sq)
+    return (_flat(w), _flat(g), _flat(exp_avg), flat_v, flat_v if max_exp_avg_sq is None else _flat(max_exp_avg_sq))
 
 
 def adam_update(
