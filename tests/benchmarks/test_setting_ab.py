@@ -21,8 +21,8 @@ def test_a_run_times_each_value_in_turn(monkeypatch, capsys):
     from ember.backends.numba import pool_flat
 
     seen = []
-    real = pool_flat.parts
-    monkeypatch.setattr(pool_flat, "parts", lambda size: seen.append(pool_flat.MIN_POOL_ELEMENTS) or real(size))
+    real = pool_flat.run
+    monkeypatch.setattr(pool_flat, "run", lambda *args: seen.append(pool_flat.MIN_POOL_ELEMENTS) or real(*args))
     monkeypatch.setattr(pool_flat, "MIN_POOL_ELEMENTS", pool_flat.MIN_POOL_ELEMENTS)
     monkeypatch.setattr(setting_ab, "STEPS_PER_BLOCK", {**setting_ab.STEPS_PER_BLOCK, "tln": 2})
     assert setting_ab.main(["tln", "ember.backends.numba.pool_flat:MIN_POOL_ELEMENTS", "1e12,0", "2"]) == 0

@@ -29,8 +29,8 @@ def check_reduction(op: str, reduction: str) -> None:
 def as_target(op: str, target: Any, like: Tensor) -> Tensor:
     """``target`` as a Tensor on ``like``'s device (NumPy arrays only next to cpu tensors)."""
     if isinstance(target, Tensor):
-        if type(target.data) is numpy.ndarray and type(like.data) is numpy.ndarray:
-            return target  # both on the cpu
+        if _on_cpu(target) and _on_cpu(like):
+            return target
         if target.device != like.device:
             raise DeviceMismatchError(
                 f"{op}: expected the target on {like.device} like the input, got {target.device}; "

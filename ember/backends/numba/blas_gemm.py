@@ -54,28 +54,28 @@ def _signature(real: Any) -> Any:
     return types.void(i32, i32, i32, i64, i64, i64, real, ip, i64, ip, i64, real, ip, i64)
 
 
-def _numpy_blas_paths() -> list[str]:
-    """Files of the BLAS libraries loaded in this process, NumPy's own first."""
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded in this process, NumPy's own first."""
     try:
         import threadpoolctl
     except ImportError:
         return []
     numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
-    paths = [c.filepath for c in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers]
-    return sorted(paths, key=lambda p: not (p.startswith(numpy_dir) and "numpy" in p))
+    libs = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
+    return sorted(libs, key=lambda c: not (c.filepath.startswith(numpy_dir) and "numpy" in c.filepath))
+
+
+def _numpy_blas_paths() -> list[str]:
+    """Files of the BLAS libraries loaded in this process, NumPy's own first."""
+    return [c.filepath for c in _blas_libraries()]
 
 
 def _numpy_blas_core() -> str:
     """The OpenBLAS core NumPy's BLAS runs on (``"haswell"``, ``"skylakex"``, ...), or ``""`` if unknown."""
-    try:
-        import threadpoolctl
-    except ImportError:
+    libs = _blas_libraries()
+    if not libs or libs[0].internal_api != "openblas" or "numpy" not in libs[0].filepath:
         return ""
-    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(numpy.__file__)))
-    for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers:
-        if lib.filepath.startswith(numpy_dir) and lib.internal_api == "openblas":
-            return str(getattr(lib, "architecture", "") or "").lower()
-    return ""
+    return str(getattr(libs[0], "architecture", "") or "").lower()
 
 
 def _small_matrix_kernels(core: str, found: bool) -> bool:

@@ -82,9 +82,6 @@ def _sgd_parts(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_w
 
 def _run(serial: Any, parallel: Any, args: tuple) -> None:
     """``serial(*args)``, or ``parallel(*args, count)`` on the pool when the flat arrays are large."""
-    if args[0].size < pool_flat.MIN_POOL_ELEMENTS:  # a bias or a small layer: no need to ask the pool
-        serial(*args)
-        return
     pool_flat.run(args[0].size, serial, args, parallel, args)
 
 

@@ -45,6 +45,9 @@ def part_edge(size, part, count):  # pragma: no cover - compiled
 
 def run(size: int, serial: Any, serial_args: tuple, parallel: Any, parallel_args: tuple) -> None:
     """``serial(*serial_args)``, or ``parallel(*parallel_args, count)`` in one region when ``size`` is large."""
+    if size < MIN_POOL_ELEMENTS:  # a bias or a small layer: straight to the serial kernel
+        serial(*serial_args)
+        return
     count = parts(size)
     if count <= 1:
         serial(*serial_args)
