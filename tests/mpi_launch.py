@@ -31,6 +31,9 @@ def run_ranks(program: list[str], ranks: int = 2, timeout: float = 300,
     """
     env = dict(os.environ, **env_extra)
     env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root without both (MPICH ignores them)
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     cmd = [mpiexec(), "-n", str(ranks), sys.executable, "-m", "mpi4py", *program]
     start = time.monotonic()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)

@@ -168,6 +168,15 @@ MUTATIONS = [
     Mutation("load-casts-tensors-to-float32", "return Tensor._make(self.backend.asarray(host))",
              "return Tensor._make(self.backend.asarray(host).astype(numpy.float32))",
              ("tests/nn/test_serialization.py", "tests/reliability/test_checkpoints.py"), area="serialization"),
+    Mutation("graph-host-filled-from-scratch-pool", "with _cupy().cuda.using_allocator(self._host_pool.malloc):",
+             "with contextlib.nullcontext():", ("tests/backends/test_cuda_graphs_fake_cpu.py",), area="cuda graphs"),
+    Mutation("sort-passes-kind-to-cupy",
+             'if type(x) is numpy.ndarray else xp.argsort(x, axis=axis)',
+             'if type(x) is numpy.ndarray else xp.argsort(x, axis=axis, kind="stable")',
+             ("tests/backends/test_cupy_ops_fake_cpu.py",), area="cuda ops"),
+    Mutation("nccl-id-as-tuple-only", "return nccl.NcclCommunicator(size, uid.tobytes(), rank)",
+             "return nccl.NcclCommunicator(size, tuple(int(v) for v in uid), rank)",
+             ("tests/distributed/test_nccl_unique_id.py",), area="distributed"),
 ]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy
 
-from ember.backends import device_gemm
+from ember.backends import capture_state, device_gemm
 
 _FLOAT32 = numpy.dtype(numpy.float32)
 
@@ -73,10 +73,9 @@ def update(scaler: Any, flags: list) -> None:
     xp = sys.modules["cupy"]
     found = _one_flag(flags)
     scale = next(t.data for (_, dtype), t in scaler._scale_tensors.items() if numpy.dtype(dtype) == _FLOAT32)
-    tracker = getattr(scaler, "_device_tracker", None)
-    if tracker is None:
-        # empty, not zeros: a zeros() in the capture would be a memset replayed before every step
-        tracker = scaler._device_tracker = xp.empty((), dtype=numpy.int64)
+    # empty, not zeros: a zeros() in the capture would be a memset replayed before every step; each capture
+    # gets its own (the host fills it before the first replay, so it lives in that graph's host-filled memory)
+    tracker = scaler._device_tracker = capture_state.host_filled_empty(xp, (), numpy.int64)
     start = [scaler._growth_tracker]
     before_replay(lambda: tracker.set(numpy.asarray(start.pop(), numpy.int64)) if start else None, keep=tracker)
     counted = tracker + 1

@@ -9,6 +9,14 @@ graph needs to stay correct, and how it gets it:
   lives as long as the graph, so no later allocation is handed an address the
   graph still writes. Arrays that existed before and that the step's ops read
   (parameters, inputs, constants) are kept alive by the graph too.
+* That pool reuses memory freed earlier in the capture, as an eager step would;
+  kernels write it in stream order, so that is safe for everything the graph
+  computes. An array the HOST fills (a pointer table, a device scalar, state
+  zeroed once) would be overwritten at every replay by the kernel that used the
+  same memory as scratch earlier in the graph, so those come from a second pool,
+  live as long as the graph and are never freed during it
+  (``capture_state.host_filled_empty``); :func:`before_replay` and deferred
+  uploads refuse any other array.
 * GEMMs go through ember's own cuBLAS handle, bound to the capture stream with
   its workspace (``ember.backends.device_gemm``): CuPy refuses cuBLAS here.
 * Host->device copies are refused during capture; small tables whose contents
@@ -68,9 +76,18 @@ def defer_upload(device_array: Any, host: Any) -> None:
 
 
 def before_replay(hook: Callable[[], None], keep: Any = None) -> None:
-    """Run ``hook`` before every launch of the graph being captured (to refresh device scalars)."""
+    """Run ``hook`` before every launch of the graph being captured (to refresh device scalars).
+
+    ``keep``, the array the hook writes, must come from ``capture_state.host_filled_empty``.
+
+    Raises:
+        RuntimeError: no capture is in progress, or ``keep`` is graph scratch memory.
+    """
     if not _ACTIVE:
         raise RuntimeError("ember.cuda.graphs.before_replay: no capture in progress")
+    if keep is not None and not capture_state.is_host_filled(keep):
+        raise RuntimeError("ember.cuda.graphs.before_replay: allocate what the hook writes with "
+                           "capture_state.host_filled_empty (graph scratch memory would overwrite it)")
     _ACTIVE[0]._hooks.append(hook)
     if keep is not None:
         _ACTIVE[0]._keep.append(keep)
@@ -86,6 +103,7 @@ class CUDAGraph:
         self._keep: list = []  # arrays the graph reads or writes, alive as long as it is
         self._bound: list = []  # (Tensor, its array at capture): replay refuses a rebound one
         self._hooks: list = []  # run before every launch (device scalars)
+        self._host_pool: Any = None  # the pool of arrays the host fills (see the module docstring)
         self.replays = 0
 
     def pool(self) -> Any:
@@ -109,6 +127,7 @@ class CUDAGraph:
         if int(self._stream.ptr) in (0, 1):
             raise RuntimeError("ember.cuda.graph: cannot capture on the legacy default stream")
         self._pool = pool if pool is not None else cupy.cuda.MemoryPool()
+        self._host_pool = cupy.cuda.MemoryPool()
         from ember.backends.cupy import cublas, optim_captured
 
         cublas.prepare(cupy, int(cupy.cuda.Device().id), int(self._stream.ptr))  # handle + workspace, outside
@@ -118,7 +137,8 @@ class CUDAGraph:
         self._exits.enter_context(cupy.cuda.using_allocator(self._pool.malloc))
         self._recorder = _capture.Recorder()  # sees every array the ops touch (kept alive below)
         _capture.RECORDER[0] = self._recorder
-        capture_state.UPLOADS.clear()
+        capture_state.end()
+        capture_state.HOST_FILLED[0] = self._host_filled
         device_gemm.CAPTURING[0] += 1
         _ACTIVE.append(self)
         try:
@@ -147,9 +167,16 @@ class CUDAGraph:
         for dst, host in uploads:  # on the current stream, where replay() launches
             dst.set(host)
 
+    def _host_filled(self, xp: Any, shape: tuple, dtype: Any) -> Any:
+        """An array from the host-filled pool, kept as long as the graph (never freed, so never reused)."""
+        with _cupy().cuda.using_allocator(self._host_pool.malloc):
+            array = xp.empty(shape, dtype=dtype)
+        self._keep.append(array)
+        return array
+
     def _finish(self) -> None:
         _ACTIVE.clear()
-        capture_state.UPLOADS.clear()
+        capture_state.end()
         device_gemm.CAPTURING[0] -= 1
         _capture.RECORDER[0] = None
         self._exits.close()
@@ -184,7 +211,7 @@ class CUDAGraph:
         """Drop the graph, then its memory."""
         self._graph = None
         self._keep, self._bound, self._hooks = [], [], []
-        self._pool = None
+        self._pool = self._host_pool = None
 
 
 _CUDA_REFUSALS = ("H2D", "D2H", "is capturing", "StreamCapture", "cuRAND", "cuBLAS", "synchronous API")

@@ -23,6 +23,27 @@ from ember.distributed.mpi_transport import MPITransport
 _ID_BYTES = 128
 
 
+def unique_id_as_int8(uid: Any) -> Any:
+    """NCCL's unique id as 128 int8 values to broadcast: CuPy 14 gives ``bytes``, older CuPy a tuple of ints."""
+    import numpy
+
+    if isinstance(uid, (bytes, bytearray)):
+        out = numpy.frombuffer(bytes(uid), dtype=numpy.int8)
+    else:
+        out = numpy.asarray(uid, dtype=numpy.int64).astype(numpy.int8)
+    if out.size != _ID_BYTES:
+        raise ValueError(f"ember.distributed (nccl): expected a {_ID_BYTES}-byte unique id, got {out.size}")
+    return out
+
+
+def communicator(nccl: Any, size: int, uid: Any, rank: int) -> Any:
+    """``NcclCommunicator`` from the broadcast id, in the form this CuPy takes (bytes, or a tuple before CuPy 14)."""
+    try:
+        return nccl.NcclCommunicator(size, uid.tobytes(), rank)
+    except TypeError:
+        return nccl.NcclCommunicator(size, tuple(int(v) for v in uid), rank)
+
+
 class NCCLTransport:
     """Stream-ordered NCCL collectives with a watchdog deadline.
 
@@ -40,9 +61,9 @@ class NCCLTransport:
         cupy.cuda.Device(mpi.local_rank % cupy.cuda.runtime.getDeviceCount()).use()
         uid = numpy.zeros(_ID_BYTES, dtype=numpy.int8)
         if self.rank == 0:
-            uid[:] = numpy.asarray(nccl.get_unique_id(), dtype=numpy.int64).astype(numpy.int8)
+            uid[:] = unique_id_as_int8(nccl.get_unique_id())
         mpi.broadcast(uid, src=0)
-        self.comm = nccl.NcclCommunicator(self.size, tuple(int(v) for v in uid), self.rank)
+        self.comm = communicator(nccl, self.size, uid, self.rank)
         self.stream = cupy.cuda.Stream(non_blocking=True)
         self._pending: list[tuple[Any, float, str]] = []
         self._lock = threading.Lock()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy
 
-from ember.backends import device_gemm
+from ember.backends import capture_state, device_gemm
 
 _SKIP_FLAGS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()  # optimizer -> device flag
 
@@ -39,13 +39,14 @@ def set_skip_flag(optimizer: Any, flag: Any) -> None:
 def zeros_like(w: Any) -> Any:
     """Optimizer state made during a capture: zeroed once before the first replay, not by the graph.
 
-    (``zeros_like`` in the capture would be a memset replayed at every step.)
+    (``zeros_like`` in the capture would be a memset replayed at every step; the host zeroes it, so it
+    comes from the graph's host-filled memory.)
     """
     import sys
 
     from ember.cuda.graphs import before_replay
 
-    out = sys.modules["cupy"].empty_like(w)
+    out = capture_state.host_filled_empty(sys.modules["cupy"], w.shape, w.dtype)
     pending = [True]
 
     def zero_once() -> None:
@@ -62,7 +63,7 @@ def _scalars(xp: Any, size: int, skip_index: int, optimizer: Any, first: Any, la
     ``later()`` its learning-rate prefix before each later one; the skip slot is copied in the graph."""
     from ember.cuda.graphs import before_replay
 
-    sc = xp.empty(size, dtype=numpy.float64)
+    sc = capture_state.host_filled_empty(xp, (size,), numpy.float64)
     last: list = []  # what the device holds now (the learning-rate prefix), to skip unchanged uploads
 
     def refresh() -> None:

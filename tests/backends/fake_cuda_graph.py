@@ -11,6 +11,12 @@ real CUDA graph bakes kernel arguments in. ``end_capture`` then restores every
 array that existed before the capture, so capturing performs no step, as on a
 GPU, and each ``launch`` re-runs the recording over the same buffers.
 
+Memory the capture allocated from the graph's pool may be reused by a later
+allocation of the same capture on a GPU, so the kernel that wrote it as scratch
+overwrites it at every replay: a host write into such an array after the
+capture (a refresh hook, a deferred upload) raises ``ScratchWriteError`` here.
+Arrays allocated under another allocator (ember's host-filled pool) are exempt.
+
 What CuPy refuses during capture raises here too: host reads (``.get()``,
 ``float()``, ...), host->device copies (``cupy.asarray`` of host data,
 ``a[...] = host``, ``.set``), synchronisation, and cuBLAS through CuPy
@@ -20,7 +26,6 @@ What CuPy refuses during capture raises here too: host reads (``.get()``,
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import sys
 
@@ -30,12 +35,17 @@ fake = importlib.import_module("test_cupy_fake_module_cpu")
 FakeCupyArray = fake.FakeCupyArray
 
 
+class ScratchWriteError(AssertionError):
+    """A host write into memory a captured graph may use as scratch (see the module docstring)."""
+
+
 class Capture:
     """One capture in progress: the recorded thunks and the pre-capture arrays to restore."""
 
     def __init__(self, stream):
         self.stream, self.thunks, self.snapshots, self.born, self.keep = stream, [], {}, set(), []
         self.pools_used: list = []
+        self.scratch_pool = _Cap.allocator_pool  # the allocator when the capture began: the graph's pool
 
 
 class _Cap:
@@ -44,6 +54,7 @@ class _Cap:
     allocator_pool = None
     stream = None
     launches = 0
+    scratch: dict = {}  # noqa: RUF012 - id -> array the graph's pool made in a finished capture (reset by install)
 
 
 def _root(a):
@@ -96,6 +107,14 @@ def _quiet(fn):
     return run
 
 
+def _check_host_write(a) -> None:
+    """Raise for a write outside any capture and launch into an array a capture made from the graph's pool."""
+    if _Cap.active is None and _Cap.depth == 0 and id(_root(a)) in _Cap.scratch:
+        raise ScratchWriteError(
+            f"host write into an array of shape {numpy.shape(a)} made in a capture from the graph's pool: on a GPU "
+            "that memory may be scratch of an earlier kernel of the graph, which overwrites it at every replay")
+
+
 def _refuse(what: str) -> None:
     raise RuntimeError(f"the current stream is capturing, so {what} are disallowed")
 
@@ -106,6 +125,8 @@ def _array_ufunc(self, ufunc, method, *inputs, out=None, **kwargs):
     if cap is not None and ufunc is numpy.matmul and any(
             isinstance(i, numpy.ndarray) and i.dtype.kind == "f" for i in inputs):
         raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+    if cap is not None and any(type(i) is numpy.ndarray for i in inputs):  # CuPy copies a host operand over
+        _refuse("H2D transfers")
     plain_in = tuple(_plain(i) for i in inputs)
     if out is not None:
         kwargs["out"] = tuple(_plain(o) for o in out)
@@ -142,6 +163,7 @@ def _setitem(self, key, value):
     if cap is not None and isinstance(value, (list, numpy.ndarray)) and not isinstance(value, FakeCupyArray) \
             and numpy.ndim(value) > 0:
         _refuse("H2D transfers")
+    _check_host_write(self)
     plain_key = tuple(_plain(k) for k in key) if isinstance(key, tuple) else _plain(key)
     target, v = self.view(numpy.ndarray), _plain(value)
     if cap is not None:
@@ -175,6 +197,7 @@ def _in_place(name):
 
     def method(self, *args, **kwargs):
         cap = _recording()
+        _check_host_write(self)
         if cap is not None:
             _note_written(cap, [self])
             target = self.view(numpy.ndarray)
@@ -187,6 +210,7 @@ def _in_place(name):
 def _set(self, host, stream=None):
     if _recording() is not None:
         _refuse("H2D transfers")
+    _check_host_write(self)
     self.view(numpy.ndarray)[...] = host
 
 
@@ -224,86 +248,13 @@ def _wrap_function(name, fn):
     return call
 
 
-# ---------------------------------------------------------------- driver objects
-class MemoryPool:
-    """A private pool: counts the arrays made while it was the allocator."""
-
-    def malloc(self, size):  # never called by the fake (its arrays are NumPy's); present for the API
-        raise AssertionError("fake MemoryPool.malloc is not used")
-
-    def used(self, cap: Capture) -> bool:
-        return any(p is self for p in cap.pools_used)
-
-
-@contextlib.contextmanager
-def using_allocator(allocator=None):
-    previous = _Cap.allocator_pool
-    _Cap.allocator_pool = getattr(allocator, "__self__", None)
-    try:
-        yield
-    finally:
-        _Cap.allocator_pool = previous
-
-
-class Graph:
-    def __init__(self, thunks):
-        self.thunks = thunks
-
-    def launch(self, stream=None):
-        _Cap.launches += 1
-        for thunk in self.thunks:
-            _quiet(thunk)()
-
-
-class Stream:
-    _next = [16]
-
-    def __init__(self, non_blocking=False, null=False):
-        self.ptr = 0 if null else Stream._next[0]
-        if not null:
-            Stream._next[0] += 16
-        self._prev = []
-
-    def __enter__(self):
-        self._prev.append(_Cap.stream)
-        _Cap.stream = self
-        return self
-
-    def __exit__(self, *exc):
-        _Cap.stream = self._prev.pop()
-
-    def begin_capture(self, mode=None):
-        if self.ptr in (0, 1):
-            raise RuntimeError("cannot capture on the default (legacy) stream")
-        if _Cap.active is not None:
-            raise RuntimeError("a capture is already in progress")
-        _Cap.active = Capture(self)
-
-    def is_capturing(self):
-        return _Cap.active is not None and _Cap.active.stream is self
-
-    def end_capture(self):
-        cap, _Cap.active = _Cap.active, None
-        for root, saved in cap.snapshots.values():
-            numpy.copyto(root.view(numpy.ndarray) if isinstance(root, FakeCupyArray) else root, saved)
-        _Cap.last = cap
-        return Graph(cap.thunks)
-
-    def synchronize(self):
-        if _Cap.active is not None:
-            raise RuntimeError("cudaErrorStreamCaptureUnsupported: synchronize during capture")
-
-    def wait_event(self, event):
-        pass
-
-
-NULL_STREAM = Stream(null=True)
-
-
 def install(monkeypatch, cupy=None):
     """Give the fake ``cupy`` (the one in ``sys.modules``) streams, graphs, pools and capture recording."""
+    from fake_cuda_driver import NULL_STREAM, MemoryPool, Stream, using_allocator
+
     cupy = cupy or sys.modules["cupy"]
     _Cap.active, _Cap.depth, _Cap.allocator_pool, _Cap.stream, _Cap.launches = None, 0, None, None, 0
+    _Cap.scratch = {}
     cuda = cupy.cuda
     monkeypatch.setattr(cuda, "Stream", Stream, raising=False)
     monkeypatch.setattr(cuda, "MemoryPool", MemoryPool, raising=False)
@@ -340,8 +291,11 @@ def install(monkeypatch, cupy=None):
 
 def _copying_getitem(base):
     def getitem(self, key):
-        out = _quiet(base)(self, key)
         cap = _recording()
+        keys = key if isinstance(key, tuple) else (key,)
+        if cap is not None and any(type(k) is numpy.ndarray or isinstance(k, list) for k in keys):
+            _refuse("H2D transfers")  # CuPy uploads a host index array
+        out = _quiet(base)(self, key)
         if cap is not None and isinstance(out, numpy.ndarray) and not numpy.may_share_memory(out, self):
             _note_new(cap, [out])
             src, target = self.view(numpy.ndarray), out.view(numpy.ndarray)

@@ -138,8 +138,10 @@ def test_replayed_steps_equal_eager_steps(graphs, name, opt_name):
             numpy.testing.assert_array_equal(se["exp_avg"].get(), sr["exp_avg"].get())
     cap = fcg.last_capture()
     assert [c for c in graphs.calls if c[0] == "gemm"]  # the GEMMs went through ember's handle
-    pool = replayed[3]._graphs[next(iter(replayed[3]._graphs))].graph.pool()
-    assert cap.pools_used and all(p is pool for p in cap.pools_used)  # every capture allocation: the private pool
+    graph = replayed[3]._graphs[next(iter(replayed[3]._graphs))].graph
+    pool, host_pool = graph.pool(), graph._host_pool
+    assert cap.pools_used and all(p is pool or p is host_pool for p in cap.pools_used)  # the graph's two pools
+    assert sum(p is host_pool for p in cap.pools_used) == 1  # the device scalars (the fake's pointer table is host)
 
 
 def test_a_frozen_learning_rate_would_be_caught(graphs, monkeypatch):
@@ -267,7 +269,9 @@ def test_deferred_upload_fills_a_table_made_in_the_capture(graphs):
     x = em.tensor([1.0, 2.0, 3.0], device="cuda")
     g = em.cuda.CUDAGraph()
     with em.cuda.graph(g):
-        table = cupy.empty(3, dtype=numpy.float32)  # contents known on the host, uploaded after the capture
+        with pytest.raises(RuntimeError, match="host_filled_empty"):  # graph scratch would overwrite the upload
+            em.cuda.graphs.defer_upload(cupy.empty(3, dtype=numpy.float32), numpy.zeros(3, numpy.float32))
+        table = capture_state.host_filled_empty(cupy, (3,), numpy.float32)  # uploaded after the capture
         em.cuda.graphs.defer_upload(table, numpy.array([10.0, 20.0, 30.0], numpy.float32))
         y = x + em.Tensor._make(table)
         fake_device = [types.SimpleNamespace(size=4, data=types.SimpleNamespace(ptr=4096 * k)) for k in (1, 2)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import sys
 import types
 
@@ -143,6 +144,8 @@ class _Event:
 def _wrap(fn):
     def call(*args, **kwargs):
         out = fn(*args, **kwargs)
+        if isinstance(out, numpy.generic):  # CuPy returns 0-d device arrays where NumPy returns scalars
+            out = numpy.asarray(out)
         return out.view(FakeCupyArray) if type(out) is numpy.ndarray else out
 
     return call
@@ -156,6 +159,11 @@ def _make_fake_cupy() -> types.ModuleType:
         return numpy.array(a, copy=True).view(numpy.ndarray)
 
     cupy.asnumpy = asnumpy
+
+    def argsort(a, axis=-1):  # CuPy's signature: no ``kind`` (its sort is always stable)
+        return numpy.argsort(a, axis=axis, kind="stable")
+
+    cupy.argsort = _wrap(argsort)
     cupy.RawKernel = None  # never reached: NumPy-type arrays take the emulation path
     runtime = types.SimpleNamespace(
         getDeviceCount=lambda: 2, getDevice=lambda: _State.current,
@@ -173,6 +181,10 @@ def _make_fake_cupy() -> types.ModuleType:
     cupy.__getattr__ = __getattr__
     cupyx = types.ModuleType("cupyx")
     cupyx.empty_pinned = lambda shape, dtype: numpy.empty(shape, dtype)
+    erf = numpy.vectorize(math.erf, otypes=[numpy.float64])
+    cupyx.scipy = types.ModuleType("cupyx.scipy")
+    cupyx.scipy.special = types.ModuleType("cupyx.scipy.special")
+    cupyx.scipy.special.erf = _wrap(lambda x: erf(x).astype(numpy.result_type(x, numpy.float16)))
     return cupy, cupyx
 
 
@@ -183,6 +195,8 @@ def fake_cupy(monkeypatch):
     by_type, by_device = dict(devmod._BACKEND_BY_ARRAY_TYPE), dict(devmod._BACKEND_BY_DEVICE_TYPE)
     monkeypatch.setitem(sys.modules, "cupy", cupy)
     monkeypatch.setitem(sys.modules, "cupyx", cupyx)
+    monkeypatch.setitem(sys.modules, "cupyx.scipy", cupyx.scipy)
+    monkeypatch.setitem(sys.modules, "cupyx.scipy.special", cupyx.scipy.special)
     sys.modules.pop("ember.backends.cupy.backend", None)
     _State.current, _State.synced, _State.host_read_budget = 0, [], None
     try:

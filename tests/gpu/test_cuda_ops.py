@@ -65,17 +65,19 @@ def _args(name: str, k: int, device: str, dtype) -> tuple:
 
 
 def _run(name: str, k: int, device: str, dtype=em.float32):
+    """The op's outputs (a list: split/chunk pieces, sort's values and indices) and its leaves' gradients."""
     args, kwargs, leaves = _args(name, k, device, dtype)
     em.manual_seed(0)
     out = OPS[name].fn(*args, **kwargs)
-    if isinstance(out, tuple):  # split/chunk return pieces: compare them joined
-        out = em.cat([o.reshape(-1) for o in out])
+    outs = list(out) if isinstance(out, tuple) else [out]
+    rng = numpy.random.default_rng(7)
+    weighted = [(o * em.tensor(rng.normal(size=tuple(o.shape)).astype(o.dtype), device=device)).sum()
+                for o in outs if o.requires_grad]
     grads = []
-    if out.requires_grad:
-        w = numpy.random.default_rng(7).normal(size=tuple(out.shape)).astype(out.dtype)
-        (out * em.tensor(w, device=device)).sum().backward()
+    if weighted:
+        sum(weighted[1:], weighted[0]).backward()
         grads = [None if t.grad is None else t.grad.numpy() for t in leaves]
-    return out, grads
+    return outs, grads
 
 
 def test_cuda_tensors_are_cupy_arrays():
@@ -88,10 +90,12 @@ def test_cuda_tensors_are_cupy_arrays():
 
 @pytest.mark.parametrize("name,k", _cases())
 def test_op_forward_backward_on_cuda_equals_cpu(name, k):
-    out_cpu, g_cpu = _run(name, k, "cpu")
-    out_gpu, g_gpu = _run(name, k, "cuda")
-    assert out_gpu.device == "cuda:0" and out_gpu.dtype == out_cpu.dtype
-    numpy.testing.assert_allclose(out_gpu.numpy(), out_cpu.numpy(), **F32)
+    outs_cpu, g_cpu = _run(name, k, "cpu")
+    outs_gpu, g_gpu = _run(name, k, "cuda")
+    assert len(outs_gpu) == len(outs_cpu)
+    for out_gpu, out_cpu in zip(outs_gpu, outs_cpu):
+        assert out_gpu.device == "cuda:0" and out_gpu.dtype == out_cpu.dtype
+        numpy.testing.assert_allclose(out_gpu.numpy(), out_cpu.numpy(), **F32)
     for a, b in zip(g_gpu, g_cpu):
         assert (a is None) == (b is None)
         if a is not None:

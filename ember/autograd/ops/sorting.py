@@ -19,10 +19,14 @@ from ember.errors import ShapeError
 
 
 def _order(xp: Any, x: Any, axis: int, descending: bool) -> Any:
-    """Stable argsort of ``x`` along ``axis``; descending keeps ties in input order too."""
+    """Stable argsort of ``x`` along ``axis``; descending keeps ties in input order too.
+
+    NumPy is asked for its stable sort; CuPy's ``argsort`` takes no ``kind`` and is always stable.
+    """
     if descending:
         x = -(x.astype(numpy.int64) if x.dtype.kind in "ub" else x)
-    return xp.argsort(x, axis=axis, kind="stable").astype(numpy.int64, copy=False)
+    order = numpy.argsort(x, axis=axis, kind="stable") if type(x) is numpy.ndarray else xp.argsort(x, axis=axis)
+    return order.astype(numpy.int64, copy=False)
 
 
 class _Gather(Function):

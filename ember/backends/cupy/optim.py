@@ -261,7 +261,7 @@ def _pointer_table(rows: list[list[Any]], xp: Any) -> Any:
     host = numpy.array(addresses + starts, dtype=numpy.int64)
     if not on_host:
         if capture_state.CAPTURING[0]:  # inside a CUDA graph: allocate now, fill right after the capture
-            table = xp.empty(host.shape, dtype=host.dtype)
+            table = capture_state.host_filled_empty(xp, host.shape, host.dtype)
             capture_state.defer_upload(table, host)
             return table
         return xp.asarray(host)
