@@ -5,8 +5,9 @@ forward is ``y2 = col @ W2.T`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ 
 with ``W2 = W.reshape(OC, -1)`` -- plain 2-D products that cuBLAS runs as one GEMM
 each (transposed operands are free there), where a batched ``matmul`` with a
 broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (one
-thread per column element), a fused epilogue that adds the bias, applies an optional
-ReLU and writes the NHWC-ordered ``y2`` out as NCHW in one pass, ``gy_rows`` (gy NCHW ->
+thread per column element, its indices in 32-bit ints when they fit), a fused
+epilogue that adds the bias, applies an optional ReLU and writes the NHWC-ordered
+``y2`` out as NCHW in one pass, ``gy_rows`` (gy NCHW ->
 ``(N*OH*OW, OC)``, masked by the ReLU output when the forward fused one), and
 ``col2im_rows``, the deterministic gather of ``col2im`` reading the row layout.
 
@@ -26,13 +27,16 @@ from typing import Any
 import numpy
 
 from ember.backends.cupy.kernel_spec import (
-    BLOCK, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch, launch_blocks,
+    BLOCK, MAX_BLOCKS, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch, launch_blocks,
 )
 from ember.backends.device_gemm import matmul as gemm  # capturable: ember's own cuBLAS in a CUDA graph
 from ember.backends.geometry import window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks
 
 COL_BUDGET_BYTES = 256 << 20
+# im2col indexes in 32-bit ints below this many elements (a 64-bit division costs several 32-bit ones,
+# and the kernel is mostly divisions); the margin keeps the grid-stride loop's last step from overflowing.
+INT32_INDEX_LIMIT = 2**31 - 1 - MAX_BLOCKS * BLOCK
 # conv2d_forward takes ``relu=`` and conv2d_backward ``y=``: ops look for this flag before
 # passing them, since other backends' conv2d_forward/backward may not have the keywords.
 FUSES_RELU = True
@@ -41,26 +45,37 @@ FUSES_RELU = True
 GY_BIAS_TARGET_BLOCKS = 1024
 
 _IM2COL_ROWS_BODY = """
-extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,
-    long long C, long long H, long long W, long long KH, long long KW,
-    long long SH, long long SW, long long PH, long long PW, long long OH, long long OW,
-    long long total) {
-  long long K = C * KH * KW;
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long r = i / K, k = i % K;
-    long long ox = r % OW, oy = (r / OW) % OH, n = r / (OW * OH);
-    long long kx = k % KW, ky = (k / KW) % KH, c = k / (KW * KH);
-    long long iy = oy * SH - PH + ky, ix = ox * SW - PW + kx;
+template <typename I>
+__device__ __forceinline__ void im2col_rows_at(const T* __restrict__ x, T* __restrict__ col, I C, I H, I W,
+    I KH, I KW, I SH, I SW, I PH, I PW, I OH, I OW, I total) {
+  const I K = C * KH * KW, step = (I)gridDim.x * (I)blockDim.x;
+  for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < total; i += step) {
+    const I r = i / K, k = i - r * K;  // five divisions; each remainder is a multiply-subtract
+    const I q = r / OW, ox = r - q * OW;
+    const I n = q / OH, oy = q - n * OH;
+    const I t = k / KW, kx = k - t * KW;
+    const I c = t / KH, ky = t - c * KH;
+    const I iy = oy * SH - PH + ky, ix = ox * SW - PW + kx;
     col[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W)
         ? x[((n * C + c) * H + iy) * W + ix] : from_acc((ACC)0);
   }
 }
+
+extern "C" __global__ void ${name}(const T* __restrict__ x, T* __restrict__ col,
+    long long C, long long H, long long W, long long KH, long long KW,
+    long long SH, long long SW, long long PH, long long PW, long long OH, long long OW,
+    long long wide, long long total) {
+  if (wide)
+    im2col_rows_at<long long>(x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, total);
+  else
+    im2col_rows_at<int>(x, col, (int)C, (int)H, (int)W, (int)KH, (int)KW, (int)SH, (int)SW, (int)PH, (int)PW,
+                        (int)OH, (int)OW, (int)total);
+}
 """
 
 
-def _emulate_im2col_rows(total, x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
-    """NumPy evaluation of the row-layout im2col kernel, one vector lane per thread index ``i``."""
+def _emulate_im2col_rows(total, x, col, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW, wide):
+    """NumPy evaluation of the row-layout im2col kernel, one vector lane per thread index ``i`` (any width)."""
     i = numpy.arange(total, dtype=numpy.int64)
     K = C * KH * KW
     r, k = i // K, i % K
@@ -207,7 +222,8 @@ def im2col_rows(x: Any, kh: int, kw: int, stride: Any = 1, padding: Any = 0, *, 
     c, _, _, kh, kw, _, _, _, _, oh, ow = g
     x = xp.ascontiguousarray(x)
     col = xp.empty((n * oh * ow, c * kh * kw), dtype=x.dtype)
-    launch(IM2COL_ROWS, x.dtype, col.size, (x, col, *g))
+    wide = int(max(col.size, x.size) > INT32_INDEX_LIMIT)
+    launch(IM2COL_ROWS, x.dtype, col.size, (x, col, *g, wide))
     return col
 
 

@@ -76,9 +76,13 @@ def _rows(col6):
     return col6.transpose(0, 4, 5, 1, 2, 3).reshape(n * oh * ow, c * kh * kw)
 
 
+@pytest.mark.parametrize("index", ["int32", "int64"])
 @pytest.mark.parametrize("dtype", FLOATS)
 @pytest.mark.parametrize("geo", CONV_GEOMETRIES, ids=_geometry_id)
-def test_row_layout_im2col_and_col2im(compiled, geo, dtype, rng):
+def test_row_layout_im2col_and_col2im(compiled, geo, dtype, index, rng, monkeypatch):
+    """im2col in both index widths (64-bit for buffers past ``INT32_INDEX_LIMIT`` elements; forced here)."""
+    if index == "int64":
+        monkeypatch.setattr(K.conv_gemm, "INT32_INDEX_LIMIT", 0)
     n, c, h, w, kh, kw, s, p = geo
     x = rng.normal(size=(n, c, h, w)).astype(dtype)
     col6 = R.conv.im2col(x, kh, kw, s, p)
