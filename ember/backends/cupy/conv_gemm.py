@@ -90,7 +90,7 @@ extern "C" __global__ void ${name}(const T* __restrict__ col, T* __restrict__ im
     long long C, long long H, long long W, long long KH, long long KW,
     long long SH, long long SW, long long PH, long long PW, long long OH, long long OW,
     long long total) {""",
-    "acc += to_acc(col[(((p / C) * OH + oy) * OW + ox) * (C * KH * KW) + ((p % C) * KH + ky) * KW + kx]);",
+    "acc += to_acc(col[(((p / (int)C) * OH + oy) * OW + ox) * (C * KH * KW) + ((p % (int)C) * KH + ky) * KW + kx]);",
     "img[i] = from_acc(acc);",
 )
 

@@ -84,29 +84,43 @@ _PRELUDE_COMMON = """
 # The loop of a gather kernel (col2im, the pooling backwards): one thread per
 # input pixel ``i`` of plane ``p`` sums @TERM@ (a statement adding to ``acc``)
 # over every window ``(ky, kx, oy, ox)`` that covers it, then runs @STORE@.
-# No atomics and a fixed summation order: deterministic.
-GATHER_LOOP = """
-  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    long long x = i % W, y = (i / W) % H, p = i / (W * H);
-    ACC acc = 0;
-    for (long long ky = 0; ky < KH; ++ky) {
-      long long t = y + PH - ky;
-      if (t < 0 || t % SH != 0) continue;
-      long long oy = t / SH;
-      if (oy >= OH) continue;
-      for (long long kx = 0; kx < KW; ++kx) {
-        long long u = x + PW - kx;
-        if (u < 0 || u % SW != 0) continue;
-        long long ox = u / SW;
-        if (ox >= OW) continue;
-        @TERM@
+# No atomics and a fixed summation order: deterministic. The window arithmetic runs in
+# 32-bit ints (sizes, strides and positions are far below 2**31), and so does ``i``
+# whenever the output's size leaves room for the grid-stride loop's last step: a 64-bit
+# division costs several 32-bit ones, and these loops are mostly divisions. Terms
+# index memory with the long long parameters.
+_GATHER_ONE = """
+    for (@I@ i = (@I@)blockIdx.x * blockDim.x + threadIdx.x; i < (@I@)total;
+         i += (@I@)gridDim.x * blockDim.x) {
+      const @I@ q = i / W32, p = q / H32;
+      const int x = (int)(i - q * W32), y = (int)(q - p * H32);
+      ACC acc = 0;
+      for (int ky = 0; ky < KH32; ++ky) {
+        const int t = y + PH32 - ky;
+        if (t < 0) continue;
+        const int oy = t / SH32;
+        if (oy * SH32 != t || oy >= OH32) continue;
+        for (int kx = 0; kx < KW32; ++kx) {
+          const int u = x + PW32 - kx;
+          if (u < 0) continue;
+          const int ox = u / SW32;
+          if (ox * SW32 != u || ox >= OW32) continue;
+          @TERM@
+        }
       }
+      @STORE@
     }
-    @STORE@
-  }
-}
 """
+GATHER_LOOP = (
+    """
+  const int W32 = (int)W, H32 = (int)H, KH32 = (int)KH, KW32 = (int)KW, SH32 = (int)SH, SW32 = (int)SW;
+  const int PH32 = (int)PH, PW32 = (int)PW, OH32 = (int)OH, OW32 = (int)OW;
+  if (total <= 2147483647LL - (long long)gridDim.x * blockDim.x) {"""
+    + _GATHER_ONE.replace("@I@", "int")
+    + "  } else {"
+    + _GATHER_ONE.replace("@I@", "long long")
+    + "  }\n}\n"
+)
 
 
 def gather_body(signature: str, term: str, store: str) -> str:
