@@ -78,7 +78,9 @@ MUTATIONS = [
     Mutation("reference-relu-backward-ge", "return xp.where(y > 0, gy, 0)", "return xp.where(y >= 0, gy, 0)",
              ("tests/nn/test_activation_loss.py", "tests/backends/test_numba_nn_optim.py"), area="CPU kernel"),
     # --- kernels
-    Mutation("cuda-col2im-stride-swap", "if (u < 0 || u % SW != 0) continue;", "if (u < 0 || u % SH != 0) continue;",
+    Mutation("cuda-im2col-rows-remainder-by-the-wrong-size", "const I q = r / OW, ox = r - q * OW;",
+             "const I q = r / OW, ox = r - q * OH;", CUDA, "conv_gemm.py", "CUDA kernel"),
+    Mutation("cuda-col2im-stride-swap", "const int ox = u / SW32;", "const int ox = u / SH32;",
              CUDA, "kernel_spec.py", "CUDA kernel"),
     Mutation("cuda-max-pool-last-max-wins", "if (v > best || (is_nan(v) && !is_nan(best)))",
              "if (v >= best || (is_nan(v) && !is_nan(best)))", CUDA, area="CUDA kernel"),
