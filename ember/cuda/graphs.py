@@ -88,9 +88,7 @@ def before_replay(hook: Callable[[], None], keep: Any = None) -> None:
     if keep is not None and not capture_state.is_host_filled(keep):
         raise RuntimeError("ember.cuda.graphs.before_replay: allocate what the hook writes with "
                            "capture_state.host_filled_empty (graph scratch memory would overwrite it)")
-    _ACTIVE[0]._hooks.append(hook)
-    if keep is not None:
-        _ACTIVE[0]._keep.append(keep)
+    _ACTIVE[0]._hooks.append(hook)  # ``keep`` is alive already: the graph keeps every host-filled array
 
 
 class CUDAGraph:

@@ -12,6 +12,7 @@ import pytest
 
 import ember as em
 from ember.autograd.registry import OPS
+from op_sweep import args_on, assert_same, cases, run
 
 pytestmark = [
     pytest.mark.gpu,
@@ -19,66 +20,10 @@ pytestmark = [
                        reason='needs CuPy and a CUDA GPU (pip install -e ".[gpu]" on an NVIDIA machine)'),
 ]
 
-F32 = {"rtol": 1e-4, "atol": 1e-5}
 CORE_OPS = ("add", "sub", "mul", "div", "pow", "matmul", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "sum",
             "mean", "amax", "var", "softmax", "log_softmax", "cross_entropy", "mse_loss", "linear", "conv2d",
             "im2col", "col2im", "max_pool2d", "avg_pool2d", "batch_norm", "getitem", "cat", "stack", "where",
             "transpose", "reshape", "broadcast_to")
-
-
-def _cases(names=None) -> list:
-    out = []
-    for name, spec in sorted(OPS.items()):
-        if names is not None and name not in names:
-            continue
-        for k, s in enumerate(spec.samples(numpy.random.default_rng(1234)) if spec.samples else []):
-            out.append(pytest.param(name, k, id=f"{name}-{k}-{s.note or 'case'}".replace(" ", "_")))
-    return out
-
-
-def _args(name: str, k: int, device: str, dtype) -> tuple:
-    """The sample's arguments on ``device``: float arrays as ``dtype`` leaves, other arrays as tensors."""
-    s = OPS[name].samples(numpy.random.default_rng(1234))[k]
-    leaves = []
-
-    def conv(a):
-        if isinstance(a, numpy.ndarray):
-            if a.dtype == numpy.float64:
-                t = em.tensor(a, dtype=dtype, device=device, requires_grad=True)
-                leaves.append(t)
-                return t
-            return em.tensor(a, device=device)
-        if isinstance(a, em.Tensor):  # constants such as running statistics
-            return em.tensor(a.numpy(), dtype=dtype if a.dtype.kind == "f" else None, device=device)
-        if isinstance(a, list):
-            return [conv(v) for v in a]
-        if isinstance(a, tuple):
-            return tuple(conv(v) for v in a)
-        return a
-
-    def const(v):  # keyword arrays (running statistics, ...) are constants on the device
-        if isinstance(v, numpy.ndarray):
-            return em.tensor(v, dtype=dtype if v.dtype.kind == "f" else None, device=device)
-        return v
-
-    return [conv(a) for a in s.args], {key: const(v) for key, v in s.kwargs.items()}, leaves
-
-
-def _run(name: str, k: int, device: str, dtype=em.float32):
-    """The op's outputs (a list: split/chunk pieces, sort's values and indices) and its leaves' gradients."""
-    args, kwargs, leaves = _args(name, k, device, dtype)
-    em.manual_seed(0)
-    out = OPS[name].fn(*args, **kwargs)
-    outs = list(out) if isinstance(out, tuple) else [out]
-    rng = numpy.random.default_rng(7)
-    weighted = [(o * em.tensor(rng.normal(size=tuple(o.shape)).astype(o.dtype), device=device)).sum()
-                for o in outs if o.requires_grad]
-    grads = []
-    if weighted:
-        sum(weighted[1:], weighted[0]).backward()
-        grads = [None if t.grad is None else t.grad.numpy() for t in leaves]
-    return outs, grads
-
 
 def test_cuda_tensors_are_cupy_arrays():
     import cupy
@@ -88,23 +33,14 @@ def test_cuda_tensors_are_cupy_arrays():
     assert t.cpu().device == "cpu" and t.cuda().device == "cuda:0"
 
 
-@pytest.mark.parametrize("name,k", _cases())
+@pytest.mark.parametrize("name,k", cases())
 def test_op_forward_backward_on_cuda_equals_cpu(name, k):
-    outs_cpu, g_cpu = _run(name, k, "cpu")
-    outs_gpu, g_gpu = _run(name, k, "cuda")
-    assert len(outs_gpu) == len(outs_cpu)
-    for out_gpu, out_cpu in zip(outs_gpu, outs_cpu):
-        assert out_gpu.device == "cuda:0" and out_gpu.dtype == out_cpu.dtype
-        numpy.testing.assert_allclose(out_gpu.numpy(), out_cpu.numpy(), **F32)
-    for a, b in zip(g_gpu, g_cpu):
-        assert (a is None) == (b is None)
-        if a is not None:
-            numpy.testing.assert_allclose(a, b, **F32)
+    assert_same(run(name, k, "cuda"), run(name, k, "cpu"))
 
 
-@pytest.mark.parametrize("name,k", _cases(CORE_OPS))
+@pytest.mark.parametrize("name,k", cases(CORE_OPS))
 def test_gradcheck_float64_on_cuda(name, k):
-    args, kwargs, leaves = _args(name, k, "cuda", em.float64)
+    args, kwargs, leaves = args_on(name, k, "cuda", em.float64)
     slots = [i for i, a in enumerate(args) if any(a is t for t in leaves)]
     if not slots:  # leaves inside lists (cat/stack)
         def fn(*ts):
