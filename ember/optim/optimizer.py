@@ -225,39 +225,49 @@ class Optimizer:
         """Update the group's parameters that have a gradient, in batches for ``_update_many``.
 
         A batch holds the parameters of one backend, device and working dtype, so a
-        backend with a multi-tensor kernel updates it in one launch.
+        backend with a multi-tensor kernel updates it in one launch.  Each parameter's
+        arrays are read once, here (a step's bookkeeping is most of the small models' update).
         """
-        batches: dict[tuple, list[int]] = {}
+        batches: dict[tuple, list[tuple]] = {}
         for pi, p in enumerate(group["params"]):
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            x, g = p.data, p.grad.data
+            x, g = p.data, grad.data
             if g.shape != x.shape:
                 raise ShapeError(
                     f"{self._name}.step: expected the grad of parameter {pi} of group {gi} to have shape "
                     f"{tuple(x.shape)}, got {tuple(g.shape)}"
                 )
-            device = getattr(getattr(x, "device", None), "id", None)
-            batches.setdefault((id(backend_of(x)), device, self._state_dtype(x.dtype)), []).append(pi)
-        for indices in batches.values():
-            self._step_batch(group, gi, indices)
+            kind = type(x)
+            device = None if kind is numpy.ndarray else getattr(getattr(x, "device", None), "id", None)
+            key = (kind, device, x.dtype)
+            batch = batches.get(key)
+            if batch is None:
+                batches[key] = batch = []
+            batch.append((pi, p, x, g))
+        for batch in batches.values():
+            self._step_batch(group, gi, batch)
 
-    def _step_batch(self, group: dict[str, Any], gi: int, indices: list[int]) -> None:
-        params = [group["params"][pi] for pi in indices]
-        xp = backend_of(params[0].data).xp
-        dtype = self._state_dtype(params[0].data.dtype)
-        ws, gs = [], []
-        for p in params:
-            x, g = p.data, p.grad.data
-            ws.append(x if x.dtype == dtype else x.astype(dtype))
-            gs.append(g if g.dtype == dtype else g.astype(dtype))
-        states = [self.state.get((gi, pi), {}) for pi in indices]
+    def _step_batch(self, group: dict[str, Any], gi: int, batch: list[tuple]) -> None:
+        """``_update_many`` on ``(index, parameter, array, grad array)`` entries of one array type, device, dtype."""
+        x0 = batch[0][2]
+        xp = backend_of(x0).xp
+        dtype = self._state_dtype(x0.dtype)
+        state_of = self.state
+        if dtype == x0.dtype:
+            ws = [entry[2] for entry in batch]
+            gs = [entry[3] if entry[3].dtype == dtype else entry[3].astype(dtype) for entry in batch]
+        else:
+            ws = [entry[2].astype(dtype) for entry in batch]
+            gs = [entry[3].astype(dtype) for entry in batch]
+        states = [state_of.get((gi, entry[0]), {}) for entry in batch]
         self._update_many(group, ws, gs, states, xp)
-        for pi, p, w, state in zip(indices, params, ws, states):
+        for (pi, p, x, _), w, state in zip(batch, ws, states):
             if state:
-                self.state[(gi, pi)] = state
-            if w is not p.data:
-                xp.copyto(p.data, w, casting="same_kind")
+                state_of[(gi, pi)] = state
+            if w is not x:
+                xp.copyto(x, w, casting="same_kind")
             p._bump_version()
 
     @staticmethod

@@ -135,6 +135,43 @@ def test_adam_update_many_equals_the_reference_one_by_one(nb_optim, parts_mode, 
     assert parts_mode is None or parts_mode == [2] * 9
 
 
+def test_adam_coefficients_follow_the_step_and_a_changing_learning_rate(nb_optim, rng):
+    """The step-independent coefficients are remembered while their arguments repeat; the step's are new."""
+    args = (np.dtype(np.float32), 1e-3, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+    assert nb_optim._adam_constants_of(*args) is nb_optim._adam_constants_of(*args)
+    w0 = rng.normal(size=(4, 6)).astype(np.float32)
+    runs = {mod: [w0.copy(), np.zeros_like(w0), np.zeros_like(w0)] for mod in (ref_optim, nb_optim)}
+    for step, lr in enumerate([1e-3, 1e-3, 1e-2, 1e-3, 0.5], start=1):  # a schedule, and back to an earlier rate
+        g = rng.normal(size=w0.shape).astype(np.float32)
+        for mod, (w, m, v) in runs.items():
+            mod.adam_update(w, g, m, v, None, step=step, **{**_ADAM, "lr": lr})
+        np.testing.assert_array_equal(runs[nb_optim][0], runs[ref_optim][0])
+        step_size = nb_optim._adam_scalars(np.dtype(np.float32), step, lr, *args[2:])[7]
+        assert step_size == np.float32(lr / (1 - 0.9**step))
+
+
+def test_adam_goes_to_the_pool_at_half_the_elements_of_a_plain_update(nb_optim, monkeypatch, rng):
+    """``ADAM_ELEMENT_COST``: an Adam update of half ``MIN_POOL_ELEMENTS`` is cut, an SGD update is not."""
+    from ember.backends.numba import pool_flat, pool_region
+
+    if pool_region.POOL_THREADS < 2:
+        pytest.skip("Numba's pool has one thread here (NUMBA_NUM_THREADS=1): nothing is cut into parts")
+    counts = []
+    real = pool_flat.parts
+    monkeypatch.setattr(pool_flat, "parts", lambda work: counts.append(work) or real(work))
+    size = pool_flat.MIN_POOL_ELEMENTS // nb_optim.ADAM_ELEMENT_COST
+    for n, want in ((size - 1, []), (size, [size * nb_optim.ADAM_ELEMENT_COST])):
+        counts.clear()
+        w, g = rng.normal(size=n).astype(np.float32), rng.normal(size=n).astype(np.float32)
+        w_ref, m, v, m_ref, v_ref = w.copy(), np.zeros_like(w), np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+        nb_optim.adam_update(w, g, m, v, None, step=1, **_ADAM)
+        ref_optim.adam_update(w_ref, g, m_ref, v_ref, None, step=1, **_ADAM)
+        np.testing.assert_array_equal(w, w_ref)
+        assert counts == want
+        nb_optim.sgd_update(w, g, None, first_step=True, **SGD_CONFIGS[0])
+        assert counts == want  # the plain update of the same size stays serial
+
+
 def test_the_optimizers_take_the_numba_batch_update(nb_optim, monkeypatch):
     calls = []
     for name in ("sgd_update_many", "adam_update_many"):

@@ -303,6 +303,27 @@ def test_float16_params_do_not_crash_and_keep_float32_state():
     assert opt.state[(0, 0)]["exp_avg"].dtype == numpy.float32
 
 
+def test_a_group_mixing_float16_and_float32_params_updates_each_in_its_dtype():
+    """One batch per array type and dtype: each parameter steps as it would in a group of its own."""
+    rng = numpy.random.default_rng(0)
+    start = [rng.normal(size=(3, 2)).astype(numpy.float16), rng.normal(size=4).astype(numpy.float32)]
+    together = [em.tensor(a, requires_grad=True) for a in start]
+    alone = [em.tensor(a, requires_grad=True) for a in start]
+    optimizers = [optim.Adam(together, lr=0.1)] + [optim.Adam([p], lr=0.1) for p in alone]
+    for _ in range(3):
+        for opt in optimizers:
+            opt.zero_grad()
+        for params in (together, alone):
+            sum(((p.float() if p.dtype == em.float16 else p) ** 2).sum() for p in params).backward()
+        for opt in optimizers:
+            opt.step()
+    for got, want, first in zip(together, alone, start):
+        assert got.dtype == want.dtype == em.tensor(first).dtype
+        numpy.testing.assert_array_equal(got.numpy(), want.numpy())
+        assert not numpy.array_equal(got.numpy(), first)
+    assert optimizers[0].state[(0, 0)]["exp_avg"].dtype == numpy.float32
+
+
 def test_subclass_contract():
     assert issubclass(optim.AdamW, optim.Adam) and issubclass(optim.SGD, Optimizer)
     assert optim.SGD([em.zeros(1, requires_grad=True)]).defaults["lr"] == 1e-3

@@ -193,9 +193,9 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         raise ShapeError(f"flatten: start axis {start} is after end axis {end}")
     if start == end:
         return x
-    shape = tuple(x.shape)
+    shape = x.data.shape
     merged = math.prod(shape[start:end + 1])
-    return reshape(x, shape[:start] + (merged,) + shape[end + 1:])
+    return Reshape.apply(x, shape[:start] + (merged,) + shape[end + 1:])  # valid by construction: no checks
 
 
 squeeze = accepts_dim(squeeze)

@@ -12,9 +12,10 @@ zero-division check, which otherwise keeps LLVM from vectorising ``sqrt`` and
 
 Arrays that are not C-contiguous NumPy float32/float64 arrays of one shape and
 dtype go to the reference unchanged.  A parameter of ``pool_flat.MIN_POOL_ELEMENTS``
-elements or more is updated in equal parts on Numba's pool (``pool_flat``): an
-update is memory-bound, and the pool's workers are still spinning from the
-step's last product (the MLP's step 2.5% and SimpleConvNet's 1.5% faster).
+elements or more (Adam: half as many) is updated in equal parts on Numba's pool
+(``pool_flat``): an update is memory-bound, and the pool's workers are still
+spinning from the step's last product (the MLP's step 2.5% and SimpleConvNet's
+1.5% faster; Adam on TwoLayerNet's first weight 15 us of a 590 us step).
 Each element is computed as the serial loop computes it, so the bits do not
 depend on the split.
 """
@@ -32,6 +33,9 @@ from ember.backends.numba.pool_flat import part_edge
 from ember.backends.reference import optim as _ref
 
 _FAST = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+# An Adam element's time in plain updates' (a square root and two divisions; ``pool_flat.run``'s
+# ``cost``): TwoLayerNet's 784x50 weight (39,200 elements, 21 us on one core) goes to the pool.
+ADAM_ELEMENT_COST = 2
 
 
 def _fast(w: Any, *others: Any) -> bool:
@@ -80,9 +84,9 @@ def _sgd_parts(w, g, buf, lr, momentum, one_minus_dampening, weight_decay, use_w
              nesterov, maximize, first)
 
 
-def _run(serial: Any, parallel: Any, args: tuple) -> None:
+def _run(serial: Any, parallel: Any, args: tuple, cost: int = 1) -> None:
     """``serial(*args)``, or ``parallel(*args, count)`` on the pool when the flat arrays are large."""
-    pool_flat.run(args[0].size, serial, args, parallel, args)
+    pool_flat.run(args[0].size, serial, args, parallel, args, cost)
 
 
 def _flat(a: Any) -> Any:
@@ -198,14 +202,26 @@ def _adam_parts(w, g, m, v, vmax, decay, weight_decay, lerp_weight, lerp_from_a,
               use_wd, amsgrad, maximize)
 
 
-def _adam_scalars(dtype: Any, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
-                  decoupled_weight_decay: bool, maximize: bool, amsgrad: bool) -> tuple:
-    """The trailing arguments of ``_adam``, coefficients cast to the parameter's dtype."""
+def _adam_constants(dtype: Any, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                    decoupled_weight_decay: bool, maximize: bool, amsgrad: bool) -> tuple:
+    """``_adam``'s coefficients that do not depend on the step count, cast to the parameter's dtype."""
     s = dtype.type
     lerp_weight = 1 - beta1
     return (s(1 - lr * weight_decay), s(weight_decay), s(lerp_weight), lerp_weight < 0.5, s(1 - lerp_weight),
-            s(beta2), s(1 - beta2), s(lr / (1 - beta1**step)), s((1 - beta2**step) ** 0.5), s(eps),
-            bool(decoupled_weight_decay), weight_decay != 0, amsgrad, bool(maximize))
+            s(beta2), s(1 - beta2), s(eps), bool(decoupled_weight_decay), weight_decay != 0, amsgrad,
+            bool(maximize))
+
+
+_adam_constants_of = _last_result(_adam_constants)
+
+
+def _adam_scalars(dtype: Any, step: int, lr: float, beta1: float, beta2: float, eps: float, weight_decay: float,
+                  decoupled_weight_decay: bool, maximize: bool, amsgrad: bool) -> tuple:
+    """The trailing arguments of ``_adam``, coefficients cast to the parameter's dtype (the step-independent
+    ones remembered from the last call: casting them took about 3 us a step)."""
+    c = _adam_constants_of(dtype, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize, amsgrad)
+    s = dtype.type
+    return c[:7] + (s(lr / (1 - beta1**step)), s((1 - beta2**step) ** 0.5)) + c[7:]
 
 
 def _adam_arrays(w: Any, g: Any, exp_avg: Any, exp_avg_sq: Any, max_exp_avg_sq: Any) -> tuple:
@@ -241,10 +257,15 @@ def _adam_update_many(
                              maximize=maximize, xp=xp)
             continue
         key = (w.dtype, vmax is not None)
-        if key not in scalars:
-            scalars[key] = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay,
-                                         maximize, vmax is not None)
-        _run(_adam, _adam_parts, _adam_arrays(w, g, m, v, vmax) + scalars[key])
+        coefficients = scalars.get(key)
+        if coefficients is None:
+            scalars[key] = coefficients = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay,
+                                                        decoupled_weight_decay, maximize, vmax is not None)
+        arrays = _adam_arrays(w, g, m, v, vmax)
+        if w.size * ADAM_ELEMENT_COST < pool_flat.MIN_POOL_ELEMENTS:  # most parameters: the serial kernel
+            _adam(*arrays, *coefficients)
+        else:
+            _run(_adam, _adam_parts, arrays + coefficients, ADAM_ELEMENT_COST)
 
 
 # The batch updates the optimizers look up (``optim.SGD._update_many``); the single updates call the same code.

@@ -43,12 +43,17 @@ def part_edge(size, part, count):  # pragma: no cover - compiled
     return (size * part // count) // ALIGN * ALIGN
 
 
-def run(size: int, serial: Any, serial_args: tuple, parallel: Any, parallel_args: tuple) -> None:
-    """``serial(*serial_args)``, or ``parallel(*parallel_args, count)`` in one region when ``size`` is large."""
-    if size < MIN_POOL_ELEMENTS:  # a bias or a small layer: straight to the serial kernel
+def run(size: int, serial: Any, serial_args: tuple, parallel: Any, parallel_args: tuple, cost: int = 1) -> None:
+    """``serial(*serial_args)``, or ``parallel(*parallel_args, count)`` in one region when ``size`` is large.
+
+    ``cost`` weighs an element against a plain update's (Adam's square root and divisions: 2), so the
+    cut happens at about the same time of one core's work for every kernel.
+    """
+    work = size * cost
+    if work < MIN_POOL_ELEMENTS:  # a bias or a small layer: straight to the serial kernel
         serial(*serial_args)
         return
-    count = parts(size)
+    count = parts(work)
     if count <= 1:
         serial(*serial_args)
         return
