@@ -224,9 +224,9 @@ class Optimizer:
     def _step_group(self, group: dict[str, Any], gi: int) -> None:
         """Update the group's parameters that have a gradient, in batches for ``_update_many``.
 
-        A batch holds the parameters of one backend, device and working dtype, so a
-        backend with a multi-tensor kernel updates it in one launch.  Each parameter's
-        arrays are read once, here (a step's bookkeeping is most of the small models' update).
+        A batch holds the parameters of one array type, device and dtype, so a backend
+        with a multi-tensor kernel updates it in one launch.  Each parameter's arrays are
+        read once, here (a step's bookkeeping is most of the small models' update).
         """
         batches: dict[tuple, list[tuple]] = {}
         for pi, p in enumerate(group["params"]):
