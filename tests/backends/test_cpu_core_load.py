@@ -66,7 +66,7 @@ def test_a_window_spanning_a_pause_is_dropped_once_and_the_last_figure_stands(fa
 
 
 def _pause_windows(wait_growth: float, thread: int = 7) -> tuple[list, list]:
-    """Samples and expected figures: a 0.5 s window at 0.2 cores, then three pauses of ours in a row, in each
+    """``(samples, their times)``: a 0.5 s window at 0.2 cores, then three pauses of ours in a row, in each
     of which others used 1.2 s and the reading thread waited ``wait_growth`` s on a run queue."""
     pause = core_load.STALE_S + 1.0
     t = [0.0, 0.5, 0.5 + pause, 0.5 + 2 * pause, 0.5 + 3 * pause]
