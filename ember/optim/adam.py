@@ -107,13 +107,10 @@ class Adam(Optimizer):
                 raise CaptureError("Adam: parameters at different step counts cannot be captured in one graph")
             return captured.adam_many(self, group, ws, gs, states, xp)
         for step, idx in calls.items():
-            if len(idx) == len(ws):  # the usual case: the whole batch at one step count
-                picked, batch_ws, batch_gs = states, ws, gs
-            else:
-                picked, batch_ws, batch_gs = [states[i] for i in idx], [ws[i] for i in idx], [gs[i] for i in idx]
-            many(batch_ws, batch_gs, [s["exp_avg"] for s in picked], [s["exp_avg_sq"] for s in picked],
-                 [s.get("max_exp_avg_sq") for s in picked], step=step, lr=group["lr"], beta1=beta1, beta2=beta2,
-                 eps=group["eps"], weight_decay=group["weight_decay"],
+            picked = [states[i] for i in idx]
+            many([ws[i] for i in idx], [gs[i] for i in idx], [s["exp_avg"] for s in picked],
+                 [s["exp_avg_sq"] for s in picked], [s.get("max_exp_avg_sq") for s in picked], step=step,
+                 lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                  decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"], xp=xp)
         return None
 

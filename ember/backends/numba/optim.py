@@ -261,11 +261,7 @@ def _adam_update_many(
         if coefficients is None:
             scalars[key] = coefficients = _adam_scalars(w.dtype, step, lr, beta1, beta2, eps, weight_decay,
                                                         decoupled_weight_decay, maximize, vmax is not None)
-        arrays = _adam_arrays(w, g, m, v, vmax)
-        if w.size * ADAM_ELEMENT_COST < pool_flat.MIN_POOL_ELEMENTS:  # most parameters: the serial kernel
-            _adam(*arrays, *coefficients)
-        else:
-            _run(_adam, _adam_parts, arrays + coefficients, ADAM_ELEMENT_COST)
+        _run(_adam, _adam_parts, _adam_arrays(w, g, m, v, vmax) + coefficients, ADAM_ELEMENT_COST)
 
 
 # The batch updates the optimizers look up (``optim.SGD._update_many``); the single updates call the same code.
