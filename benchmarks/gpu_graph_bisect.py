@@ -180,7 +180,9 @@ def part_amp() -> None:
     # (model, optimizer, scaler, eager warm-up calls, initial scale); the last is the harness's
     # ember-cuda-amp-graph DeepConvNet case, whose capture CuPy refused on 2026-12-04 (a host->device copy)
     variants = [("tln", "sgdm", False, 1, 2.0**10), ("tln", "sgdm", True, 1, 2.0**10),
-                ("dcn", "adam", True, 1, 2.0**10), ("dcn", "adam", True, 3, 2.0**16)]
+                ("dcn", "adam", True, 1, 2.0**10), ("dcn", "adam", True, 3, 2.0**16),
+                ("dcn", "adam", True, 1, 2.0**16), ("dcn", "sgdm", True, 3, 2.0**16),
+                ("dcn", "adam", False, 3, 2.0**16), ("scn", "adam", True, 3, 2.0**16)]
     for name, kind, scaler_on, warmup, scale in variants:
         label = f"{name} {kind} amp {'+ scaler' if scaler_on else 'no scaler'} warm-up {warmup}"
         try:

@@ -47,10 +47,11 @@ def inv_scale(scaler: Any, device: Any) -> Any:
 
 
 def _one_flag(flags: list) -> Any:
-    import sys
+    if len(flags) == 1:
+        return flags[0]
+    from ember.backends.device import backend_of
 
-    xp = sys.modules["cupy"]
-    return flags[0] if len(flags) == 1 else xp.stack([f.reshape(()) for f in flags]).any()
+    return backend_of(flags[0]).ops.stack([f.reshape(()) for f in flags]).any()
 
 
 def step(scaler: Any, optimizer: Any, flags: list) -> Any:

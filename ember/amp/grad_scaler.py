@@ -65,9 +65,10 @@ def _any_not_finite(device_flags: list) -> list:
     Combined on the device (no host read); a model split across GPUs gets one flag per GPU.
     """
     per_device: dict = {}
-    for device, xp, all_finite in device_flags:
-        per_device.setdefault(device, (xp, []))[1].append(all_finite)
-    return [xp.logical_not(xp.stack(flags).all()) for xp, flags in per_device.values()]
+    for device, backend, all_finite in device_flags:
+        per_device.setdefault(device, (backend, []))[1].append(all_finite)
+    # ops.stack: capturable in a CUDA graph for any number of parameters (CuPy's own stack is not over 8)
+    return [b.xp.logical_not(b.ops.stack(flags).all()) for b, flags in per_device.values()]
 
 
 class GradScaler:
@@ -167,7 +168,7 @@ class GradScaler:
                         g = g * inv_scale  # a new array: a gradient may be a read-only broadcast view
                     backend = backend_of(g)
                     if backend.device_type != "cpu":
-                        device_flags.append((str(device), backend.xp, backend.xp.isfinite(g).all()))
+                        device_flags.append((str(device), backend, backend.xp.isfinite(g).all()))
                     elif not found_inf and not bool(backend.xp.isfinite(g).all()):
                         found_inf = True
                     p.grad = Tensor._make(g)

@@ -47,6 +47,14 @@ class ArrayOps:
             self.module.add.at(out, index, g)
         return out
 
+    def concatenate(self, arrays: Any, axis: int = 0) -> Any:
+        """``xp.concatenate``; the CuPy backend overrides it to stay capturable in a CUDA graph."""
+        return self.module.concatenate(list(arrays), axis=axis)
+
+    def stack(self, arrays: Any, axis: int = 0) -> Any:
+        """``xp.stack``; the CuPy backend overrides it to stay capturable in a CUDA graph."""
+        return self.module.stack(list(arrays), axis=axis)
+
     @staticmethod
     def to_device(array: Any, device: Any) -> Any:
         """Copy ``array`` to ``device`` (explicit transfers only: used by ``Tensor.to``)."""
@@ -87,3 +95,51 @@ def lerp_(a: Any, b: Any, weight: float) -> None:
     else:
         d *= 1 - weight
         a[...] = b - d
+
+
+def join_by_copies(xp: Any, arrays: list, axis: int, op: str = "concatenate") -> Any:
+    """``xp.concatenate(arrays, axis)`` as one empty output and one copy into a slice of it per array.
+
+    The form CuPy uses for a few arrays, taken here for any number: CuPy's one-kernel form for
+    more than eight uploads a pointer table from the host, which a CUDA graph capture refuses.
+
+    Raises:
+        ValueError: no arrays, or shapes that differ other than along ``axis``.
+    """
+    if not arrays:
+        raise ValueError(f"{op}: expected at least one array, got none")
+    ndim = arrays[0].ndim
+    if ndim == 0 or not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for arrays of {ndim} dimensions")
+    axis %= ndim
+    rest = [tuple(a.shape[:axis] + a.shape[axis + 1:]) if a.ndim == ndim else None for a in arrays]
+    if any(r != rest[0] for r in rest):
+        raise ValueError(f"{op}: expected shapes equal except along axis {axis}, "
+                         f"got {[tuple(a.shape) for a in arrays]}")
+    shape = list(arrays[0].shape)
+    shape[axis] = sum(int(a.shape[axis]) for a in arrays)
+    out = xp.empty(tuple(shape), dtype=xp.result_type(*arrays))
+    lead, start = (slice(None),) * axis, 0
+    for a in arrays:
+        width = int(a.shape[axis])
+        out[lead + (slice(start, start + width),)] = a
+        start += width
+    return out
+
+
+def stack_by_copies(xp: Any, arrays: list, axis: int) -> Any:
+    """``xp.stack(arrays, axis)`` through :func:`join_by_copies` (same shapes required).
+
+    Raises:
+        ValueError: no arrays, shapes that differ, or ``axis`` out of range.
+    """
+    if not arrays:
+        raise ValueError("stack: expected at least one array, got none")
+    shapes = [tuple(a.shape) for a in arrays]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"stack: expected arrays of one shape, got {shapes}")
+    ndim = len(shapes[0]) + 1
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"stack: axis {axis} is out of range for a result of {ndim} dimensions")
+    axis %= ndim
+    return join_by_copies(xp, [xp.expand_dims(a, axis) for a in arrays], axis, "stack")

@@ -19,7 +19,8 @@ Arrays allocated under another allocator (ember's host-filled pool) are exempt.
 
 What CuPy refuses during capture raises here too: host reads (``.get()``,
 ``float()``, ...), host->device copies (``cupy.asarray`` of host data,
-``a[...] = host``, ``.set``), synchronisation, and cuBLAS through CuPy
+``a[...] = host``, ``.set``, and the pointer table CuPy uploads to join more
+than eight small arrays), synchronisation, and cuBLAS through CuPy
 (``cupy.matmul`` / ``@`` on float arrays). The libcublas ember calls instead is
 ``fake_libcublas.FakeCublas``.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 
 import numpy
 
@@ -221,6 +223,19 @@ def _host_read(what, _real=fake._host_read):
 
 
 _H2D_FUNCTIONS = {"asarray", "array", "ascontiguousarray", "asfortranarray"}
+_JOIN_FUNCTIONS = {"concatenate", "concat", "stack", "hstack", "vstack"}
+
+
+def _uploads_a_pointer_table(arrays) -> bool:
+    """CuPy's rule for joining in one kernel, which uploads the arrays' pointers from the host.
+
+    More than 8 arrays, all of one dtype, under 2 MiB each on average
+    (``_concatenate`` in cupy/_core/_routines_manipulation.pyx).
+    """
+    arrays = list(arrays)
+    if len(arrays) <= 8 or len({numpy.dtype(a.dtype) for a in arrays}) != 1:
+        return False
+    return sum(a.nbytes for a in arrays) < (2 << 20) * len(arrays)
 
 
 def _wrap_function(name, fn):
@@ -229,9 +244,13 @@ def _wrap_function(name, fn):
         arrays = list(_arrays(list(args) + list(kwargs.values())))
         if cap is not None and name in _H2D_FUNCTIONS and not any(isinstance(a, FakeCupyArray) for a in arrays):
             _refuse("H2D transfers")
+        if cap is not None and name in _JOIN_FUNCTIONS and args and _uploads_a_pointer_table(args[0]):
+            _refuse("H2D transfers")
         if cap is not None:
             _note_written(cap, [a for a in arrays if isinstance(a, FakeCupyArray)])
         out = _quiet(fn)(*args, **kwargs)
+        if isinstance(out, numpy.generic):  # CuPy returns 0-d device arrays where NumPy returns scalars
+            out = numpy.asarray(out)
         if type(out) is numpy.ndarray:
             out = out.view(FakeCupyArray)
         if cap is not None:
@@ -277,6 +296,7 @@ def install(monkeypatch, cupy=None):
         return attr
 
     monkeypatch.setattr(cupy, "__getattr__", __getattr__)
+    monkeypatch.setattr(cupy, "linalg", types.SimpleNamespace(norm=_wrap_function("norm", numpy.linalg.norm)))
     from fake_libcublas import FakeCublas
 
     from ember.backends.cupy import cublas

@@ -196,9 +196,9 @@ def test_harness_target_ember_cuda_graph_equals_ember_cuda(graphs):
     assert runs[0] == runs[1] and fcg.launches() == 4
 
 
-def _train_amp(opt_name, compiled, batches, init_scale):
+def _train_amp(opt_name, compiled, batches, init_scale, name="TwoLayerNet"):
     em.manual_seed(0)
-    model = em.models.TwoLayerNet(12, 8, 5).to("cuda")
+    model = _model(name)[0].to("cuda")
     opt = (em.optim.Adam(model.parameters(), lr=1e-2) if opt_name == "adam"
            else em.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
     scaler = em.amp.GradScaler(init_scale=init_scale, growth_interval=2, backoff_factor=2.0**-20)

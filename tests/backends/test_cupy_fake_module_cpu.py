@@ -164,6 +164,7 @@ def _make_fake_cupy() -> types.ModuleType:
         return numpy.argsort(a, axis=axis, kind="stable")
 
     cupy.argsort = _wrap(argsort)
+    cupy.linalg = types.SimpleNamespace(norm=_wrap(numpy.linalg.norm))  # a 0-d device array, as CuPy's
     cupy.RawKernel = None  # never reached: NumPy-type arrays take the emulation path
     runtime = types.SimpleNamespace(
         getDeviceCount=lambda: 2, getDevice=lambda: _State.current,

@@ -32,7 +32,7 @@ def _stack(ctx: Function, parts: list, axis: int) -> Any:
         from ember.autograd.ops.shape import stack
 
         return stack(parts, axis)
-    return ctx.backend.xp.stack(parts, axis=axis)
+    return ctx.backend.ops.stack(parts, axis=axis)
 
 
 class Cumsum(Function):

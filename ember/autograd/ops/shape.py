@@ -212,7 +212,7 @@ class Cat(Function):
     def forward(ctx: Function, *xs: Any, axis: int) -> Any:
         ctx.axis = axis
         ctx.bounds = numpy.cumsum([0] + [x.shape[axis] for x in xs]).tolist()
-        return ctx.backend.xp.concatenate(xs, axis=axis)
+        return ctx.backend.ops.concatenate(xs, axis=axis)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:
@@ -230,7 +230,7 @@ class Stack(Function):
     @staticmethod
     def forward(ctx: Function, *xs: Any, axis: int) -> Any:
         ctx.axis = axis
-        return ctx.backend.xp.stack(xs, axis=axis)
+        return ctx.backend.ops.stack(xs, axis=axis)
 
     @staticmethod
     def backward(ctx: Function, gy: Any) -> tuple:

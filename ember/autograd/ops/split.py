@@ -32,7 +32,7 @@ class Split(Function):
     def backward(ctx: Function, *gys: Any) -> Any:
         if ctx._create_graph:
             return cat(list(gys), ctx.dim)
-        return ctx.backend.xp.concatenate(gys, axis=ctx.dim)
+        return ctx.backend.ops.concatenate(gys, axis=ctx.dim)
 
 
 def _split_at(x: Tensor, sizes: list, dim: int) -> tuple:

@@ -27,11 +27,30 @@ import numpy
 
 from ember.backends.base import Backend
 from ember.backends.device import Device, register_backend
-from ember.backends.arrays import ArrayOps, _is_basic_index
+from ember.backends.arrays import ArrayOps, _is_basic_index, join_by_copies, stack_by_copies
+from ember.backends.capture_state import CAPTURING
+
+# CuPy joins more than this many arrays (of one dtype, small) in one kernel that reads a pointer
+# table uploaded from the host (its ``_concatenate_single_kernel``): a CUDA graph capture refuses that.
+CUPY_JOIN_TABLE_OVER = 8
 
 
 class CupyArrayOps(ArrayOps):
-    """``ArrayOps`` over CuPy; ``index_add`` falls back to ``cupyx.scatter_add`` if ``add.at`` is missing."""
+    """``ArrayOps`` over CuPy: joins that a CUDA graph can capture; ``index_add`` without ``add.at`` too."""
+
+    def concatenate(self, arrays: Any, axis: int = 0) -> Any:
+        """``cupy.concatenate``; in a capture, more than eight arrays join by one copy each (no host table)."""
+        arrays = list(arrays)
+        if CAPTURING[0] and len(arrays) > CUPY_JOIN_TABLE_OVER:
+            return join_by_copies(cupy, arrays, axis)
+        return cupy.concatenate(arrays, axis=axis)
+
+    def stack(self, arrays: Any, axis: int = 0) -> Any:
+        """``cupy.stack``; in a capture, more than eight arrays join by one copy each (no host table)."""
+        arrays = list(arrays)
+        if CAPTURING[0] and len(arrays) > CUPY_JOIN_TABLE_OVER:
+            return stack_by_copies(cupy, arrays, axis)
+        return cupy.stack(arrays, axis=axis)
 
     def index_add(self, shape: tuple, index: Any, g: Any) -> Any:
         """Zeros of ``shape`` with ``g`` added at ``index`` (repeated indices accumulate)."""

@@ -4,8 +4,8 @@ The column buffer is ``(N*OH*OW, C*KH*KW)``: row ``(n, oy, ox)`` holds one windo
 forward is ``y2 = col @ W2.T`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ col``
 with ``W2 = W.reshape(OC, -1)`` -- plain 2-D products that cuBLAS runs as one GEMM
 each (transposed operands are free there), where a batched ``matmul`` with a
-broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (one
-thread per column element, its indices in 32-bit ints when they fit), a fused
+broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (a
+grid-stride walk that advances its indices by carries, not divisions, in 32-bit ints when they fit), a fused
 epilogue that adds the bias, applies an optional ReLU and writes the NHWC-ordered
 ``y2`` out as NCHW in one pass, ``gy_rows`` (gy NCHW ->
 ``(N*OH*OW, OC)``, masked by the ReLU output when the forward fused one), and
@@ -37,6 +37,8 @@ COL_BUDGET_BYTES = 256 << 20
 # im2col indexes in 32-bit ints below this many elements (a 64-bit division costs several 32-bit ones,
 # and the kernel is mostly divisions); the margin keeps the grid-stride loop's last step from overflowing.
 INT32_INDEX_LIMIT = 2**31 - 1 - MAX_BLOCKS * BLOCK
+# Blocks of the im2col grid: about two resident waves on an H100/H200 (132 SMs, 8 blocks of 256 each).
+IM2COL_BLOCKS = 2048
 # conv2d_forward takes ``relu=`` and conv2d_backward ``y=``: ops look for this flag before
 # passing them, since other backends' conv2d_forward/backward may not have the keywords.
 FUSES_RELU = True
@@ -45,19 +47,33 @@ FUSES_RELU = True
 GY_BIAS_TARGET_BLOCKS = 1024
 
 _IM2COL_ROWS_BODY = """
+// Thread t writes col[i] for i = t, t + step, ... (step: the whole grid), i = r*K + k with the row
+// r = (n*OH + oy)*OW + ox and the column k = (c*KH + ky)*KW + kx.  The six digits of i are found by
+// division once per thread; the loop then adds the step's own digits with carries, so an element
+// costs adds and compares instead of the five divisions that made this kernel integer-bound.
 template <typename I>
 __device__ __forceinline__ void im2col_rows_at(const T* __restrict__ x, T* __restrict__ col, I C, I H, I W,
     I KH, I KW, I SH, I SW, I PH, I PW, I OH, I OW, I total) {
   const I K = C * KH * KW, step = (I)gridDim.x * (I)blockDim.x;
-  for (I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x; i < total; i += step) {
-    const I r = i / K, k = i - r * K;  // five divisions; each remainder is a multiply-subtract
-    const I q = r / OW, ox = r - q * OW;
-    const I n = q / OH, oy = q - n * OH;
-    const I t = k / KW, kx = k - t * KW;
-    const I c = t / KH, ky = t - c * KH;
+  I i = (I)blockIdx.x * (I)blockDim.x + (I)threadIdx.x;
+  if (i >= total) return;
+  const I step_r = step / K, step_k = step - step_r * K;
+  const I d_kx = step_k % KW, d_ky = (step_k / KW) % KH, d_c = step_k / (KW * KH);
+  const I d_ox = step_r % OW, d_oy = (step_r / OW) % OH, d_n = step_r / (OW * OH);
+  const I r = i / K, k = i - r * K;
+  I kx = k % KW, ky = (k / KW) % KH, c = k / (KW * KH);
+  I ox = r % OW, oy = (r / OW) % OH, n = r / (OW * OH);
+  for (; i < total; i += step) {
     const I iy = oy * SH - PH + ky, ix = ox * SW - PW + kx;
     col[i] = (iy >= 0 && iy < H && ix >= 0 && ix < W)
         ? x[((n * C + c) * H + iy) * W + ix] : from_acc((ACC)0);
+    // each digit plus its step digit plus a carry stays under twice its base: one wrap at most
+    kx += d_kx;         I carry = kx >= KW; if (carry) kx -= KW;
+    ky += d_ky + carry; carry = ky >= KH;   if (carry) ky -= KH;
+    c += d_c + carry;   carry = c >= C;     if (carry) c -= C;
+    ox += d_ox + carry; carry = ox >= OW;   if (carry) ox -= OW;
+    oy += d_oy + carry; carry = oy >= OH;   if (carry) oy -= OH;
+    n += d_n + carry;
   }
 }
 
@@ -202,7 +218,8 @@ def _emulate_gy_rows_bias(blocks, gy, y, gy2, partial, OC, S, rows, parts, relu)
     partial.reshape(-1)[:] = cols.reshape(parts, per, OC).sum(axis=1).T.reshape(-1)
 
 
-IM2COL_ROWS = KernelSpec("ember_im2col_rows", _IM2COL_ROWS_BODY, _emulate_im2col_rows)
+# A smaller grid than one thread per element: each thread's divisions are spread over many elements.
+IM2COL_ROWS = KernelSpec("ember_im2col_rows", _IM2COL_ROWS_BODY, _emulate_im2col_rows, max_blocks=IM2COL_BLOCKS)
 COL2IM_ROWS = KernelSpec("ember_col2im_rows", _COL2IM_ROWS_BODY, _emulate_col2im_rows)
 BIAS_NCHW = KernelSpec("ember_conv_bias_nchw", _BIAS_NCHW_BODY, _emulate_bias_nchw)
 GY_ROWS = KernelSpec("ember_conv_gy_rows", _GY_ROWS_BODY, _emulate_gy_rows)

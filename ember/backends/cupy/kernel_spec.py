@@ -162,13 +162,15 @@ class KernelSpec:
     ``emulate(total, *args)`` takes the same arguments as the kernel (NumPy
     arrays for pointers, ints and floats for scalars) and writes the outputs.
     ``options`` are extra NVRTC compile options (``("--fmad=false",)`` keeps
-    ``a * b + c`` two roundings, as NumPy computes it).
+    ``a * b + c`` two roundings, as NumPy computes it); ``max_blocks`` caps the
+    grid of a ``launch`` (a kernel with per-thread setup wants fewer, longer threads).
     """
 
     name: str
     body: str
     emulate: Callable[..., None]
     options: tuple[str, ...] = ()
+    max_blocks: int = MAX_BLOCKS  # the grid-stride launch's cap on blocks (``launch_config``)
 
     def function_name(self, dtype: Any) -> str:
         """The ``extern "C"`` name of the instantiation for ``dtype``."""
@@ -243,7 +245,7 @@ def launch(spec: KernelSpec, dtype: Any, total: int, args: tuple) -> None:
     if _is_numpy_call(args):
         spec.emulate(total, *args)
         return
-    blocks, threads = launch_config(total)
+    blocks, threads = launch_config(total, max_blocks=spec.max_blocks)
     _compiled(spec, numpy.dtype(dtype))((blocks,), (threads,), tuple(args) + (total,))
 
 

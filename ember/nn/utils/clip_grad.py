@@ -44,21 +44,23 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
         from ember.autograd.creation import tensor
 
         return tensor(0.0)
-    xp = backend_of(grads[0].data).xp
+    backend = backend_of(grads[0].data)
+    xp = backend.xp
     dtype = grads[0].data.dtype
     if norm_type == math.inf:
-        total = max(xp.max(xp.abs(g.data)) if g.data.size else xp.zeros((), dtype) for g in grads)
-        total = xp.asarray(total, dtype=dtype)
+        # on the device (a NaN propagates; no host read): capturable in a CUDA graph like the 2-norm
+        parts = [xp.max(xp.abs(g.data)).astype(dtype) if g.data.size else xp.zeros((), dtype) for g in grads]
+        total = backend.ops.stack(parts).max()
     else:
-        norms = xp.stack([xp.linalg.norm(g.data.ravel(), ord=norm_type).astype(dtype) for g in grads])
+        norms = backend.ops.stack([xp.linalg.norm(g.data.ravel(), ord=norm_type).astype(dtype) for g in grads])
         total = xp.linalg.norm(norms, ord=norm_type).astype(dtype)
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
             f"clip_grad_norm_: the total norm of order {norm_type} of the gradients is non-finite "
             f"({float(total)}), so it cannot be clipped; pass error_if_nonfinite=False to scale anyway"
         )
-    coef = xp.minimum(xp.asarray(max_norm, dtype=dtype) / (total + xp.asarray(1e-6, dtype=dtype)), 1.0)
-    coef = coef.astype(dtype)
+    # Python scalars, not uploaded arrays: kernel arguments on a GPU, so capturable in a CUDA graph
+    coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0).astype(dtype)
     for g in grads:
         xp.multiply(g.data, coef, out=g.data)
         g._bump_version()
