@@ -78,8 +78,13 @@ MUTATIONS = [
     Mutation("reference-relu-backward-ge", "return xp.where(y > 0, gy, 0)", "return xp.where(y >= 0, gy, 0)",
              ("tests/nn/test_activation_loss.py", "tests/backends/test_numba_nn_optim.py"), area="CPU kernel"),
     # --- kernels
-    Mutation("cuda-im2col-rows-remainder-by-the-wrong-size", "const I q = r / OW, ox = r - q * OW;",
-             "const I q = r / OW, ox = r - q * OH;", CUDA, "conv_gemm.py", "CUDA kernel"),
+    Mutation("cuda-im2col-rows-remainder-by-the-wrong-size", "I ox = r % OW, oy = (r / OW) % OH",
+             "I ox = r % OH, oy = (r / OW) % OH", CUDA, "conv_gemm.py", "CUDA kernel"),
+    Mutation("cuda-im2col-rows-late-carry", "carry = oy >= OH;", "carry = oy > OH;", CUDA, "conv_gemm.py",
+             "CUDA kernel"),
+    Mutation("cupy-capture-join-uses-cupys-table", "if CAPTURING[0] and len(arrays) > CUPY_JOIN_TABLE_OVER:\n"
+             "            return join_by_copies", "if False:\n            return join_by_copies",
+             ("tests/backends/test_cuda_graphs_join_fake_cpu.py",), "backend.py", "capture"),
     Mutation("cuda-col2im-stride-swap", "const int ox = u / SW32;", "const int ox = u / SH32;",
              CUDA, "kernel_spec.py", "CUDA kernel"),
     Mutation("cuda-max-pool-last-max-wins", "if (v > best || (is_nan(v) && !is_nan(best)))",
