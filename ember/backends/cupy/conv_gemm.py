@@ -5,9 +5,9 @@ forward is ``y2 = col @ W2.T`` and backward ``gcol = gy2 @ W2``, ``gW = gy2.T @ 
 with ``W2 = W.reshape(OC, -1)`` -- plain 2-D products that cuBLAS runs as one GEMM
 each (transposed operands are free there), where a batched ``matmul`` with a
 broadcast weight runs ``sgemmBatched``.  Around the GEMMs: ``im2col_rows`` (a
-grid-stride walk that advances its indices by carries, not divisions, in 32-bit ints when they fit), a fused
-epilogue that adds the bias, applies an optional ReLU and writes the NHWC-ordered
-``y2`` out as NCHW in one pass, ``gy_rows`` (gy NCHW ->
+grid-stride walk that advances its indices by carries, not divisions; 32-bit ints
+when they fit), a fused epilogue that adds the bias, applies an optional ReLU and
+writes the NHWC-ordered ``y2`` out as NCHW in one pass, ``gy_rows`` (gy NCHW ->
 ``(N*OH*OW, OC)``, masked by the ReLU output when the forward fused one), and
 ``col2im_rows``, the deterministic gather of ``col2im`` reading the row layout.
 
@@ -34,8 +34,8 @@ from ember.backends.geometry import window_geometry
 from ember.backends.reference.conv import im2col_batch_chunks
 
 COL_BUDGET_BYTES = 256 << 20
-# im2col indexes in 32-bit ints below this many elements (a 64-bit division costs several 32-bit ones,
-# and the kernel is mostly divisions); the margin keeps the grid-stride loop's last step from overflowing.
+# im2col indexes in 32-bit ints below this many elements (its per-thread divisions and index products are
+# cheaper so); the margin keeps the grid-stride loop's last step from overflowing.
 INT32_INDEX_LIMIT = 2**31 - 1 - MAX_BLOCKS * BLOCK
 # Blocks of the im2col grid: about two resident waves on an H100/H200 (132 SMs, 8 blocks of 256 each).
 IM2COL_BLOCKS = 2048
