@@ -85,8 +85,10 @@ MUTATIONS = [
     Mutation("cupy-capture-join-uses-cupys-table", "if CAPTURING[0] and len(arrays) > CUPY_JOIN_TABLE_OVER:\n"
              "            return join_by_copies", "if False:\n            return join_by_copies",
              ("tests/backends/test_cuda_graphs_join_fake_cpu.py",), "backend.py", "capture"),
-    Mutation("cuda-col2im-stride-swap", "const int ox = u / SW32;", "const int ox = u / SH32;",
+    Mutation("cuda-col2im-stride-swap", "ox_top = tx / SW32;", "ox_top = tx / SH32;",
              CUDA, "kernel_spec.py", "CUDA kernel"),
+    Mutation("cuda-gather-late-row-carry", "carry = y >= H32;", "carry = y > H32;", CUDA, "kernel_spec.py",
+             "CUDA kernel"),
     Mutation("cuda-max-pool-last-max-wins", "if (v > best || (is_nan(v) && !is_nan(best)))",
              "if (v >= best || (is_nan(v) && !is_nan(best)))", CUDA, area="CUDA kernel"),
     Mutation("cuda-batch-norm-tree-stops-early", "for (int k = BLOCK_SIZE / 2; k > 0; k >>= 1)",

@@ -22,7 +22,9 @@ import numpy
 from ember.backends.reference import conv as _ref
 from ember.backends.geometry import IntOrPair, check_nchw, check_out, col2im_geometry, window_geometry
 from ember.backends.reference.conv import batch_workers, im2col_batch_chunks  # noqa: F401  (the reference's)
-from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch
+from ember.backends.cupy.kernel_spec import (
+    CTYPES, WALK_BLOCKS, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch,
+)
 from ember.backends.cupy.conv_gemm import conv2d_backward, conv2d_forward  # noqa: F401  (the 2-D GEMM conv)
 from ember.backends.cupy.conv_gemm import FUSES_RELU  # noqa: F401  (conv2d_forward relu=, conv2d_backward y=)
 
@@ -77,7 +79,7 @@ def _emulate_col2im(total, col, img, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
 
 
 IM2COL = KernelSpec("ember_im2col", _IM2COL_BODY, _emulate_im2col)
-COL2IM = KernelSpec("ember_col2im", _COL2IM_BODY, _emulate_col2im)
+COL2IM = KernelSpec("ember_col2im", _COL2IM_BODY, _emulate_col2im, max_blocks=WALK_BLOCKS)
 SPECS = [IM2COL, COL2IM]
 
 

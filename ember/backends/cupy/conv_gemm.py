@@ -27,7 +27,8 @@ from typing import Any
 import numpy
 
 from ember.backends.cupy.kernel_spec import (
-    BLOCK, MAX_BLOCKS, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch, launch_blocks,
+    BLOCK, MAX_BLOCKS, WALK_BLOCKS, KernelSpec, emulate_gather, emulate_window_read, gather_body, launch,
+    launch_blocks,
 )
 from ember.backends.device_gemm import matmul as gemm  # capturable: ember's own cuBLAS in a CUDA graph
 from ember.backends.geometry import window_geometry
@@ -37,8 +38,6 @@ COL_BUDGET_BYTES = 256 << 20
 # im2col indexes in 32-bit ints below this many elements (its per-thread divisions and index products are
 # cheaper so); the margin keeps the grid-stride loop's last step from overflowing.
 INT32_INDEX_LIMIT = 2**31 - 1 - MAX_BLOCKS * BLOCK
-# Blocks of the im2col grid: about two resident waves on an H100/H200 (132 SMs, 8 blocks of 256 each).
-IM2COL_BLOCKS = 2048
 # conv2d_forward takes ``relu=`` and conv2d_backward ``y=``: ops look for this flag before
 # passing them, since other backends' conv2d_forward/backward may not have the keywords.
 FUSES_RELU = True
@@ -218,9 +217,8 @@ def _emulate_gy_rows_bias(blocks, gy, y, gy2, partial, OC, S, rows, parts, relu)
     partial.reshape(-1)[:] = cols.reshape(parts, per, OC).sum(axis=1).T.reshape(-1)
 
 
-# A smaller grid than one thread per element: each thread's divisions are spread over many elements.
-IM2COL_ROWS = KernelSpec("ember_im2col_rows", _IM2COL_ROWS_BODY, _emulate_im2col_rows, max_blocks=IM2COL_BLOCKS)
-COL2IM_ROWS = KernelSpec("ember_col2im_rows", _COL2IM_ROWS_BODY, _emulate_col2im_rows)
+IM2COL_ROWS = KernelSpec("ember_im2col_rows", _IM2COL_ROWS_BODY, _emulate_im2col_rows, max_blocks=WALK_BLOCKS)
+COL2IM_ROWS = KernelSpec("ember_col2im_rows", _COL2IM_ROWS_BODY, _emulate_col2im_rows, max_blocks=WALK_BLOCKS)
 BIAS_NCHW = KernelSpec("ember_conv_bias_nchw", _BIAS_NCHW_BODY, _emulate_bias_nchw)
 GY_ROWS = KernelSpec("ember_conv_gy_rows", _GY_ROWS_BODY, _emulate_gy_rows)
 GY_ROWS_BIAS = KernelSpec("ember_conv_gy_rows_bias", _GY_ROWS_BIAS_BODY, _emulate_gy_rows_bias)

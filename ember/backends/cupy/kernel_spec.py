@@ -35,6 +35,10 @@ import numpy
 
 BLOCK = 256
 MAX_BLOCKS = 1 << 16  # grid-stride loops cover any total with at most this many blocks
+# The cap for kernels that split their index by division once per thread and walk on by carries
+# (im2col_rows, the gathers): about two resident waves on an H100/H200 (132 SMs, 8 blocks of 256 each),
+# so each thread's divisions are spread over many elements.
+WALK_BLOCKS = 2048
 
 # dtype -> (suffix, storage C type, accumulator C type)
 CTYPES = {
@@ -84,31 +88,40 @@ _PRELUDE_COMMON = """
 # The loop of a gather kernel (col2im, the pooling backwards): one thread per
 # input pixel ``i`` of plane ``p`` sums @TERM@ (a statement adding to ``acc``)
 # over every window ``(ky, kx, oy, ox)`` that covers it, then runs @STORE@.
-# No atomics and a fixed summation order: deterministic. The window arithmetic runs in
-# 32-bit ints (sizes, strides and positions are far below 2**31), and so does ``i``
-# whenever the output's size leaves room for the grid-stride loop's last step: a 64-bit
-# division costs several 32-bit ones, and these loops are mostly divisions. Terms
-# index memory with the long long parameters.
+# No atomics and a fixed summation order (ky, then kx, ascending): deterministic.
+# These loops were bound by integer division, so: the digits (p, y, x) of ``i`` are
+# split by division once per thread and advanced by the grid step's own digits with
+# carries; the windows covering a row are found with one division (ky = (y + PH) % SH,
+# then every SH-th tap, oy falling by one each), and likewise for columns. Window
+# arithmetic runs in 32-bit ints (sizes, strides and positions are far below 2**31),
+# and so does ``i`` whenever the output's size leaves room for the grid-stride loop's
+# last step. Terms index memory with the long long parameters.
 _GATHER_ONE = """
-    for (@I@ i = (@I@)blockIdx.x * blockDim.x + threadIdx.x; i < (@I@)total;
-         i += (@I@)gridDim.x * blockDim.x) {
-      const @I@ q = i / W32, p = q / H32;
-      const int x = (int)(i - q * W32), y = (int)(q - p * H32);
-      ACC acc = 0;
-      for (int ky = 0; ky < KH32; ++ky) {
-        const int t = y + PH32 - ky;
-        if (t < 0) continue;
-        const int oy = t / SH32;
-        if (oy * SH32 != t || oy >= OH32) continue;
-        for (int kx = 0; kx < KW32; ++kx) {
-          const int u = x + PW32 - kx;
-          if (u < 0) continue;
-          const int ox = u / SW32;
-          if (ox * SW32 != u || ox >= OW32) continue;
-          @TERM@
+    @I@ i = (@I@)blockIdx.x * blockDim.x + threadIdx.x;
+    const @I@ step = (@I@)gridDim.x * blockDim.x;
+    if (i < (@I@)total) {
+      const @I@ step_q = step / W32, step_p = step_q / H32;
+      const int d_x = (int)(step - step_q * W32), d_y = (int)(step_q - step_p * H32);
+      const @I@ q = i / W32;
+      @I@ p = q / H32;
+      int x = (int)(i - q * W32), y = (int)(q - p * H32);
+      for (; i < (@I@)total; i += step) {
+        ACC acc = 0;
+        const int ty = y + PH32, tx = x + PW32;
+        const int oy_top = ty / SH32, ox_top = tx / SW32;
+        const int ky_first = ty - oy_top * SH32, kx_first = tx - ox_top * SW32;
+        for (int ky = ky_first, oy = oy_top; ky < KH32 && oy >= 0; ky += SH32, --oy) {
+          if (oy >= OH32) continue;
+          for (int kx = kx_first, ox = ox_top; kx < KW32 && ox >= 0; kx += SW32, --ox) {
+            if (ox >= OW32) continue;
+            @TERM@
+          }
         }
+        @STORE@
+        x += d_x;         int carry = x >= W32; if (carry) x -= W32;
+        y += d_y + carry; carry = y >= H32;     if (carry) y -= H32;
+        p += step_p + carry;
       }
-      @STORE@
     }
 """
 GATHER_LOOP = (

@@ -19,7 +19,7 @@ import numpy
 
 from ember.backends.reference import pool as _ref
 from ember.backends.geometry import IntOrPair, check_grad, check_nchw, pool_geometry
-from ember.backends.cupy.kernel_spec import CTYPES, KernelSpec, emulate_gather, gather_body, launch
+from ember.backends.cupy.kernel_spec import CTYPES, WALK_BLOCKS, KernelSpec, emulate_gather, gather_body, launch
 
 _GEOMETRY_ARGS = """long long C, long long H, long long W, long long KH, long long KW,
     long long SH, long long SW, long long PH, long long PW, long long OH, long long OW"""
@@ -148,14 +148,14 @@ def _emulate_avg_fwd(total, x, y, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
 
 
 MAX_FWD = KernelSpec("ember_max_pool_fwd", _MAX_FWD_BODY, _emulate_max_fwd)
-MAX_BWD = KernelSpec("ember_max_pool_bwd", _MAX_BWD_BODY, _emulate_gather)
+MAX_BWD = KernelSpec("ember_max_pool_bwd", _MAX_BWD_BODY, _emulate_gather, max_blocks=WALK_BLOCKS)
 AVG_FWD = KernelSpec("ember_avg_pool_fwd", _AVG_FWD_BODY, _emulate_avg_fwd)
 def _emulate_avg_bwd(total, gy, gx, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     """NumPy evaluation of the average-pool backward gather."""
     _emulate_gather(total, gy, None, gx, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
 
 
-AVG_BWD = KernelSpec("ember_avg_pool_bwd", _AVG_BWD_BODY, _emulate_avg_bwd)
+AVG_BWD = KernelSpec("ember_avg_pool_bwd", _AVG_BWD_BODY, _emulate_avg_bwd, max_blocks=WALK_BLOCKS)
 SPECS = [MAX_FWD, MAX_BWD, AVG_FWD, AVG_BWD]
 
 
