@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 
 import numba
 import numpy
 
+from benchmarks.harness.timing import median_seconds
 from ember.backends.numba import conv_shifted
 
 # (input channels, input height = width, output channels, padding): DeepConvNet's conv2, conv4-conv6
@@ -75,15 +75,6 @@ def per_tap_forward(x: numpy.ndarray, W: numpy.ndarray, pad: int) -> numpy.ndarr
     return y
 
 
-def _median_s(fn, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(numpy.median(times))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--positions", type=int, default=4)
@@ -100,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
         rel = float(numpy.abs(direct - reference).max() / numpy.abs(reference).max())
         oh = hw + 2 * pad - 2
         flop = 2.0 * args.batch * oc * c * 9 * oh * oh
-        t_direct = _median_s(lambda: direct_forward(kern, x, W, pad))
-        t_taps = _median_s(lambda: per_tap_forward(x, W, pad))
+        t_direct = median_seconds(lambda: direct_forward(kern, x, W, pad), 7)
+        t_taps = median_seconds(lambda: per_tap_forward(x, W, pad), 7)
         print(f"C{c} {hw}x{hw} -> OC{oc} pad {pad}: direct {1e3 * t_direct:7.2f} ms ({flop / t_direct / 1e9:5.1f} "
               f"GFLOP/s), per-tap GEMMs {1e3 * t_taps:6.2f} ms ({flop / t_taps / 1e9:5.1f} GFLOP/s), "
               f"max rel diff {rel:.1e}")

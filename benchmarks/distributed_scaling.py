@@ -18,25 +18,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks.harness.timing import median_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIZES_BYTES = [4 << 10, 64 << 10, 1 << 20, 4 << 20, 16 << 20]
 MODELS = {"two_layer_net": 100, "simple_convnet": 100, "multi_layer_net": 128}
 LINKS = {"1 GbE": (117.5e6, 50e-6), "10 GbE": (1.175e9, 20e-6)}  # (bytes/s after TCP, per-hop latency s)
 RANKS = [2, 4, 8, 16, 32, 64]
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def worker(out: Path) -> None:
@@ -53,7 +45,7 @@ def worker(out: Path) -> None:
     for size in SIZES_BYTES:
         t = em.zeros(size // 4)
         dist.all_reduce(t)
-        doc["allreduce"][str(size)] = _median_time(lambda: dist.all_reduce(t), 30)
+        doc["allreduce"][str(size)] = median_seconds(lambda: dist.all_reduce(t), 30)
     for name, batch in MODELS.items():
         em.manual_seed(rank)
         model = em.models.build_model(name, (1, 28, 28), 10)
@@ -73,7 +65,7 @@ def worker(out: Path) -> None:
             for _ in range(3):
                 step()
             dist.barrier()
-            row[f"{label}_step_s"] = _median_time(step, 15)
+            row[f"{label}_step_s"] = median_seconds(step, 15)
         doc["models"][name] = row
     if rank == 0:
         out.write_text(json.dumps(doc))

@@ -78,6 +78,18 @@ class EventTimer:
         return self.elapsed_ms(start, end) / 1e3 / inner
 
 
+def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Median wall time of ``repeats`` single calls of ``fn`` (quick probes outside the harness)."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    mid = len(times) // 2
+    return times[mid] if len(times) % 2 else (times[mid - 1] + times[mid]) / 2
+
+
 def calibrate_inner(call_s: float, min_sample_s: float, cap: int = 100_000) -> int:
     """How many calls one sample needs to last at least ``min_sample_s``."""
     if call_s <= 0:

@@ -138,3 +138,13 @@ def test_a_suite_note_is_validated_and_printed_under_the_header():
     doc["note"] = infer.NOTE
     schema.validate(doc)
     assert infer.NOTE in render(doc) and "synthetic" in infer.NOTE
+
+
+def test_median_seconds_is_the_median_of_single_calls(monkeypatch):
+    clock = iter([0.0, 3.0, 10.0, 11.0, 20.0, 25.0, 30.0, 32.0])  # call times 3, 1, 5, 2
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert timing.median_seconds(lambda: calls.append(1), 4) == 2.5  # (2 + 3) / 2
+    assert len(calls) == 4
+    clock = iter([0.0, 3.0, 10.0, 11.0, 20.0, 25.0])
+    assert timing.median_seconds(lambda: None, 3) == 3.0
